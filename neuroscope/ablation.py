@@ -1,0 +1,60 @@
+"""Ablation: keep the top, random or bottom M% of neurons, zero the rest and
+evaluate the trained probe without retraining (paper section 4.1, Table 1).
+
+Zeroing a neuron's activation removes exactly its column's contribution to
+the logits, so each ablation is evaluated as a linear model over the kept
+columns; all ablations of one split share one read of its activations.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from neuroscope.probe import ElasticNetProbe, Features, predict_many
+from neuroscope.ranking import Ranking
+
+UNSEEN_RULES = ("error", "exclude")
+
+
+def accuracy(predicted: np.ndarray, gold: np.ndarray, unseen: str = "error") -> float:
+    """Share of tokens whose predicted class id equals the gold id.
+
+    Gold id -1 marks a label never seen in training. Rule ``error`` (default)
+    keeps those tokens and counts them wrong, as the probe can never output
+    them; ``exclude`` leaves them out of the denominator (docs/data.md).
+    """
+    if unseen not in UNSEEN_RULES:
+        raise ValueError(f"unseen rule must be one of {UNSEEN_RULES}, got {unseen!r}")
+    predicted = np.asarray(predicted)
+    gold = np.asarray(gold)
+    if unseen == "exclude":
+        keep = gold >= 0
+        predicted, gold = predicted[keep], gold[keep]
+    if len(gold) == 0:
+        return float("nan")
+    return float(np.mean(predicted == gold) * 100.0)
+
+
+def ablation_sets(ranking: Ranking, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Positions (into the probe's columns) kept by each ablation."""
+    return {
+        "top": ranking.top(fraction),
+        "random": ranking.random(fraction, seed),
+        "bottom": ranking.bottom(fraction),
+    }
+
+
+def evaluate_ablations(
+    probe: ElasticNetProbe,
+    keep_sets: Mapping[str, np.ndarray | None],
+    X: Features,
+    gold: np.ndarray,
+    unseen: str = "error",
+) -> dict[str, float]:
+    """Accuracy (in %) of the probe with each kept set; ``None`` keeps all neurons."""
+    names = list(keep_sets)
+    models = [probe.linear_model(keep_sets[n]) for n in names]
+    predictions = predict_many(X, models, probe.device)
+    return {n: accuracy(predictions[k], gold, unseen) for k, n in enumerate(names)}

@@ -1,0 +1,170 @@
+"""The ``neuroscope`` command: parses arguments, prints with rich, calls the orchestrator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from neuroscope import __version__
+from neuroscope.errors import NeuroscopeError
+from neuroscope.model import AGGREGATIONS
+from neuroscope.ablation import UNSEEN_RULES
+
+log = logging.getLogger("neuroscope")
+
+
+def _split_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated names")
+    return items
+
+
+def _limits(value: str) -> tuple[int | None, int | None, int | None]:
+    parts = value.split(",")
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("expected N or TRAIN,DEV,TEST sentence counts")
+    try:
+        return tuple(int(p) if p.strip() not in ("", "all") else None for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a sentence count: {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroscope", description="Neuron-level analysis of pre-trained language models.")
+    parser.add_argument("--version", action="version", version=f"neuroscope {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the paper's protocol for models x tasks")
+    run.add_argument("--model", type=_split_list, default=["minilm"],
+                     help="model names or aliases, comma-separated; hf:<name-or-path> for any transformers encoder")
+    run.add_argument("--task", type=_split_list, default=["pos"], help="task names, comma-separated")
+    run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
+                     "then the user cache)")
+    run.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1); paper: 3")
+    run.add_argument("--l1", type=float, default=None, help="L1 lambda (default 1e-3, paper Table 5)")
+    run.add_argument("--l2", type=float, default=None, help="L2 lambda (default 1e-2, paper Table 5)")
+    run.add_argument("--fraction", type=float, default=0.2, help="M, share of neurons kept in ablations (paper: 0.2)")
+    run.add_argument("--aggregation", choices=AGGREGATIONS, default="last", help="sub-word to word (paper: last)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    run.add_argument("--epochs", type=int, default=10)
+    run.add_argument("--lr", type=float, default=1e-3)
+    run.add_argument("--batch-size", type=int, default=512, help="probe mini-batch size (paper: 512)")
+    run.add_argument("--extract-batch-size", type=int, default=32, help="sentences per forward pass")
+    run.add_argument("--stride", type=int, default=100, help="weight-mass steps of the ranking (NeuroX: 100)")
+    run.add_argument("--unseen-labels", choices=UNSEEN_RULES, default="error",
+                     help="dev/test tokens whose label is not in train: count as errors, or exclude")
+    run.add_argument("--max-sentences", type=_limits, default=(None, None, None), metavar="N|TRAIN,DEV,TEST",
+                     help="use only the first sentences of each split (quick runs)")
+    run.add_argument("--out", type=Path, default=None, help="run directory (one model x task only)")
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="parent of run directories")
+    run.add_argument("--cache-dir", type=Path, default=None, help="activation store (default: $NEUROSCOPE_CACHE "
+                     "or ~/.cache/neuroscope)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+
+    sub.add_parser("plugins", help="list loaded plugins, their hooks and versions")
+
+    report = sub.add_parser("report", help="re-render tables and figures of a run from results.json")
+    report.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _setup_logging(verbose: int, console: Console) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.orchestrator import Orchestrator, RunConfig, default_cache_dir, default_data_dir, default_run_dir
+    from neuroscope.progress import Reporter
+    from neuroscope.registry import Registry
+
+    registry = Registry()
+    cells = [(m, t) for m in args.model for t in args.task]
+    for model, task in cells:
+        registry.resolve_model(model)
+        registry.resolve_task(task)
+    if args.out is not None and len(cells) > 1:
+        raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
+    from neuroscope.orchestrator import DEFAULT_L1, DEFAULT_L2
+
+    reporter = Reporter(quiet=args.quiet, console=console)
+    orchestrator = Orchestrator(registry, reporter, sys.argv)
+    data_dir = args.data_dir or default_data_dir()
+    cache_dir = args.cache_dir or default_cache_dir()
+    for model, task in cells:
+        config = RunConfig(
+            model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(args.seeds)),
+            l1=DEFAULT_L1 if args.l1 is None else args.l1, l2=DEFAULT_L2 if args.l2 is None else args.l2,
+            fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
+            lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size, stride=args.stride,
+            unseen_labels=args.unseen_labels, max_sentences=args.max_sentences, cache_dir=str(Path(cache_dir).resolve()),
+        )
+        run_dir = args.out or default_run_dir(args.runs_dir, model, task)
+        with reporter.running():
+            results = orchestrator.run(config, run_dir, resume=args.resume)
+        if not args.quiet:
+            test = results["summary"]["ablation"]["test"]
+            console.print(f"[bold green]{model} x {task}[/]: test accuracy all {test['all']['mean']:.2f}, "
+                          f"top {test['top']['mean']:.2f}, random {test['random']['mean']:.2f}, "
+                          f"bottom {test['bottom']['mean']:.2f} (majority {results['majority_baseline']['test']:.2f})")
+            console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.registry import Registry
+
+    registry = Registry()
+    table = Table(title="neuroscope plugins")
+    for column in ("plugin", "origin", "distribution", "version", "hooks", "provides"):
+        table.add_column(column)
+    for p in registry.plugins:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
+        table.add_row(p.name, p.origin, p.distribution, p.version, ", ".join(p.hooks), provides)
+    console.print(table)
+    for failure in registry.failures:
+        console.print(f"[red]failed[/] {failure.name}: {failure.error}")
+    aliases = Table(title="models and tasks (registry.toml)")
+    for column in ("kind", "name", "uses", "description"):
+        aliases.add_column(column)
+    for kind, key in (("models", "adapter"), ("tasks", "reader")):
+        for name, entry in sorted(registry.file[kind].items()):
+            aliases.add_row(kind[:-1], name, entry[key], entry.get("description", ""))
+    console.print(aliases)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.report import rerender
+
+    for path in rerender(args.run_dir):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    _setup_logging(args.verbose, Console(stderr=True))
+    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report}
+    try:
+        return handlers[args.command](args, console)
+    except NeuroscopeError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

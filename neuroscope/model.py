@@ -1,0 +1,52 @@
+"""The model adapter contract: words in, per-layer word vectors out.
+
+An adapter turns pre-tokenised sentences into one vector per word per layer
+(paper section 2: "we map each word w_i in the data D to a sequence of latent
+representations"). Sub-word models choose which sub-token stands for the word
+(``aggregation``; the paper uses the last one, section 3 "Classifier
+Settings").
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import numpy as np
+
+from neuroscope.types import NeuronIndex
+
+AGGREGATIONS = ("last", "first", "mean")
+
+
+class ModelAdapter(abc.ABC):
+    """Base class for model adapters registered through ``register_models``."""
+
+    #: short adapter name, e.g. "transformers"
+    name: str = "adapter"
+
+    @property
+    @abc.abstractmethod
+    def neuron_index(self) -> NeuronIndex:
+        """Layer names (embedding layer first) and hidden size."""
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What identifies the activations this adapter produces.
+
+        Must change whenever the vectors could change: checkpoint content
+        hash, aggregation, adapter version. It addresses the activation store.
+        """
+
+    @abc.abstractmethod
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """One float32 array (layers, words, hidden) per sentence, in order."""
+
+    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Sentence indices grouped into forward-pass batches (default: 32 at a time,
+        longest first so that padding is small). Adapters may override."""
+        order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
+        return [order[i : i + 32] for i in range(0, len(order), 32)]
+
+    def device_name(self) -> str:
+        return "cpu"

@@ -1,0 +1,302 @@
+"""The elastic-net logistic-regression probe (paper section 2 "Probe", section 3
+"Classifier Settings").
+
+Loss for one (l1, l2) setting, as DESIGN.md fixes it:
+
+    mean cross-entropy over the batch + l1 * |W|_1 + l2 * |W|_2^2   (bias not penalised)
+
+optimised with Adam (lr 1e-3) on shuffled mini-batches of 512 for 10 epochs.
+The paper writes the cross-entropy as a sum; we use the mean, as the authors'
+NeuroX toolkit does, so lambdas are comparable with Table 5 (docs/probe.md).
+
+The training core, :func:`train_elastic_net`, trains G settings at once: the
+weights are a (G, neurons, labels) tensor, every batch is read once and used
+by all G settings. The summed loss separates per setting and Adam is
+element-wise, so each setting follows exactly the trajectory it would follow
+alone over the same batch order. The lambda search reuses one data read for
+the whole grid.
+
+:class:`ElasticNetProbe` wraps it in scikit-learn's estimator conventions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable, Sequence
+
+import attrs
+import numpy as np
+import torch
+
+from neuroscope.store import ActivationSet
+
+log = logging.getLogger(__name__)
+
+Features = np.ndarray | ActivationSet
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def n_rows(X: Features) -> int:
+    return X.n_tokens if isinstance(X, ActivationSet) else int(X.shape[0])
+
+
+def n_columns(X: Features) -> int:
+    return X.n_neurons if isinstance(X, ActivationSet) else int(X.shape[1])
+
+
+def read_rows(X: Features, rows: slice | np.ndarray, neurons: np.ndarray | None) -> np.ndarray:
+    """float32 rows of an activation set or an in-memory array."""
+    if isinstance(X, ActivationSet):
+        return X.rows(rows, neurons)
+    block = X[rows]
+    if neurons is not None:
+        block = block[:, neurons]
+    return np.asarray(block, dtype=np.float32)
+
+
+def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536):
+    total = n_rows(X)
+    if isinstance(X, ActivationSet):
+        chunk_rows = X.chunk_rows(None if neurons is None else len(neurons))
+    for start in range(0, total, chunk_rows):
+        yield start, read_rows(X, slice(start, min(start + chunk_rows, total)), neurons)
+
+
+@attrs.frozen
+class TrainSettings:
+    """The optimisation settings of section 3; defaults are the paper's."""
+
+    lr: float = 1e-3
+    batch_size: int = 512
+    epochs: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+
+def train_elastic_net(
+    X: Features,
+    y: np.ndarray,
+    n_classes: int,
+    lambdas: Sequence[tuple[float, float]],
+    settings: TrainSettings = TrainSettings(),
+    neurons: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train one probe per (l1, l2) in ``lambdas`` over one read of the data.
+
+    Returns ``coef`` (G, labels, neurons) and ``intercept`` (G, labels) as float32.
+    Rows whose label is negative (unknown) must not be passed in ``y``.
+    """
+    if len(lambdas) == 0:
+        raise ValueError("at least one (l1, l2) setting is needed")
+    y = np.asarray(y, dtype=np.int64)
+    total = n_rows(X)
+    if y.shape != (total,):
+        raise ValueError(f"y has shape {y.shape}, expected ({total},)")
+    if (y < 0).any() or (y >= n_classes).any():
+        raise ValueError("y holds class ids outside [0, n_classes)")
+    device = resolve_device(settings.device)
+    width = n_columns(X) if neurons is None else len(neurons)
+    g = len(lambdas)
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    weight = torch.zeros(g, width, n_classes, device=device, requires_grad=True)
+    bias = torch.zeros(g, n_classes, device=device, requires_grad=True)
+    l1 = torch.tensor([float(a) for a, _ in lambdas], device=device)
+    l2 = torch.tensor([float(b) for _, b in lambdas], device=device)
+    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr)
+    y_all = torch.from_numpy(y)
+    for epoch in range(settings.epochs):
+        order = rng.permutation(total)
+        for start in range(0, total, settings.batch_size):
+            idx = np.sort(order[start : start + settings.batch_size])
+            xb = torch.from_numpy(read_rows(X, idx, neurons)).to(device, non_blocking=True)
+            yb = y_all[idx].to(device)
+            logits = torch.einsum("bd,gdt->gbt", xb, weight) + bias[:, None, :]
+            ce = torch.nn.functional.cross_entropy(
+                logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
+            ).view(g, len(idx)).mean(dim=1)
+            penalty = l1 * weight.abs().sum(dim=(1, 2)) + l2 * weight.pow(2).sum(dim=(1, 2))
+            loss = (ce + penalty).sum()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if progress:
+                progress(len(idx))
+        log.debug("epoch %d done, last batch loss %.4f", epoch + 1, loss.item() / g)
+    coef = weight.detach().permute(0, 2, 1).contiguous().cpu().numpy()
+    return coef, bias.detach().cpu().numpy()
+
+
+@attrs.frozen
+class LinearModel:
+    """A trained linear classifier restricted to some columns of the activations.
+
+    ``columns`` are indices into the activation matrix; ``coef`` is (labels,
+    len(columns)). Zeroing every other neuron (paper section 4.1) is the same
+    as using only these columns, so an ablation is a LinearModel too.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    columns: np.ndarray
+
+
+def predict_many(X: Features, models: Sequence[LinearModel], device: str = "cpu") -> np.ndarray:
+    """Class ids predicted by each model for every row: (models, rows), one read of X."""
+    dev = resolve_device(device)
+    needed = np.unique(np.concatenate([m.columns for m in models]))
+    position = {int(c): i for i, c in enumerate(needed)}
+    prepared = []
+    for m in models:
+        local = torch.from_numpy(np.array([position[int(c)] for c in m.columns], dtype=np.int64)).to(dev)
+        prepared.append((local, torch.from_numpy(np.ascontiguousarray(m.coef.T, dtype=np.float32)).to(dev),
+                         torch.from_numpy(np.asarray(m.intercept, dtype=np.float32)).to(dev)))
+    out = np.empty((len(models), n_rows(X)), dtype=np.int64)
+    with torch.no_grad():
+        for start, block in iter_chunks(X, needed):
+            xb = torch.from_numpy(block).to(dev)
+            for k, (local, weight, bias) in enumerate(prepared):
+                scores = xb.index_select(1, local) @ weight + bias
+                out[k, start : start + len(block)] = scores.argmax(dim=1).cpu().numpy()
+    return out
+
+
+def predict_proba_one(X: Features, model: LinearModel, device: str = "cpu") -> np.ndarray:
+    dev = resolve_device(device)
+    weight = torch.from_numpy(np.ascontiguousarray(model.coef.T, dtype=np.float32)).to(dev)
+    bias = torch.from_numpy(np.asarray(model.intercept, dtype=np.float32)).to(dev)
+    parts = []
+    with torch.no_grad():
+        for _, block in iter_chunks(X, model.columns):
+            parts.append(torch.softmax(torch.from_numpy(block).to(dev) @ weight + bias, dim=1).cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.intercept)), dtype=np.float32)
+
+
+class ElasticNetProbe:
+    """Elastic-net logistic regression in scikit-learn's estimator style.
+
+    ``__init__`` only stores parameters; ``fit`` returns ``self``; fitted state
+    ends in ``_``: ``coef_`` (labels, neurons), ``intercept_`` (labels,),
+    ``classes_`` (sorted ``np.unique`` of the training labels) and
+    ``neurons_`` (the activation columns the probe reads). ``X`` is an
+    :class:`~neuroscope.store.ActivationSet` (read in chunks) or an array.
+    """
+
+    def __init__(
+        self,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        lr: float = 1e-3,
+        batch_size: int = 512,
+        epochs: int = 10,
+        seed: int = 0,
+        device: str = "cpu",
+        neurons: Sequence[int] | None = None,
+    ):
+        self.l1 = l1
+        self.l2 = l2
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+        self.device = device
+        self.neurons = neurons
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> "ElasticNetProbe":
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for ElasticNetProbe; valid: {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "neurons")
+        return f"ElasticNetProbe({args})"
+
+    def _settings(self) -> TrainSettings:
+        return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device)
+
+    def _columns(self, X: Features) -> np.ndarray:
+        if self.neurons is None:
+            return np.arange(n_columns(X))
+        return np.asarray(self.neurons, dtype=np.int64)
+
+    def fit(self, X: Features, y: Sequence[Any], progress: Callable[[int], None] | None = None) -> "ElasticNetProbe":
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        ids = np.searchsorted(self.classes_, y)
+        columns = self._columns(X)
+        coef, intercept = train_elastic_net(
+            X, ids, len(self.classes_), [(self.l1, self.l2)], self._settings(),
+            None if self.neurons is None else columns, progress,
+        )
+        self.coef_ = coef[0]
+        self.intercept_ = intercept[0]
+        self.neurons_ = columns
+        return self
+
+    @classmethod
+    def fit_grid(
+        cls,
+        X: Features,
+        y: Sequence[Any],
+        lambdas: Sequence[tuple[float, float]],
+        progress: Callable[[int], None] | None = None,
+        **params: Any,
+    ) -> list["ElasticNetProbe"]:
+        """One fitted probe per (l1, l2), all trained over one read of the data."""
+        template = cls(**params)
+        y = np.asarray(y)
+        classes = np.unique(y)
+        columns = template._columns(X)
+        coef, intercept = train_elastic_net(
+            X, np.searchsorted(classes, y), len(classes), lambdas, template._settings(),
+            None if template.neurons is None else columns, progress,
+        )
+        probes = []
+        for k, (l1, l2) in enumerate(lambdas):
+            probe = cls(**{**params, "l1": l1, "l2": l2})
+            probe.classes_, probe.coef_, probe.intercept_, probe.neurons_ = classes, coef[k], intercept[k], columns
+            probes.append(probe)
+        return probes
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("this ElasticNetProbe is not fitted yet; call fit first")
+
+    def linear_model(self, keep: np.ndarray | None = None) -> LinearModel:
+        """The probe as a LinearModel; ``keep`` (positions in ``coef_`` columns)
+        zeroes every other neuron (ablation, paper section 4.1)."""
+        self._check_fitted()
+        if keep is None:
+            return LinearModel(self.coef_, self.intercept_, self.neurons_)
+        keep = np.asarray(keep, dtype=np.int64)
+        return LinearModel(self.coef_[:, keep], self.intercept_, self.neurons_[keep])
+
+    def predict(self, X: Features) -> np.ndarray:
+        return self.classes_[predict_many(X, [self.linear_model()], self.device)[0]]
+
+    def predict_proba(self, X: Features) -> np.ndarray:
+        return predict_proba_one(X, self.linear_model(), self.device)
+
+    def score(self, X: Features, y: Sequence[Any]) -> float:
+        """Accuracy; a label the probe never saw in training counts as an error."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))

@@ -1,0 +1,85 @@
+"""Helpers for task readers: locating data files and reading column formats.
+
+Every malformed line raises :class:`~neuroscope.errors.DataFormatError` with
+the file, the line number and what was expected; nothing is skipped quietly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+from neuroscope.errors import DataFormatError, NeuroscopeError
+from neuroscope.types import Sentence
+
+
+def data_file(data_dir: Path, relative: str, task: str) -> Path:
+    """``data_dir / relative``, or a clear error saying where the file was expected."""
+    path = Path(data_dir) / relative
+    if not path.exists():
+        raise NeuroscopeError(
+            f"task {task!r}: data file {path} not found (data directory {data_dir}); pass --data-dir, "
+            f"set NEUROSCOPE_DATA, or edit the task's paths in registry.toml"
+        )
+    return path
+
+
+def column_blocks(path: Path, comment: str | None = "#") -> Iterator[list[tuple[int, str]]]:
+    """Blank-line separated blocks of (line number, line) from a text file.
+
+    Lines starting with ``comment`` are skipped. A file with no data line is
+    an error.
+    """
+    block: list[tuple[int, str]] = []
+    seen = False
+    with open(path, encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.rstrip("\r\n")
+            if comment is not None and line.startswith(comment):
+                continue
+            if not line.strip():
+                if block:
+                    yield block
+                    seen = True
+                block = []
+                continue
+            block.append((number, line))
+    if block:
+        seen = True
+        yield block
+    if not seen:
+        raise DataFormatError(path, None, "at least one sentence", "an empty file")
+
+
+def read_columns(
+    path: Path,
+    word_column: int,
+    label_column: int,
+    n_columns: int,
+    sep: str | None = None,
+    comment: str | None = "#",
+    skip: Callable[[list[str]], bool] | None = None,
+) -> list[Sentence]:
+    """Sentences from a one-token-per-line file with exactly ``n_columns`` columns.
+
+    Columns are 0-based. ``sep`` None splits on runs of whitespace. ``skip``
+    may drop whole lines on purpose (e.g. CoNLL-U multiword ranges).
+    """
+    sentences = []
+    for block in column_blocks(path, comment):
+        words, labels = [], []
+        for number, line in block:
+            cols = line.split(sep)
+            if len(cols) != n_columns:
+                raise DataFormatError(path, number, f"{n_columns} columns separated by "
+                                      f"{'whitespace' if sep is None else repr(sep)}, got {len(cols)}", line)
+            if skip is not None and skip(cols):
+                continue
+            word, label = cols[word_column], cols[label_column]
+            if not word or not label:
+                raise DataFormatError(path, number, "a non-empty word and label", line)
+            words.append(word)
+            labels.append(label)
+        if words:
+            sentences.append(Sentence(words, labels))
+    return sentences

@@ -1,0 +1,242 @@
+"""The plugin registry: loads plugins with pluggy and resolves the names users type.
+
+Built-in plugins (listed in registry.toml) and third-party plugins (entry-point
+group ``neuroscope``) load through the same path: import, ``pm.register``,
+then each plugin's register-callback hooks are called one plugin at a time so
+that every name is attributed to the plugin that registered it.
+
+* ``NEUROSCOPE_LOAD_PLUGINS`` (comma-separated entry-point or distribution
+  names) limits which third-party plugins load; empty means none. Built-ins
+  always load: they are part of neuroscope.
+* A plugin that fails to import or whose hook raises is recorded with its name
+  and error and skipped; the rest keep working.
+* Two plugins registering the same name (or alias) of one kind is an error
+  naming both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as md
+import logging
+import os
+from typing import Any, Callable, Mapping
+
+import attrs
+import pluggy
+
+from neuroscope import hookspecs
+from neuroscope.errors import RegistryError
+from neuroscope.registry_file import load_registry_file
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "neuroscope"
+KINDS = tuple(hookspecs.HOOK_KINDS.values())
+
+
+@attrs.frozen
+class PluginInfo:
+    """A loaded plugin: its name, where it came from and what it registered."""
+
+    name: str
+    origin: str  # "builtin" or "entry point"
+    module: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+    provides: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": list(self.hooks),
+            "provides": {k: list(v) for k, v in self.provides.items()},
+        }
+
+
+@attrs.frozen
+class PluginFailure:
+    name: str
+    error: str
+
+
+@attrs.frozen
+class Entry:
+    """One registered object of a kind, under its canonical name."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    aliases: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Resolved:
+    """A user-typed name resolved to a registered object plus the options to call it with."""
+
+    kind: str
+    requested: str
+    entry: Entry
+    options: dict[str, Any]
+    origin: str
+
+
+def _neuroscope_version() -> str:
+    from neuroscope import __version__
+
+    return __version__
+
+
+class Registry:
+    """Every registered model, task, probe and ranker, plus registry.toml aliases."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, extra_plugins: Mapping[str, Any] | None = None):
+        self.env = dict(os.environ if env is None else env)
+        self.file = load_registry_file(self.env)
+        self.pm = pluggy.PluginManager("neuroscope")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self.failures: list[PluginFailure] = []
+        self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        self._names: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        self._load(extra_plugins or {})
+
+    def _load(self, extra_plugins: Mapping[str, Any]) -> None:
+        candidates: list[tuple[str, str, Callable[[], Any], str, str]] = []
+        version = _neuroscope_version()
+        for module_name in self.file["plugins"]["builtin"]:
+            short = module_name.rsplit(".", 1)[-1]
+            candidates.append(
+                (short, "builtin", lambda m=module_name: importlib.import_module(m), "neuroscope-nlp", version)
+            )
+        allowed = self._allowed_entry_points()
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            dist_version = ep.dist.version if ep.dist is not None else "?"
+            if allowed is not None and ep.name not in allowed and dist not in allowed:
+                log.info("plugin %s not loaded: not in NEUROSCOPE_LOAD_PLUGINS", ep.name)
+                continue
+            candidates.append((ep.name, "entry point", ep.load, dist, dist_version))
+        for name, obj in extra_plugins.items():
+            candidates.append((name, "explicit", lambda o=obj: o, "?", "?"))
+
+        for name, origin, loader, dist, dist_version in candidates:
+            if self.pm.has_plugin(name):
+                raise RegistryError(f"two plugins are both named {name!r}; rename one of them")
+            try:
+                plugin = loader()
+                self.pm.register(plugin, name=name)
+            except Exception as exc:  # a broken plugin must not take down the others
+                self._fail(name, exc)
+                continue
+            module = getattr(plugin, "__name__", type(plugin).__name__)
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            provides = self._call_hooks(name, plugin)
+            if provides is None:
+                continue
+            self.plugins.append(PluginInfo(name, origin, module, dist, dist_version, hooks, provides))
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        log.warning("plugin %s failed to load and is skipped: %s", name, message)
+        self.failures.append(PluginFailure(name, message))
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+
+    def _allowed_entry_points(self) -> set[str] | None:
+        raw = self.env.get("NEUROSCOPE_LOAD_PLUGINS")
+        if raw is None:
+            return None
+        return {p.strip() for p in raw.split(",") if p.strip()}
+
+    def _call_hooks(self, plugin_name: str, plugin: Any) -> dict[str, tuple[str, ...]] | None:
+        staged: list[Entry] = []
+        for hook_name, kind in hookspecs.HOOK_KINDS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+
+                def register(name: str, obj: Any, aliases: tuple[str, ...] | list[str] = (), _kind: str = kind) -> None:
+                    staged.append(Entry(_kind, str(name), obj, plugin_name, tuple(aliases)))
+
+                try:
+                    impl.function(register=register)
+                except Exception as exc:
+                    self._fail(plugin_name, exc)
+                    return None
+        provides: dict[str, list[str]] = {}
+        for entry in staged:
+            self._add(entry)
+            provides.setdefault(entry.kind, []).append(entry.name)
+        return {k: tuple(v) for k, v in provides.items()}
+
+    def _add(self, entry: Entry) -> None:
+        names = self._names[entry.kind]
+        for name in (entry.name, *entry.aliases):
+            if name in names:
+                other = names[name].plugin
+                raise RegistryError(
+                    f"{entry.kind[:-1]} name {name!r} is registered by both plugin {other!r} "
+                    f"and plugin {entry.plugin!r}; uninstall one or set NEUROSCOPE_LOAD_PLUGINS"
+                )
+        self._entries[entry.kind][entry.name] = entry
+        for name in (entry.name, *entry.aliases):
+            names[name] = entry
+
+    def entries(self, kind: str) -> list[Entry]:
+        return [self._entries[kind][k] for k in sorted(self._entries[kind])]
+
+    def get(self, kind: str, name: str) -> Entry:
+        try:
+            return self._names[kind][name]
+        except KeyError:
+            raise RegistryError(self._unknown(kind, name, list(self._names[kind]))) from None
+
+    def _unknown(self, kind: str, name: str, known: list[str]) -> str:
+        singular = kind[:-1]
+        msg = f"unknown {singular} {name!r}"
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        if close:
+            msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        msg += f" (known: {', '.join(sorted(known))})"
+        failed = [f.name for f in self.failures]
+        if failed:
+            msg += f"; plugins that failed to load: {', '.join(failed)}"
+        return msg
+
+    def model_names(self) -> list[str]:
+        return sorted(set(self.file["models"]) | set(self._names["models"]))
+
+    def task_names(self) -> list[str]:
+        return sorted(set(self.file["tasks"]) | set(self._names["tasks"]))
+
+    def resolve_model(self, spec: str) -> Resolved:
+        """``hf:<name-or-path>``, a registry.toml alias, or a registered adapter name."""
+        if spec.startswith("hf:"):
+            entry = self.get("models", "transformers")
+            return Resolved("models", spec, entry, {"checkpoint": spec[3:]}, "command line")
+        return self._resolve("models", spec, "adapter", self.model_names())
+
+    def resolve_task(self, spec: str) -> Resolved:
+        return self._resolve("tasks", spec, "reader", self.task_names())
+
+    def _resolve(self, kind: str, spec: str, key: str, known: list[str]) -> Resolved:
+        alias = self.file[kind].get(spec)
+        if alias is not None:
+            options = {k: v for k, v in alias.items() if k not in (key, "description", "licence", "_origin")}
+            try:
+                entry = self.get(kind, alias[key])
+            except RegistryError as exc:
+                raise RegistryError(f"{alias['_origin']}: [{kind}.{spec}] {key} = {alias[key]!r}: {exc}") from None
+            return Resolved(kind, spec, entry, options, alias["_origin"])
+        if spec in self._names[kind]:
+            return Resolved(kind, spec, self._names[kind][spec], {}, f"plugin {self._names[kind][spec].plugin}")
+        raise RegistryError(self._unknown(kind, spec, known))

@@ -1,0 +1,148 @@
+"""The steps of the paper's protocol as plain functions over typed values.
+
+extract -> probe -> ranking -> ablation (section 2 and section 4.1). Each
+returns JSON-serialisable results so the orchestrator can store them and a run
+can resume from any finished step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+import numpy as np
+
+from neuroscope.ablation import ablation_sets, evaluate_ablations
+from neuroscope.errors import NeuroscopeError
+from neuroscope.probe import ElasticNetProbe
+from neuroscope.ranking import Ranking
+from neuroscope.registry import Registry, Resolved
+from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids
+from neuroscope.types import NeuronIndex, TaskData
+from neuroscope.model import ModelAdapter
+
+log = logging.getLogger(__name__)
+
+
+def load_task(registry: Registry, spec: str, data_dir: Path) -> TaskData:
+    """Read a task through its registered reader (registry.toml options applied)."""
+    resolved: Resolved = registry.resolve_task(spec)
+    reader: Callable[..., TaskData] = resolved.entry.obj
+    options = dict(resolved.options)
+    if "task" in inspect.signature(reader).parameters:
+        options.setdefault("task", spec)
+    data = reader(Path(data_dir), **options)
+    if not isinstance(data, TaskData):
+        raise NeuroscopeError(f"task reader {resolved.entry.name!r} returned {type(data).__name__}, not TaskData")
+    for name, corpus in data.splits.items():
+        if len(corpus) == 0:
+            raise NeuroscopeError(f"task {spec!r}: the {name} split is empty ({corpus.source})")
+    return attrs.evolve(data, name=spec)
+
+
+def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32) -> ModelAdapter:
+    """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``)."""
+    resolved = registry.resolve_model(spec)
+    options = {"batch_size": batch_size, **resolved.options}
+    try:
+        inspect.signature(resolved.entry.obj).bind(device=device, aggregation=aggregation, **options)
+    except TypeError as exc:
+        raise NeuroscopeError(f"model {spec!r} (adapter {resolved.entry.name!r}, options from {resolved.origin}): "
+                              f"{exc}; e.g. use --model hf:<name-or-path> for the transformers adapter") from None
+    adapter = resolved.entry.obj(device=device, aggregation=aggregation, **options)
+    if not isinstance(adapter, ModelAdapter):
+        raise NeuroscopeError(f"model adapter {resolved.entry.name!r} returned {type(adapter).__name__}, "
+                              "not a neuroscope.ModelAdapter")
+    return adapter
+
+
+def data_summary(task: TaskData) -> dict[str, Any]:
+    """Sizes, checksums and label statistics of every split (reported in results)."""
+    known = set(task.labels)
+    out: dict[str, Any] = {"task": task.name, "description": task.description, "labels": list(task.labels),
+                           "splits": {}}
+    for name, corpus in task.splits.items():
+        counts = corpus.label_counts()
+        out["splits"][name] = {
+            "source": corpus.source,
+            "sentences": len(corpus),
+            "tokens": corpus.n_tokens,
+            "sha256": corpus.checksum(),
+            "label_counts": counts,
+            "unseen_labels": {k: v for k, v in counts.items() if k not in known},
+        }
+    return out
+
+
+def majority_baseline(task: TaskData) -> dict[str, Any]:
+    """Accuracy (%) of always predicting the most frequent training label."""
+    counts = task.train.label_counts()
+    label = max(counts, key=lambda k: (counts[k], k))
+    out: dict[str, Any] = {"label": label}
+    for name in ("dev", "test"):
+        labels = task.splits[name].labels()
+        out[name] = 100.0 * sum(1 for x in labels if x == label) / len(labels)
+    return out
+
+
+@attrs.frozen
+class SeedResult:
+    """Everything one seed of the core loop produced."""
+
+    seed: int
+    train_accuracy: float
+    ablation: dict[str, dict[str, float]]
+    ranking: Ranking
+    kept: dict[str, list[int]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "train_accuracy": self.train_accuracy, "ablation": self.ablation,
+                "ranking": self.ranking.to_json(), "kept": self.kept}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SeedResult":
+        return cls(int(data["seed"]), float(data["train_accuracy"]), data["ablation"],
+                   Ranking.from_json(data["ranking"]), data["kept"])
+
+
+def run_seed(
+    probe: ElasticNetProbe,
+    ranker: Callable[..., Ranking],
+    ranker_options: dict[str, Any],
+    acts: dict[str, ActivationSet],
+    task: TaskData,
+    fraction: float,
+    unseen: str,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[SeedResult, ElasticNetProbe]:
+    """Train the probe on train, rank its neurons, ablate top / random / bottom on dev and test."""
+    train_labels = np.asarray(task.train.labels())
+    probe.fit(acts["train"], train_labels, progress=progress)
+    ranking = ranker(probe.coef_, **ranker_options)
+    sets = ablation_sets(ranking, fraction, probe.seed)
+    results: dict[str, dict[str, float]] = {}
+    for split in ("dev", "test"):
+        gold = labels_to_ids(task.splits[split].labels(), probe.classes_)
+        results[split] = evaluate_ablations(probe, {"all": None, **sets}, acts[split], gold, unseen)
+    train_gold = labels_to_ids(train_labels, probe.classes_)
+    train_acc = evaluate_ablations(probe, {"all": None}, acts["train"], train_gold, unseen)["all"]
+    kept = {k: v.tolist() for k, v in sets.items()}
+    return SeedResult(probe.seed, train_acc, results, ranking, kept), probe
+
+
+def layer_distribution(neurons: np.ndarray, index: NeuronIndex) -> list[int]:
+    """How many of the given neurons lie in each layer (paper Figure 1)."""
+    return np.bincount(index.layer_of(neurons), minlength=index.n_layers).tolist()
+
+
+def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
+            task_progress: Callable[[str, int], Any]) -> dict[str, ActivationSet]:
+    out = {}
+    for name, corpus in task.splits.items():
+        with task_progress(f"extract {name}", len(corpus)) as advance:
+            out[name] = store.get_or_extract(adapter, corpus, advance)
+    return out
+

@@ -1,0 +1,38 @@
+"""CoNLL-U reader (Universal Dependencies), e.g. UD English-EWT with PTB-style XPOS.
+
+Ten tab-separated columns; ``column`` chooses ``upos`` (column 4) or ``xpos``
+(column 5) as the label. Multiword-token range lines (``3-4``) and empty nodes
+(``8.1``) are skipped as the CoNLL-U format defines them: the syntactic words
+carry the tags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroscope import Corpus, NeuroscopeError, TaskData, hookimpl
+from neuroscope.readers import data_file, read_columns
+
+COLUMNS = {"upos": 3, "xpos": 4}
+
+
+def _is_range_or_empty(cols: list[str]) -> bool:
+    return "-" in cols[0] or "." in cols[0]
+
+
+def read_conllu(
+    data_dir: Path, *, train: str, dev: str, test: str, column: str = "xpos", task: str = "conllu"
+) -> TaskData:
+    if column not in COLUMNS:
+        raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
+    splits = {}
+    for name, rel in (("train", train), ("dev", dev), ("test", test)):
+        path = data_file(data_dir, rel, task)
+        sentences = read_columns(path, 1, COLUMNS[column], 10, sep="\t", comment="#", skip=_is_range_or_empty)
+        splits[name] = Corpus(name, sentences, str(path))
+    return TaskData(task, splits["train"], splits["dev"], splits["test"], f"CoNLL-U {column.upper()} tagging")
+
+
+@hookimpl
+def register_tasks(register):
+    register("conllu", read_conllu)
