@@ -40,11 +40,13 @@ def layer_table(results: dict[str, Any]) -> str:
 
 
 def data_table(results: dict[str, Any]) -> str:
-    rows = ["| split | sentences | tokens | labels unseen in train (tokens) | source |", "|---|---|---|---|---|"]
+    rows = ["| split | sentences | tokens | labels unseen in train (tokens) | sentences also in train (verbatim) | source |",
+            "|---|---|---|---|---|---|"]
     for name, stats in results["data"].items():
         unseen = stats["unseen_labels"]
         unseen_txt = ", ".join(f"{k} ({v})" for k, v in unseen.items()) or "none"
-        rows.append(f"| {name} | {stats['sentences']:,} | {stats['tokens']:,} | {unseen_txt} | {stats['source']} |")
+        rows.append(f"| {name} | {stats['sentences']:,} | {stats['tokens']:,} | {unseen_txt} | "
+                    f"{stats['also_in_train'] if name != 'train' else '-'} | {stats['source']} |")
     return "\n".join(rows)
 
 

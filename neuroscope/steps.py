@@ -62,6 +62,7 @@ def load_model(registry: Registry, spec: str, device: str, aggregation: str, bat
 def data_summary(task: TaskData) -> dict[str, Any]:
     """Sizes, checksums and label statistics of every split (reported in results)."""
     known = set(task.labels)
+    train_texts = {s.words for s in task.train.sentences}
     out: dict[str, Any] = {"task": task.name, "description": task.description, "labels": list(task.labels),
                            "splits": {}}
     for name, corpus in task.splits.items():
@@ -73,6 +74,7 @@ def data_summary(task: TaskData) -> dict[str, Any]:
             "sha256": corpus.checksum(),
             "label_counts": counts,
             "unseen_labels": {k: v for k, v in counts.items() if k not in known},
+            "also_in_train": 0 if name == "train" else sum(s.words in train_texts for s in corpus.sentences),
         }
     return out
 

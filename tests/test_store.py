@@ -1,0 +1,127 @@
+import zlib
+
+import numpy as np
+import pytest
+
+from neuroscope import Corpus, ModelAdapter, NeuronIndex, Sentence, StoreError
+from neuroscope.probe import ElasticNetProbe
+from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids, store_key
+
+
+class WordHashAdapter(ModelAdapter):
+    """A deterministic adapter for store tests: each word's vector is seeded by its text and position."""
+
+    name = "word-hash"
+
+    def __init__(self, layers=2, hidden=3, fail_after=None, shape_bug=False):
+        self._index = NeuronIndex(tuple(f"l{i}" for i in range(layers)), hidden)
+        self.calls = 0
+        self.fail_after = fail_after
+        self.shape_bug = shape_bug
+
+    @property
+    def neuron_index(self):
+        return self._index
+
+    def identity(self):
+        return {"adapter": self.name, "layers": self._index.n_layers, "hidden": self._index.hidden_size}
+
+    def batches(self, sentences):
+        return [[i] for i in range(len(sentences))]
+
+    def vector(self, word, position):
+        rng = np.random.default_rng(zlib.crc32(f"{word}/{position}".encode()))
+        return rng.normal(size=(self._index.n_layers, self._index.hidden_size)).astype(np.float32)
+
+    def embed(self, sentences):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        out = []
+        for words in sentences:
+            vecs = np.stack([self.vector(w, i) for i, w in enumerate(words)], axis=1)
+            out.append(vecs[:, :-1] if self.shape_bug else vecs)
+        return out
+
+
+def corpus(n=7):
+    return Corpus("train", [Sentence([f"w{i}", f"x{i}", "y"][: 1 + i % 3], ["A", "B", "C"][: 1 + i % 3]) for i in range(n)])
+
+
+def expected_rows(adapter, corp):
+    rows = []
+    for s in corp.sentences:
+        for i, w in enumerate(s.words):
+            rows.append(adapter.vector(w, i).reshape(-1))
+    return np.array(rows, dtype=np.float16)
+
+
+def test_extract_writes_memmap_with_manifest_and_offsets(tmp_path):
+    adapter, corp = WordHashAdapter(), corpus()
+    acts = ActivationStore(tmp_path).get_or_extract(adapter, corp)
+    assert isinstance(acts.array, np.memmap)
+    assert acts.array.dtype == np.float16
+    assert acts.array.shape == (corp.n_tokens, 6)
+    np.testing.assert_array_equal(np.asarray(acts.array), expected_rows(adapter, corp))
+    assert acts.offsets.tolist() == [0] + np.cumsum([len(s) for s in corp.sentences]).tolist()
+    assert acts.manifest["identity"] == adapter.identity()
+    assert acts.index.layer_names == ("l0", "l1")
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_store_is_reused_and_content_addressed(tmp_path):
+    store = ActivationStore(tmp_path)
+    adapter = WordHashAdapter()
+    first = store.get_or_extract(adapter, corpus())
+    calls = adapter.calls
+    again = store.get_or_extract(adapter, corpus())
+    assert adapter.calls == calls and again.path == first.path
+    relabelled = Corpus("train", [Sentence(s.words, ["Z"] * len(s)) for s in corpus().sentences])
+    assert store.get_or_extract(adapter, relabelled).path == first.path  # labels do not change activations
+    other = store.get_or_extract(WordHashAdapter(hidden=4), corpus())
+    assert other.path != first.path
+    assert store_key({"a": 1}, "x") != store_key({"a": 2}, "x")
+
+
+def test_interrupted_extraction_resumes(tmp_path):
+    store, corp = ActivationStore(tmp_path), corpus(9)
+    with pytest.raises(KeyboardInterrupt):
+        store.get_or_extract(WordHashAdapter(fail_after=5), corp, flush_every=1)
+    assert list(tmp_path.glob("*.partial"))
+    resumed = WordHashAdapter()
+    acts = store.get_or_extract(resumed, corp)
+    assert resumed.calls == 4  # only the sentences not yet written
+    np.testing.assert_array_equal(np.asarray(acts.array), expected_rows(resumed, corp))
+
+
+def test_wrong_shape_from_adapter_is_an_error(tmp_path):
+    with pytest.raises(StoreError, match="returned shape"):
+        ActivationStore(tmp_path).get_or_extract(WordHashAdapter(shape_bug=True), corpus())
+
+
+def test_chunks_cover_all_rows_and_subsets(tmp_path):
+    acts = ActivationStore(tmp_path).get_or_extract(WordHashAdapter(), corpus(30))
+    full = np.asarray(acts.array, dtype=np.float32)
+    blocks = list(acts.chunks(chunk_bytes=4 * 6 * 5))
+    assert len(blocks) > 1
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), full)
+    sub = np.array([1, 4])
+    np.testing.assert_array_equal(np.concatenate([b for _, b in acts.chunks(sub, 64)]), full[:, sub])
+
+
+def test_incomplete_store_is_rejected(tmp_path):
+    with pytest.raises(StoreError, match="manifest"):
+        ActivationSet(tmp_path)
+
+
+def test_probe_trains_from_store_like_from_array(tmp_path):
+    corp = corpus(60)
+    acts = ActivationStore(tmp_path).get_or_extract(WordHashAdapter(), corp)
+    y = np.array(corp.labels())
+    from_store = ElasticNetProbe(epochs=2, batch_size=16).fit(acts, y)
+    from_array = ElasticNetProbe(epochs=2, batch_size=16).fit(np.asarray(acts.array, dtype=np.float32), y)
+    np.testing.assert_allclose(from_store.coef_, from_array.coef_, atol=1e-6)
+
+
+def test_labels_to_ids_marks_unknown():
+    assert labels_to_ids(["B", "Q", "A"], ["A", "B"]).tolist() == [1, -1, 0]
