@@ -156,13 +156,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
+    console = Console(stderr=False, soft_wrap=True)
     _setup_logging(args.verbose, Console(stderr=True))
     handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
 
 

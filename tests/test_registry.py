@@ -1,0 +1,144 @@
+"""The plugin registry: built-ins, entry points, filtering, failures, collisions, names."""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import neuroscope
+from neuroscope.errors import RegistryError
+from neuroscope.registry import Registry
+
+FIXTURE = Path(__file__).parent / "plugin_fixture"
+
+
+def install_plugin(site: Path, module_source: Path, name: str = "neuroscope-charmodel",
+                   entry: str = "charmodel = neuroscope_charmodel") -> Path:
+    """Install a plugin the way pip leaves it: the module plus a dist-info with an entry point."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / module_source.name).write_text(module_source.read_text())
+    dist = site / f"{name.replace('-', '_')}-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text(f"[neuroscope]\n{entry}\n")
+    return site
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    site = install_plugin(tmp_path / "site", FIXTURE / "neuroscope_charmodel.py")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_builtins_load_through_registry_toml():
+    registry = Registry()
+    names = {p.name for p in registry.plugins}
+    assert {"transformers_models", "ptb", "conll2000", "conllu", "probes"} <= names
+    assert all(p.origin == "builtin" and p.version == neuroscope.__version__ for p in registry.plugins)
+    assert registry.get("probes", "elastic-net").plugin == "probes"
+    assert registry.resolve_model("minilm").options["checkpoint"].startswith("package:")
+    assert registry.resolve_model("hf:/some/dir").options == {"checkpoint": "/some/dir"}
+    assert registry.resolve_task("pos").entry.name == "ptb"
+
+
+def test_unknown_names_suggest_close_matches():
+    registry = Registry()
+    with pytest.raises(RegistryError, match=r"unknown model 'minlm'; did you mean 'minilm'"):
+        registry.resolve_model("minlm")
+    with pytest.raises(RegistryError, match=r"unknown task 'chunks'; did you mean 'chunk'"):
+        registry.resolve_task("chunks")
+
+
+def test_entry_point_plugin_loads_with_version(plugin_site):
+    registry = Registry()
+    info = {p.name: p for p in registry.plugins}["charmodel"]
+    assert info.origin == "entry point"
+    assert (info.distribution, info.version) == ("neuroscope-charmodel", "0.3")
+    assert info.hooks == ("register_models", "register_tasks")
+    assert info.provides == {"models": ("charstats",), "tasks": ("vowels",)}
+    assert registry.resolve_model("cs").entry.name == "charstats"
+
+
+def test_load_plugins_env_limits_entry_points(plugin_site):
+    assert "charmodel" not in {p.name for p in Registry(env={"NEUROSCOPE_LOAD_PLUGINS": ""}).plugins}
+    assert "charmodel" in {p.name for p in Registry(env={"NEUROSCOPE_LOAD_PLUGINS": "charmodel"}).plugins}
+    assert "charmodel" in {p.name for p in Registry(env={"NEUROSCOPE_LOAD_PLUGINS": "neuroscope-charmodel"}).plugins}
+
+
+def test_broken_plugin_is_reported_and_others_work(tmp_path, monkeypatch):
+    broken = tmp_path / "src" / "neuroscope_broken.py"
+    broken.parent.mkdir()
+    broken.write_text("import neuroscope\nraise ImportError('needs libfoo')\n")
+    site = install_plugin(tmp_path / "site", broken, name="neuroscope-broken", entry="broken = neuroscope_broken")
+    monkeypatch.syspath_prepend(str(site))
+    registry = Registry()
+    assert [(f.name, f.error) for f in registry.failures] == [("broken", "ImportError: needs libfoo")]
+    assert registry.resolve_task("pos").entry.name == "ptb"
+
+
+def test_name_collision_names_both_plugins(tmp_path, monkeypatch):
+    clash = tmp_path / "src" / "neuroscope_clash.py"
+    clash.parent.mkdir()
+    clash.write_text("import neuroscope\n\n@neuroscope.hookimpl\ndef register_tasks(register):\n"
+                     "    register('ptb', lambda data_dir: None)\n")
+    site = install_plugin(tmp_path / "site", clash, name="neuroscope-clash", entry="clash = neuroscope_clash")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(RegistryError, match=r"task name 'ptb' is registered by both plugin 'ptb' and plugin 'clash'"):
+        Registry()
+
+
+def test_user_registry_toml_adds_and_overrides(tmp_path):
+    (tmp_path / "registry.toml").write_text(
+        '[models.mybert]\nadapter = "transformers"\ncheckpoint = "/models/mybert"\n\n'
+        '[tasks.pos]\nreader = "conllu"\ntrain = "a"\ndev = "b"\ntest = "c"\n'
+    )
+    registry = Registry()
+    assert registry.resolve_model("mybert").options == {"checkpoint": "/models/mybert"}
+    resolved = registry.resolve_task("pos")
+    assert resolved.entry.name == "conllu" and resolved.origin == str(tmp_path / "registry.toml")
+
+
+def test_bad_user_registry_is_a_clear_error(tmp_path):
+    (tmp_path / "registry.toml").write_text('[models.x]\ncheckpoint = "y"\n')
+    with pytest.raises(RegistryError, match=r"\[models.x\] needs a 'adapter' key"):
+        Registry()
+    (tmp_path / "registry.toml").write_text('[plugins]\nbuiltin = []\n')
+    with pytest.raises(RegistryError, match=r"unknown section \[plugins\]"):
+        Registry()
+
+
+def test_third_party_plugin_runs_through_the_cli(tmp_path):
+    site = install_plugin(tmp_path / "site", FIXTURE / "neuroscope_charmodel.py")
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    lines = []
+    for _ in range(400):
+        for _ in range(rng.randint(3, 8)):
+            word = "".join(rng.choice(letters) for _ in range(rng.randint(2, 7)))
+            lines.append(f"{word} {'V' if word[0] in 'aeiou' else 'C'}")
+        lines.append("")
+    (tmp_path / "words.txt").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = subprocess.run([sys.executable, "-m", "neuroscope.cli", "plugins"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert "charmodel" in listed.stdout and "0.3" in listed.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "neuroscope.cli", "run", "--model", "charstats", "--task", "vowels", "--data-dir",
+         str(tmp_path), "--seeds", "1", "--epochs", "30", "--batch-size", "64", "--l1", "0", "--l2", "0", "--out", str(tmp_path / "run"),
+         "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    import json
+
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["neurons"] == 54
+    assert results["summary"]["ablation"]["test"]["all"]["mean"] > 95.0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {"name": "charmodel", "version": "0.3"}.items() <= {
+        k: v for p in manifest["plugins"] if p["name"] == "charmodel" for k, v in p.items()}.items()
