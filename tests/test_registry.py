@@ -1,5 +1,6 @@
 """The plugin registry: built-ins, entry points, filtering, failures, collisions, names."""
 
+import json
 import os
 import random
 import subprocess
@@ -40,6 +41,7 @@ def test_builtins_load_through_registry_toml():
     assert {"transformers_models", "ptb", "conll2000", "conllu", "probes"} <= names
     assert all(p.origin == "builtin" and p.version == neuroscope.__version__ for p in registry.plugins)
     assert registry.get("probes", "elastic-net").plugin == "probes"
+    assert registry.get("rankers", "weight-mass").plugin == "probes"
     assert registry.resolve_model("minilm").options["checkpoint"].startswith("package:")
     assert registry.resolve_model("hf:/some/dir").options == {"checkpoint": "/some/dir"}
     assert registry.resolve_task("pos").entry.name == "ptb"
@@ -134,11 +136,41 @@ def test_third_party_plugin_runs_through_the_cli(tmp_path):
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    import json
-
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["neurons"] == 54
     assert results["summary"]["ablation"]["test"]["all"]["mean"] > 95.0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert {"name": "charmodel", "version": "0.3"}.items() <= {
         k: v for p in manifest["plugins"] if p["name"] == "charmodel" for k, v in p.items()}.items()
+
+
+def test_every_hook_is_documented_with_its_signature_and_tested():
+    import inspect
+    import re
+
+    from neuroscope import hookspecs
+
+    docs = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py") if p.name != "test_registry.py")
+    tests += (FIXTURE / "neuroscope_charmodel.py").read_text()
+    for name in hookspecs.HOOK_KINDS:
+        # pluggy matches hook arguments by name, so the names are the signature
+        signature = f"{name}({', '.join(inspect.signature(getattr(hookspecs, name)).parameters)})"
+        assert f"### `{signature}`" in docs, f"docs/plugins.md does not document {signature}"
+        kind = hookspecs.HOOK_KINDS[name]
+        assert re.search(rf"def {name}\(|get\(\"{kind}\"", tests + Path(__file__).read_text()), name
+
+
+def test_wheel_ships_plugins_and_registry(tmp_path):
+    import zipfile
+
+    repo = Path(__file__).parent.parent
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(tmp_path), str(repo)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    wheel = next(tmp_path.glob("neuroscope_nlp-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for plugin in ("ptb", "conll2000", "conllu", "transformers_models", "probes", "hub"):
+        assert f"neuroscope_plugins/{plugin}.py" in names
+    assert any(n.endswith(".data/data/share/neuroscope/registry.toml") for n in names)
+    assert "neuroscope/cli.py" in names
