@@ -15,6 +15,7 @@ from neuroscope import __version__
 from neuroscope.errors import NeuroscopeError
 from neuroscope.model import AGGREGATIONS
 from neuroscope.ablation import UNSEEN_RULES
+from neuroscope.search import PAPER_VALUES
 
 log = logging.getLogger("neuroscope")
 
@@ -38,6 +39,16 @@ def _limits(value: str) -> tuple[int | None, int | None, int | None]:
         raise argparse.ArgumentTypeError(f"not a sentence count: {value!r}") from None
 
 
+def _floats(value: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected one or more numbers")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroscope", description="Neuron-level analysis of pre-trained language models.")
     parser.add_argument("--version", action="version", version=f"neuroscope {__version__}")
@@ -51,9 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
                      "then the user cache)")
     run.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1); paper: 3")
-    run.add_argument("--l1", type=float, default=None, help="L1 lambda (default 1e-3, paper Table 5)")
-    run.add_argument("--l2", type=float, default=None, help="L2 lambda (default 1e-2, paper Table 5)")
+    run.add_argument("--l1", type=float, default=None, help="fix the L1 lambda (with --l2) and skip the search")
+    run.add_argument("--l2", type=float, default=None, help="fix the L2 lambda (with --l1) and skip the search")
+    run.add_argument("--grid", type=_floats, default=PAPER_VALUES, metavar="V,V,...",
+                     help="lambda values; the search tries every (l1, l2) pair (paper: 0,1e-1,...,1e-7)")
+    run.add_argument("--alpha", type=float, default=0.5, help="weight of At - Ab in S (paper: 0.5)")
+    run.add_argument("--beta", type=float, default=0.5, help="weight of Az - Al in S (paper: 0.5)")
     run.add_argument("--fraction", type=float, default=0.2, help="M, share of neurons kept in ablations (paper: 0.2)")
+    run.add_argument("--deltas", type=_floats, default=(0.5, 2.0), metavar="D,D,...",
+                     help="accuracy margins to the oracle for the minimal neuron set (paper: 0.5 and 2)")
+    run.add_argument("--scan-step", type=float, default=0.01, help="minimal-set scan step, share of the network "
+                     "(paper: 0.01)")
+    run.add_argument("--scan-block", type=int, default=8, help="scan sizes trained together over one data read")
+    run.add_argument("--no-control", action="store_true", help="skip the control task and selectivity")
+    run.add_argument("--grid-memory", type=float, default=2.0, help="GiB for the weights of lambda settings "
+                     "trained together")
     run.add_argument("--aggregation", choices=AGGREGATIONS, default="last", help="sub-word to word (paper: last)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     run.add_argument("--epochs", type=int, default=10)
@@ -74,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list loaded plugins, their hooks and versions")
 
-    report = sub.add_parser("report", help="re-render tables and figures of a run from results.json")
+    report = sub.add_parser("report", help="re-render tables, figures and report.html of a run from results.json")
     report.add_argument("run_dir", type=Path)
+
+    comp = sub.add_parser("compare", help="put several runs (models, tasks) side by side")
+    comp.add_argument("run_dirs", type=Path, nargs="+")
+    comp.add_argument("--out", type=Path, default=None, help="output directory (default: runs/compare-<date>)")
     return parser
 
 
@@ -97,8 +124,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         registry.resolve_task(task)
     if args.out is not None and len(cells) > 1:
         raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
-    from neuroscope.orchestrator import DEFAULT_L1, DEFAULT_L2
-
     reporter = Reporter(quiet=args.quiet, console=console)
     orchestrator = Orchestrator(registry, reporter, sys.argv)
     data_dir = args.data_dir or default_data_dir()
@@ -106,8 +131,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for model, task in cells:
         config = RunConfig(
             model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(args.seeds)),
-            l1=DEFAULT_L1 if args.l1 is None else args.l1, l2=DEFAULT_L2 if args.l2 is None else args.l2,
-            fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
+            l1=args.l1, l2=args.l2, grid=args.grid, alpha=args.alpha, beta=args.beta, deltas=args.deltas,
+            scan_step=args.scan_step, scan_block=args.scan_block, control=not args.no_control,
+            grid_memory=int(args.grid_memory * 2**30), fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size, stride=args.stride,
             unseen_labels=args.unseen_labels, max_sentences=args.max_sentences, cache_dir=str(Path(cache_dir).resolve()),
         )
@@ -115,11 +141,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         with reporter.running():
             results = orchestrator.run(config, run_dir, resume=args.resume)
         if not args.quiet:
-            test = results["summary"]["ablation"]["test"]
-            console.print(f"[bold green]{model} x {task}[/]: test accuracy all {test['all']['mean']:.2f}, "
-                          f"top {test['top']['mean']:.2f}, random {test['random']['mean']:.2f}, "
-                          f"bottom {test['bottom']['mean']:.2f} (majority {results['majority_baseline']['test']:.2f})")
-            console.print(f"run directory: {run_dir}")
+            summary = results["summary"]
+            test = summary["ablation"]["test"]
+            lam = results["lambdas"]
+            minimal = summary["minimal"][str(config.deltas[0])]
+            console.print(f"[bold green]{model} x {task}[/]: lambdas {lam['l1']:g}, {lam['l2']:g} ({lam['chosen_by']}); "
+                          f"test accuracy all {test['all']['mean']:.2f}, top {test['top']['mean']:.2f}, "
+                          f"random {test['random']['mean']:.2f}, bottom {test['bottom']['mean']:.2f} "
+                          f"(majority {results['majority_baseline']['test']:.2f})")
+            line = (f"minimal set (delta {config.deltas[0]:g}): {minimal['n_neurons']['mean']:.0f} neurons "
+                    f"({minimal['share']['mean']:.1f}%), test Acc_t {minimal['test']['selected']['mean']:.2f} "
+                    f"vs Acc_a {minimal['test']['all']['mean']:.2f}")
+            if summary["selectivity"]:
+                sel = summary["selectivity"]["test"]
+                line += f"; selectivity Sel_a {sel['all']['mean']:.2f}, Sel_t {sel['selected']['mean']:.2f}"
+            console.print(line)
+            console.print(f"run directory: {run_dir} (report.html, tables.md)")
     return 0
 
 
@@ -154,11 +191,22 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    import datetime as dt
+
+    from neuroscope.compare import compare
+
+    out = args.out or Path("runs") / f"compare-{dt.date.today().isoformat()}"
+    for path in compare(args.run_dirs, out):
+        console.print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False, soft_wrap=True)
     _setup_logging(args.verbose, Console(stderr=True))
-    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report}
+    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:

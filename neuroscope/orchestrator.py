@@ -1,9 +1,18 @@
-"""The orchestrator: resolves names, plans model x task cells, runs the steps,
-writes each run directory (DESIGN.md, layer 2). It knows steps, not models.
+"""The orchestrator: resolves names, runs the protocol's steps for one model x
+task cell and writes its run directory (DESIGN.md, layer 2). It knows steps,
+not models.
 
-A run directory holds ``config.json`` (resolved settings), ``manifest.json``
-(versions, plugins, data checksums, seeds, device), ``steps/`` (one file per
-finished step, for ``--resume``), ``results.json``, ``tables.md`` and figures.
+Steps, each written to ``RUN_DIR/steps/`` when finished so that ``--resume``
+continues an interrupted run from the last finished one:
+
+1. ``data.json`` - the task's splits, checksums and label statistics;
+2. activations - in the shared activation store (resumable on their own);
+3. ``lambda-search.json`` - the (l1, l2) grid scored by S on dev (section 2,
+   "Search"), with the first seed; skipped when lambdas are given;
+4. per seed: ``seed-N.json`` + ``seed-N-probe.npz`` (oracle probe, ranking,
+   ablations; Table 1), ``seed-N-minimal.json`` (minimal neuron sets per delta;
+   Tables 2, 3), ``seed-N-control.json`` (control task, selectivity);
+5. ``results.json``, ``manifest.json``, ``tables.md``, figures, ``report.html``.
 """
 
 from __future__ import annotations
@@ -14,26 +23,26 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import numpy as np
 
+from neuroscope.analyses import analyse
 from neuroscope.errors import NeuroscopeError
 from neuroscope.manifest import build_manifest
+from neuroscope.minimal import MinimalScan, minimal_neuron_scan
 from neuroscope.model import AGGREGATIONS
+from neuroscope.probe import TrainSettings
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
-from neuroscope.steps import (SeedResult, data_summary, extract, layer_distribution, load_model, load_task,
+from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
+from neuroscope.steps import (SeedResult, control_step, data_summary, extract, load_model, load_task,
                               majority_baseline, run_seed)
-from neuroscope.store import ActivationStore
+from neuroscope.store import ActivationStore, labels_to_ids
 
 log = logging.getLogger(__name__)
-
-# Paper appendix A.2, Table 5 (BERT / XLNet on POS): the default until a lambda search chooses.
-DEFAULT_L1 = 1e-3
-DEFAULT_L2 = 1e-2
 
 
 def default_cache_dir() -> Path:
@@ -51,15 +60,27 @@ def default_data_dir() -> Path:
 
 @attrs.frozen
 class RunConfig:
-    """The fully resolved settings of one model x task cell (written to config.json)."""
+    """The fully resolved settings of one model x task cell (written to config.json).
+
+    Defaults are the paper's: lambdas chosen by the 8 x 8 grid search with
+    alpha = beta = 0.5 and M = 20 %, deltas 0.5 and 2, 3 seeds, 1 % scan steps.
+    ``l1``/``l2`` set both fix the lambdas and skip the search.
+    """
 
     model: str
     task: str
     data_dir: str
     seeds: tuple[int, ...] = (0, 1, 2)
-    l1: float = DEFAULT_L1
-    l2: float = DEFAULT_L2
+    l1: float | None = None
+    l2: float | None = None
+    grid: tuple[float, ...] = PAPER_VALUES
+    alpha: float = 0.5
+    beta: float = 0.5
     fraction: float = 0.2
+    deltas: tuple[float, ...] = (0.5, 2.0)
+    scan_step: float = 0.01
+    scan_block: int = 8
+    control: bool = True
     aggregation: str = "last"
     device: str = "auto"
     epochs: int = 10
@@ -71,6 +92,7 @@ class RunConfig:
     stride: int = 100
     unseen_labels: str = "error"
     max_sentences: tuple[int | None, int | None, int | None] = (None, None, None)
+    grid_memory: int = DEFAULT_MEMORY
     cache_dir: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -80,14 +102,26 @@ class RunConfig:
             raise NeuroscopeError(f"--fraction must be in (0, 1), got {self.fraction}")
         if not self.seeds:
             raise NeuroscopeError("at least one seed is needed")
-        if self.l1 < 0 or self.l2 < 0:
+        if (self.l1 is None) != (self.l2 is None):
+            raise NeuroscopeError("give both --l1 and --l2 to fix the lambdas, or neither to search them")
+        if any(v is not None and v < 0 for v in (self.l1, self.l2)) or any(v < 0 for v in self.grid):
             raise NeuroscopeError("lambdas must be non-negative")
+        if not self.deltas or any(d < 0 for d in self.deltas):
+            raise NeuroscopeError("--deltas needs one or more non-negative accuracy margins")
+
+    @property
+    def search(self) -> bool:
+        return self.l1 is None
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
-        data["seeds"] = list(self.seeds)
-        data["max_sentences"] = list(self.max_sentences)
+        for key in ("seeds", "max_sentences", "grid", "deltas"):
+            data[key] = list(getattr(self, key))
         return data
+
+    def probe_params(self, l1: float, l2: float) -> dict[str, Any]:
+        return {"l1": l1, "l2": l2, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
+                "device": self.device}
 
 
 def default_run_dir(root: Path, model: str, task: str) -> Path:
@@ -95,15 +129,20 @@ def default_run_dir(root: Path, model: str, task: str) -> Path:
     return root / f"{dt.date.today().isoformat()}-{safe}"
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name, then rename: never a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
+        json.dump(data, fh, indent=2)
         fh.write("\n")
     os.replace(tmp, path)
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=0)), "values": [float(v) for v in arr]}
 
@@ -116,29 +155,43 @@ class Orchestrator:
         self.reporter = reporter
         self.argv = list(sys.argv if argv is None else argv)
 
-    def run(self, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-        run_dir = Path(run_dir)
+    def _step(self, path: Path, compute: Callable[[], Any], label: str) -> Any:
+        """Load a finished step, or compute and write it."""
+        if path.is_file():
+            self.reporter.log(f"{label}: reusing finished step {path.name}")
+            return read_json(path)
+        data = compute()
+        write_json(path, data)
+        return data
+
+    def _prepare(self, config: RunConfig, run_dir: Path, resume: bool) -> Path:
         steps_dir = run_dir / "steps"
         config_path = run_dir / "config.json"
         if run_dir.exists() and any(run_dir.iterdir()):
             if not resume:
                 raise NeuroscopeError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
             if config_path.is_file():
-                saved = json.loads(config_path.read_text(encoding="utf-8"))
+                saved = read_json(config_path)
                 if saved != config.to_json():
-                    diff = sorted(k for k in saved if saved.get(k) != config.to_json().get(k))
+                    diff = sorted(k for k in set(saved) | set(config.to_json())
+                                  if saved.get(k) != config.to_json().get(k))
                     raise NeuroscopeError(f"{run_dir}: cannot resume with different settings ({', '.join(diff)})")
         steps_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(config_path, config.to_json())
+        write_json(config_path, config.to_json())
+        return steps_dir
+
+    def run(self, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+        run_dir = Path(run_dir)
+        steps_dir = self._prepare(config, run_dir, resume)
 
         task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
         data = data_summary(task)
         data_step = steps_dir / "data.json"
         if data_step.is_file():
-            saved = json.loads(data_step.read_text(encoding="utf-8"))
+            saved = read_json(data_step)
             if {k: v["sha256"] for k, v in saved["splits"].items()} != {k: v["sha256"] for k, v in data["splits"].items()}:
                 raise NeuroscopeError(f"{run_dir}: the data changed since this run started; start a new run")
-        _write_json(data_step, data)
+        write_json(data_step, data)
         for split, stats in data["splits"].items():
             if stats["unseen_labels"]:
                 log.warning("%s: %d %s tokens carry labels unseen in train %s (rule: %s)", config.task,
@@ -155,63 +208,159 @@ class Orchestrator:
 
         probe_cls = self.registry.get("probes", config.probe).obj
         ranker = self.registry.get("rankers", config.ranker).obj
-        seeds: list[SeedResult] = []
-        for seed in config.seeds:
-            seed_path = steps_dir / f"seed-{seed}.json"
-            if seed_path.is_file():
-                self.reporter.log(f"seed {seed}: reusing finished step {seed_path}")
-                seeds.append(SeedResult.from_json(json.loads(seed_path.read_text(encoding="utf-8"))))
-                continue
-            probe = probe_cls(l1=config.l1, l2=config.l2, lr=config.lr, batch_size=config.batch_size,
-                              epochs=config.epochs, seed=seed, device=config.device)
-            total = config.epochs * acts["train"].n_tokens
-            with self.reporter.task(f"probe seed {seed}", total) as advance:
-                result, fitted = run_seed(probe, ranker, {"stride": config.stride}, acts, task, config.fraction,
-                                          config.unseen_labels, advance)
-            np.savez_compressed(steps_dir / f"seed-{seed}-probe.npz", coef=fitted.coef_,
-                                intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
-            _write_json(seed_path, result.to_json())
-            seeds.append(result)
+        ranker_options = {"stride": config.stride}
+        trainer = getattr(probe_cls, "train_many", None)
+        if trainer is None:
+            raise NeuroscopeError(f"probe {config.probe!r} has no train_many(); the protocol's lambda search, "
+                                  "minimal-set scan and control task need it (docs/plugins.md)")
+        classes = np.asarray(task.labels)
+        gold = {name: labels_to_ids(task.splits[name].labels(), classes) for name in task.splits}
+        n_train = acts["train"].n_tokens
 
-        results = self._results(config, index, task, data, seeds)
-        _write_json(run_dir / "results.json", results)
+        if config.search:
+            def search() -> dict[str, Any]:
+                grid = lambda_grid(config.grid)
+                settings = TrainSettings(config.lr, config.batch_size, config.epochs, config.seeds[0], config.device)
+                n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
+                n_groups = -(-n_settings // group_size(index.n_neurons, len(classes), n_settings, config.grid_memory))
+                with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.epochs * n_train * n_groups) as advance:
+                    found = lambda_search(acts["train"], gold["train"], acts["dev"], gold["dev"], len(classes), grid,
+                                          settings, ranker, ranker_options, config.fraction, config.alpha,
+                                          config.beta, config.unseen_labels, config.grid_memory, advance, trainer)
+                return found.to_json()
+
+            searched = LambdaSearch.from_json(self._step(steps_dir / "lambda-search.json", search, "lambda search"))
+            l1, l2 = searched.best
+        else:
+            searched, (l1, l2) = None, (config.l1, config.l2)
+        params = config.probe_params(l1, l2)
+
+        seeds: list[dict[str, Any]] = []
+        for seed in config.seeds:
+            seeds.append(self._run_seed(config, seed, steps_dir, probe_cls, ranker, ranker_options, trainer, params,
+                                        acts, task, gold, index))
+
+        results = self._results(config, index, task, data, seeds, searched, (l1, l2))
+        write_json(run_dir / "results.json", results)
         manifest = build_manifest(self.registry, adapter.device_name(), list(config.seeds), data, activations,
                                   self.argv)
         manifest["store_root"] = str(store.root)
-        _write_json(run_dir / "manifest.json", manifest)
+        write_json(run_dir / "manifest.json", manifest)
         render_report(results, run_dir)
         return results
 
-    def _results(self, config: RunConfig, index, task, data, seeds: list[SeedResult]) -> dict[str, Any]:
-        per_seed = []
-        for s in seeds:
-            top = np.asarray(s.kept["top"])
-            per_seed.append({"seed": s.seed, "train_accuracy": s.train_accuracy, "ablation": s.ablation,
-                             "top_neurons": top.tolist(),
-                             "top_layer_distribution": layer_distribution(top, index)})
-        summary: dict[str, Any] = {"ablation": {}}
+    def _run_seed(self, config, seed, steps_dir, probe_cls, ranker, ranker_options, trainer, params, acts, task,
+                  gold, index) -> dict[str, Any]:
+        n_train = acts["train"].n_tokens
+        n_classes = len(task.labels)
+        settings = TrainSettings(config.lr, config.batch_size, config.epochs, seed, config.device)
+
+        def oracle() -> dict[str, Any]:
+            probe = probe_cls(seed=seed, **params)
+            with self.reporter.task(f"oracle seed {seed}", config.epochs * n_train) as advance:
+                result, fitted = run_seed(probe, ranker, ranker_options, acts, task, config.fraction,
+                                          config.unseen_labels, advance)
+            np.savez_compressed(steps_dir / f"seed-{seed}-probe.npz", coef=fitted.coef_,
+                                intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
+            return result.to_json()
+
+        oracle_result = SeedResult.from_json(self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}"))
+        coef = np.load(steps_dir / f"seed-{seed}-probe.npz")["coef"]
+
+        def minimal() -> dict[str, Any]:
+            with self.reporter.task(f"minimal set seed {seed}", None) as advance:
+                scan = minimal_neuron_scan(
+                    acts["train"], gold["train"], acts["dev"], gold["dev"], acts["test"], gold["test"], n_classes,
+                    oracle_result.ranking, (params["l1"], params["l2"]), settings,
+                    oracle_result.ablation["dev"]["all"], config.deltas, config.scan_step, config.scan_block,
+                    config.unseen_labels, advance, trainer)
+            return scan.to_json()
+
+        scan = MinimalScan.from_json(self._step(steps_dir / f"seed-{seed}-minimal.json", minimal,
+                                                f"minimal set seed {seed}"))
+        selected_set = scan.for_delta(config.deltas[0])
+        selected = np.asarray(selected_set.neurons, dtype=np.int64)
+
+        control = None
+        if config.control:
+            def control_run() -> dict[str, Any]:
+                accs = {split: {"all": oracle_result.ablation[split]["all"],
+                                "selected": selected_set.dev_accuracy if split == "dev" else selected_set.test_accuracy}
+                        for split in ("dev", "test")}
+                with self.reporter.task(f"control task seed {seed}", config.epochs * n_train) as advance:
+                    return control_step(trainer, params, acts, task, seed, selected, accs, config.unseen_labels,
+                                        advance)
+
+            control = self._step(steps_dir / f"seed-{seed}-control.json", control_run, f"control task seed {seed}")
+
+        top = np.asarray(oracle_result.kept["top"])
+        return {
+            "seed": seed,
+            "train_accuracy": oracle_result.train_accuracy,
+            "ablation": oracle_result.ablation,
+            "minimal": scan.to_json(),
+            "control": control,
+            "analyses": analyse(coef, selected, index, list(task.labels)),
+            "top_fraction_layer_distribution": analyse(coef, top, index, list(task.labels))["layer_distribution"],
+        }
+
+    def _results(self, config, index, task, data, seeds, searched, lambdas) -> dict[str, Any]:
+        summary: dict[str, Any] = {"ablation": {}, "minimal": {}, "selectivity": {}}
         for split in ("dev", "test"):
             summary["ablation"][split] = {
-                k: _mean_std([s.ablation[split][k] for s in seeds]) for k in ("all", "top", "random", "bottom")
+                k: mean_std([s["ablation"][split][k] for s in seeds]) for k in ("all", "top", "random", "bottom")}
+        for delta in config.deltas:
+            sets = [MinimalScan.from_json(s["minimal"]).for_delta(delta) for s in seeds]
+            summary["minimal"][str(delta)] = {
+                "n_neurons": mean_std([m.n_neurons for m in sets]),
+                "share": mean_std([100 * m.share for m in sets]),
+                "dev": {"all": mean_std([s["ablation"]["dev"]["all"] for s in seeds]),
+                        "selected": mean_std([m.dev_accuracy for m in sets])},
+                "test": {"all": mean_std([s["ablation"]["test"]["all"] for s in seeds]),
+                         "selected": mean_std([m.test_accuracy for m in sets])},
             }
-        dist = np.array([p["top_layer_distribution"] for p in per_seed], dtype=np.float64)
-        summary["top_layer_distribution"] = {"mean": dist.mean(axis=0).tolist(), "std": dist.std(axis=0).tolist()}
-        summary["train_accuracy"] = _mean_std([s.train_accuracy for s in seeds])
+        if config.control:
+            for split in ("dev", "test"):
+                summary["selectivity"][split] = {
+                    k: mean_std([s["control"][split]["selectivity"][k] for s in seeds]) for k in ("all", "selected")}
+                summary["selectivity"][split]["control"] = {
+                    k: mean_std([s["control"][split]["control"][k] for s in seeds]) for k in ("all", "selected")}
+        dist = np.array([s["analyses"]["layer_distribution"] for s in seeds], dtype=np.float64)
+        summary["layer_distribution"] = {"mean": dist.mean(axis=0).tolist(), "std": dist.std(axis=0).tolist()}
+        top_dist = np.array([s["top_fraction_layer_distribution"] for s in seeds], dtype=np.float64)
+        summary["top_fraction_layer_distribution"] = {"mean": top_dist.mean(axis=0).tolist(),
+                                                      "std": top_dist.std(axis=0).tolist()}
+        labels = list(task.labels)
+        summary["neurons_per_label"] = {
+            lab: mean_std([s["analyses"]["neurons_per_label"][lab] for s in seeds]) for lab in labels}
+        summary["exclusivity"] = {
+            "mean_labels_per_neuron": mean_std([s["analyses"]["exclusivity"]["mean_labels_per_neuron"] for s in seeds]),
+            "exclusive_percent": mean_std([100 * s["analyses"]["exclusivity"]["exclusive_share"] for s in seeds]),
+        }
+        per_layer = np.array([[s["analyses"]["dominant_layer"][lab]["per_layer"] for lab in labels] for s in seeds],
+                             dtype=np.float64).sum(axis=0)
+        summary["dominant_layer"] = {
+            lab: {"layer": index.layer_names[int(np.argmax(row))] if row.sum() else None,
+                  "share": float(row.max() / row.sum()) if row.sum() else 0.0, "per_layer": row.tolist()}
+            for lab, row in zip(labels, per_layer)}
+        summary["train_accuracy"] = mean_std([s["train_accuracy"] for s in seeds])
         return {
             "model": config.model,
             "task": config.task,
             "neurons": index.n_neurons,
             "layers": list(index.layer_names),
             "hidden_size": index.hidden_size,
-            "lambdas": {"l1": config.l1, "l2": config.l2},
+            "lambdas": {"l1": lambdas[0], "l2": lambdas[1], "chosen_by": "search" if searched else "fixed"},
+            "lambda_search": None if searched is None else searched.to_json(),
             "fraction": config.fraction,
+            "deltas": list(config.deltas),
             "seeds": list(config.seeds),
-            "labels": list(task.labels),
+            "labels": labels,
             "data": {name: {k: v for k, v in stats.items() if k != "label_counts"}
                      for name, stats in data["splits"].items()},
             "label_counts": {name: stats["label_counts"] for name, stats in data["splits"].items()},
             "unseen_label_rule": config.unseen_labels,
             "majority_baseline": majority_baseline(task),
-            "per_seed": per_seed,
+            "per_seed": seeds,
             "summary": summary,
         }

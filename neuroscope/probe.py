@@ -90,11 +90,17 @@ def train_elastic_net(
     settings: TrainSettings = TrainSettings(),
     neurons: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
+    masks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train one probe per (l1, l2) in ``lambdas`` over one read of the data.
 
+    ``masks`` (G, width) bool, optional, restricts setting g to the columns
+    where ``masks[g]`` is true: the other weights stay exactly zero (zero
+    start, zero gradient, zero Adam step), so setting g is the probe trained
+    on that neuron subset alone. The minimal-neuron scan trains several
+    subset sizes this way over one read of the data.
+
     Returns ``coef`` (G, labels, neurons) and ``intercept`` (G, labels) as float32.
-    Rows whose label is negative (unknown) must not be passed in ``y``.
     """
     if len(lambdas) == 0:
         raise ValueError("at least one (l1, l2) setting is needed")
@@ -109,6 +115,12 @@ def train_elastic_net(
     g = len(lambdas)
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
+    mask = None
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape != (g, width):
+            raise ValueError(f"masks have shape {masks.shape}, expected ({g}, {width})")
+        mask = torch.from_numpy(masks.astype(np.float32))[:, :, None].to(device)
     weight = torch.zeros(g, width, n_classes, device=device, requires_grad=True)
     bias = torch.zeros(g, n_classes, device=device, requires_grad=True)
     l1 = torch.tensor([float(a) for a, _ in lambdas], device=device)
@@ -121,7 +133,8 @@ def train_elastic_net(
             idx = np.sort(order[start : start + settings.batch_size])
             xb = torch.from_numpy(read_rows(X, idx, neurons)).to(device, non_blocking=True)
             yb = y_all[idx].to(device)
-            logits = torch.einsum("bd,gdt->gbt", xb, weight) + bias[:, None, :]
+            effective = weight if mask is None else weight * mask
+            logits = torch.einsum("bd,gdt->gbt", xb, effective) + bias[:, None, :]
             ce = torch.nn.functional.cross_entropy(
                 logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
             ).view(g, len(idx)).mean(dim=1)
@@ -191,6 +204,10 @@ class ElasticNetProbe:
     ``neurons_`` (the activation columns the probe reads). ``X`` is an
     :class:`~neuroscope.store.ActivationSet` (read in chunks) or an array.
     """
+
+    #: the batched training core the protocol uses for lambda grids, minimal-set
+    #: scans and control probes (see :func:`train_elastic_net`)
+    train_many = staticmethod(train_elastic_net)
 
     def __init__(
         self,

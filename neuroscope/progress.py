@@ -31,13 +31,17 @@ class Reporter:
         self._progress = None
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A progress callback ``advance(n)``; ``total`` None when the amount of work is not known."""
         if self._progress is None:
             yield lambda n: None
             return
         task_id = self._progress.add_task(description, total=total)
         yield lambda n: self._progress.advance(task_id, n) if self._progress else None
-        self._progress.update(task_id, completed=total)
+        if total is not None:
+            self._progress.update(task_id, completed=total)
+        else:
+            self._progress.update(task_id, total=self._progress.tasks[task_id].completed)
 
     def log(self, message: str) -> None:
         if not self.quiet:

@@ -1,133 +1,308 @@
-"""Reports of a run: ``tables.md`` in the paper's layout and figures as PNG.
+"""Reports of a run: ``tables.md`` in the paper's layout, figures as PNG and a
+self-contained ``report.html`` (figures embedded, no external assets).
 
 Everything is rendered from ``results.json`` alone, so ``neuroscope report
-RUN_DIR`` re-renders without touching activations or retraining.
+RUN_DIR`` re-renders without touching activations or retraining. Tables are
+built once as :class:`Table` values and written both as Markdown and HTML.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import attrs
 import numpy as np
 
+from neuroscope.errors import NeuroscopeError
 
-def _fmt(stat: dict[str, float]) -> str:
+
+@attrs.frozen
+class Table:
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", "| " + " | ".join(self.header) + " |",
+                 "|" + "|".join("---" for _ in self.header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        return f"<h2>{html.escape(self.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+
+
+def fmt(stat: dict[str, Any] | None, digits: int = 2) -> str:
+    """mean ± std over seeds (just the mean for one seed)."""
+    if stat is None:
+        return "-"
     if len(stat.get("values", [])) > 1:
-        return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
-    return f"{stat['mean']:.2f}"
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f}"
 
 
-def ablation_table(results: dict[str, Any], split: str) -> str:
-    """Paper Table 1 (test) / Table 6 (dev): all, top, random, bottom M% accuracy."""
-    pct = int(round(results["fraction"] * 100))
-    rows = [f"| {results['task'].upper()} | {results['model']} |", "|---|---|"]
-    names = {"all": "All", "top": f"Top {pct}%", "random": f"Random {pct}%", "bottom": f"Bottom {pct}%"}
-    for key, label in names.items():
-        rows.append(f"| {label} | {_fmt(results['summary']['ablation'][split][key])} |")
-    return "\n".join(rows)
+def pct(results: dict[str, Any]) -> int:
+    return int(round(results["fraction"] * 100))
 
 
-def layer_table(results: dict[str, Any]) -> str:
-    dist = results["summary"]["top_layer_distribution"]
-    total = sum(dist["mean"]) or 1.0
-    rows = ["| layer | top neurons | share |", "|---|---|---|"]
-    for name, mean in zip(results["layers"], dist["mean"]):
-        rows.append(f"| {name} | {mean:.1f} | {100 * mean / total:.1f}% |")
-    return "\n".join(rows)
+def ablation_rows(results: dict[str, Any], split: str) -> list[tuple[str, str]]:
+    p = pct(results)
+    names = {"all": "All", "top": f"Top {p}%", "random": f"Random {p}%", "bottom": f"Bottom {p}%"}
+    return [(label, fmt(results["summary"]["ablation"][split][key])) for key, label in names.items()]
 
 
-def data_table(results: dict[str, Any]) -> str:
-    rows = ["| split | sentences | tokens | labels unseen in train (tokens) | sentences also in train (verbatim) | source |",
-            "|---|---|---|---|---|---|"]
+def minimal_rows(results: dict[str, Any], delta: float, split: str, with_selectivity: bool) -> list[tuple[str, str]]:
+    m = results["summary"]["minimal"][str(delta)]
+    rows = [("Neu_a", f"{results['neurons']:,}"),
+            ("Neu_t", f"{fmt(m['n_neurons'], 0)} / {fmt(m['share'], 1)}%"),
+            ("Acc_a", fmt(m[split]["all"])), ("Acc_t", fmt(m[split]["selected"]))]
+    sel = results["summary"].get("selectivity", {}).get(split)
+    if with_selectivity and sel:
+        rows += [("Sel_a", fmt(sel["all"])), ("Sel_t", fmt(sel["selected"]))]
+    return rows
+
+
+def column_table(title: str, header: Sequence[str], columns: Sequence[list[tuple[str, str]]], note: str = "") -> Table:
+    """Rows named by the first column's labels, one value column per run (the paper's layout)."""
+    rows = tuple((label,) + tuple(col[i][1] for col in columns) for i, (label, _) in enumerate(columns[0]))
+    return Table(title, tuple(header), rows, note)
+
+
+def run_tables(results: dict[str, Any]) -> list[Table]:
+    """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run, plus lambda grid, labels and data."""
+    task, model = results["task"].upper(), results["model"]
+    header = (task, model)
+    deltas = results["deltas"]
+    tables = [column_table(f"Ablation, test (paper Table 1): keep {pct(results)}% of neurons, zero the rest", header,
+                           [ablation_rows(results, "test")])]
+    first = deltas[0]
+    tables.append(column_table(f"Minimal neuron set, test, delta = {first:g} (paper Table 2)", header,
+                               [minimal_rows(results, first, "test", True)]))
+    for delta in deltas[1:]:
+        tables.append(column_table(f"Minimal neuron set, test, delta = {delta:g} (paper Table 3)", header,
+                                   [minimal_rows(results, delta, "test", False)]))
+    lam = results["lambdas"]
+    tables.append(Table("Lambdas (paper Table 5)", ("", model),
+                        (("L1, L2", f"{lam['l1']:g}, {lam['l2']:g}"), ("chosen by", lam["chosen_by"]))))
+    tables.append(column_table("Ablation, dev (paper Table 6)", header, [ablation_rows(results, "dev")]))
+    tables.append(column_table(f"Minimal neuron set, dev, delta = {first:g} (paper Table 7)", header,
+                               [minimal_rows(results, first, "dev", True)]))
+    search = results.get("lambda_search")
+    if search:
+        rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",
+                      f"{p['score']:.2f}") for p in sorted(search["points"], key=lambda p: -p["score"])[:10])
+        tables.append(Table("Lambda search on dev: the 10 best of the grid (S = a(At - Ab) - b(Az - Al))",
+                            ("L1", "L2", "At", "Ab", "Al", "S"), rows,
+                            f"Az (unregularised) = {search['unregularised']:.2f}; alpha = {search['alpha']}, "
+                            f"beta = {search['beta']}, M = {int(round(search['fraction'] * 100))}%, "
+                            f"seed {search['seed']}; all {len(search['points'])} points are in results.json."))
+    s = results["summary"]
+    layer_rows = tuple((name, f"{m:.1f}", f"{100 * m / (sum(s['layer_distribution']['mean']) or 1):.1f}%")
+                       for name, m in zip(results["layers"], s["layer_distribution"]["mean"]))
+    tables.append(Table(f"Minimal set (delta = {first:g}) per layer (paper Figure 1)", ("layer", "neurons", "share"),
+                        layer_rows))
+    ex = s["exclusivity"]
+    label_rows = tuple(
+        (lab, fmt(s["neurons_per_label"][lab], 1), s["dominant_layer"][lab]["layer"] or "-",
+         f"{100 * s['dominant_layer'][lab]['share']:.0f}%", str(results["label_counts"]["train"].get(lab, 0)))
+        for lab in results["labels"])
+    tables.append(Table("Labels: neurons per label (Figures 2, 4) and dominant layer (Figure 5)",
+                        ("label", "neurons", "dominant layer", "share there", "train tokens"), label_rows,
+                        f"Labels per top neuron: {fmt(ex['mean_labels_per_neuron'])} on average; "
+                        f"{fmt(ex['exclusive_percent'], 1)}% "
+                        "of top neurons serve one label only (Figure 3)."))
+    data_rows = []
     for name, stats in results["data"].items():
-        unseen = stats["unseen_labels"]
-        unseen_txt = ", ".join(f"{k} ({v})" for k, v in unseen.items()) or "none"
-        rows.append(f"| {name} | {stats['sentences']:,} | {stats['tokens']:,} | {unseen_txt} | "
-                    f"{stats['also_in_train'] if name != 'train' else '-'} | {stats['source']} |")
-    return "\n".join(rows)
-
-
-def tables_markdown(results: dict[str, Any]) -> str:
+        unseen = ", ".join(f"{k} ({v})" for k, v in stats["unseen_labels"].items()) or "none"
+        data_rows.append((name, f"{stats['sentences']:,}", f"{stats['tokens']:,}", unseen,
+                          "-" if name == "train" else str(stats["also_in_train"]), stats["source"]))
     base = results["majority_baseline"]
-    seeds = results["seeds"]
-    parts = [
-        f"# {results['model']} x {results['task']}",
-        "",
-        f"{results['neurons']:,} neurons ({len(results['layers'])} layers x {results['hidden_size']}); "
-        f"{len(results['labels'])} labels; lambdas l1={results['lambdas']['l1']:g}, l2={results['lambdas']['l2']:g}; "
-        f"seeds {', '.join(str(s) for s in seeds)} (mean ± std over seeds).",
-        "",
-        "## Ablation, test (paper Table 1)",
-        "",
-        ablation_table(results, "test"),
-        "",
-        "## Ablation, dev (paper Table 6)",
-        "",
-        ablation_table(results, "dev"),
-        "",
-        f"Majority-label baseline ({base['label']}): dev {base['dev']:.2f}, test {base['test']:.2f}. "
-        f"Train accuracy (all neurons): {_fmt(results['summary']['train_accuracy'])}. "
-        f"Tokens with labels unseen in train count as errors"
-        + (" (rule: error)." if results["unseen_label_rule"] == "error" else "; here they are excluded."),
-        "",
-        f"## Top {int(round(results['fraction'] * 100))}% neurons per layer (paper Figure 1)",
-        "",
-        layer_table(results),
-        "",
-        "![layer distribution](layers.png)",
-        "",
-        "## Data",
-        "",
-        data_table(results),
-        "",
-    ]
-    return "\n".join(parts)
+    tables.append(Table("Data", ("split", "sentences", "tokens", "labels unseen in train (tokens)",
+                                 "sentences also in train (verbatim)", "source"), tuple(data_rows),
+                        f"Majority-label baseline ({base['label']}): dev {base['dev']:.2f}, test {base['test']:.2f}. "
+                        f"Tokens with labels unseen in train: rule '{results['unseen_label_rule']}'."))
+    return tables
 
 
-def layer_figure(results: dict[str, Any], path: Path) -> None:
-    """Bar chart of the share of top neurons in each layer (paper Figure 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    dist = results["summary"]["top_layer_distribution"]
-    mean = np.asarray(dist["mean"], dtype=float)
-    std = np.asarray(dist["std"], dtype=float)
-    total = mean.sum() or 1.0
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
-    ax.bar(range(len(mean)), 100 * mean / total, yerr=100 * std / total, color="#3b6ea8", capsize=3)
-    ax.set_xticks(range(len(mean)), results["layers"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel(f"% of top {int(round(results['fraction'] * 100))}% neurons")
-    ax.set_title(f"{results['model']} x {results['task']}: top neurons per layer")
-    fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
+    """Figures of one run: Figure 1 (layers), 2/4 (neurons per label), 3 (labels per neuron),
+    5 (dominant layer per label), the lambda grid and the minimal-set scan."""
+    plt = _pyplot()
+    s = results["summary"]
+    name = f"{results['model']} x {results['task']}"
+    out: dict[str, Path] = {}
+
+    mean = np.asarray(s["layer_distribution"]["mean"])
+    std = np.asarray(s["layer_distribution"]["std"])
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ax.bar(range(len(mean)), mean, yerr=std, color="#3b6ea8", capsize=3)
+    ax.set_xticks(range(len(mean)), results["layers"])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("neurons")
+    ax.set_title(f"{name}: minimal set (delta {results['deltas'][0]:g}) per layer")
+    fig.tight_layout()
+    _save(fig, run_dir / "layers.png")
+    out["layers"] = run_dir / "layers.png"
+
+    labels = results["labels"]
+    counts = [s["neurons_per_label"][lab]["mean"] for lab in labels]
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(labels)), 3.4), dpi=110)
+    ax.bar(range(len(labels)), counts, color="#c0504d")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("neurons")
+    ax.set_title(f"{name}: neurons per label")
+    fig.tight_layout()
+    _save(fig, run_dir / "neurons_per_label.png")
+    out["neurons_per_label"] = run_dir / "neurons_per_label.png"
+
+    hist: dict[int, float] = {}
+    for seed in results["per_seed"]:
+        for k, v in seed["analyses"]["exclusivity"]["histogram"].items():
+            hist[int(k)] = hist.get(int(k), 0) + v / len(results["per_seed"])
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
+    keys = sorted(hist)
+    ax.bar(keys, [hist[k] for k in keys], color="#9bbb59")
+    ax.set_xlabel("labels a top neuron serves")
+    ax.set_ylabel("neurons")
+    ax.set_title(f"{name}: exclusivity of top neurons")
+    fig.tight_layout()
+    _save(fig, run_dir / "exclusivity.png")
+    out["exclusivity"] = run_dir / "exclusivity.png"
+
+    matrix = np.array([s["dominant_layer"][lab]["per_layer"] for lab in labels], dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(results["layers"]), max(3, 0.2 * len(labels))), dpi=110)
+    ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(results["layers"])), results["layers"])
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_title(f"{name}: where each label's neurons are", fontsize=9)
+    fig.tight_layout()
+    _save(fig, run_dir / "label_layers.png")
+    out["label_layers"] = run_dir / "label_layers.png"
+
+    search = results.get("lambda_search")
+    if search:
+        l1s = sorted({p["l1"] for p in search["points"]})
+        l2s = sorted({p["l2"] for p in search["points"]})
+        grid = np.full((len(l1s), len(l2s)), np.nan)
+        for p in search["points"]:
+            grid[l1s.index(p["l1"]), l2s.index(p["l2"])] = p["score"]
+        fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
+        im = ax.imshow(grid, cmap="viridis")
+        ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(l1s)), [f"{v:g}" for v in l1s], fontsize=7)
+        ax.set_xlabel("L2")
+        ax.set_ylabel("L1")
+        ax.set_title(f"{name}: selection score S on dev", fontsize=9)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        _save(fig, run_dir / "lambda_grid.png")
+        out["lambda_grid"] = run_dir / "lambda_grid.png"
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    for seed in results["per_seed"]:
+        scan = seed["minimal"]
+        ax.plot(100 * np.asarray(scan["sizes"]) / results["neurons"], scan["dev_accuracies"], marker=".",
+                label=f"seed {seed['seed']}")
+        for d in results["deltas"]:
+            ax.axhline(scan["oracle_dev"] - d, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("% of neurons (top of the ranking), retrained")
+    ax.set_ylabel("dev accuracy")
+    ax.set_title(f"{name}: minimal-set scan (dotted: oracle - delta)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, run_dir / "minimal_scan.png")
+    out["minimal_scan"] = run_dir / "minimal_scan.png"
+    return out
+
+
+CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}
+th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:90%}"""
+
+LOAD_CHECK = """<script>window.addEventListener('load',function(){var imgs=document.images,ok=0;
+for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
+document.body.setAttribute('data-figures',imgs.length);document.body.setAttribute('data-figures-rendered',ok);});
+</script>"""
+
+
+def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path]) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
+    parts += [t.html() for t in tables]
+    parts.append("<h2>Figures</h2>")
+    for name, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append(LOAD_CHECK + "</body></html>")
+    return "".join(parts)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def intro(results: dict[str, Any]) -> str:
+    lam = results["lambdas"]
+    return (f"{results['neurons']:,} neurons ({len(results['layers'])} layers x {results['hidden_size']}); "
+            f"{len(results['labels'])} labels; lambdas l1 = {lam['l1']:g}, l2 = {lam['l2']:g} ({lam['chosen_by']}); "
+            f"seeds {', '.join(str(s) for s in results['seeds'])} (mean ± std over seeds).")
+
+
 def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
-    """Write tables.md and layers.png into ``run_dir``; returns the paths written."""
+    """Write tables.md, the figures and report.html into ``run_dir``; returns the paths written."""
     run_dir = Path(run_dir)
-    tables = run_dir / "tables.md"
-    tmp = tables.with_name("tables.md.tmp")
-    tmp.write_text(tables_markdown(results), encoding="utf-8")
-    os.replace(tmp, tables)
-    figure = run_dir / "layers.png"
-    layer_figure(results, figure)
-    return [tables, figure]
+    tables = run_tables(results)
+    figures = run_figures(results, run_dir)
+    title = f"{results['model']} x {results['task']}"
+    md = [f"# {title}", "", intro(results), ""] + [t.markdown() for t in tables]
+    md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
+    _write_text(run_dir / "tables.md", "\n".join(md))
+    _write_text(run_dir / "report.html", html_page(title, intro(results), tables, figures))
+    return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise NeuroscopeError(f"{run_dir}: no results.json; is this a finished run directory?")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def rerender(run_dir: Path) -> list[Path]:
     """``neuroscope report``: re-render from results.json."""
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        from neuroscope.errors import NeuroscopeError
-
-        raise NeuroscopeError(f"{run_dir}: no results.json; is this a finished run directory?")
-    return render_report(json.loads(path.read_text(encoding="utf-8")), Path(run_dir))
+    return render_report(load_results(run_dir), Path(run_dir))

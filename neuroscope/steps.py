@@ -1,6 +1,7 @@
 """The steps of the paper's protocol as plain functions over typed values.
 
-extract -> probe -> ranking -> ablation (section 2 and section 4.1). Each
+extract -> lambda search -> oracle probe -> ranking -> ablation -> minimal
+neuron set -> control task and selectivity (paper sections 2, 4 and 5). Each
 returns JSON-serialisable results so the orchestrator can store them and a run
 can resume from any finished step.
 """
@@ -21,7 +22,7 @@ from neuroscope.probe import ElasticNetProbe
 from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
 from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids
-from neuroscope.types import NeuronIndex, TaskData
+from neuroscope.types import TaskData
 from neuroscope.model import ModelAdapter
 
 log = logging.getLogger(__name__)
@@ -135,11 +136,6 @@ def run_seed(
     return SeedResult(probe.seed, train_acc, results, ranking, kept), probe
 
 
-def layer_distribution(neurons: np.ndarray, index: NeuronIndex) -> list[int]:
-    """How many of the given neurons lie in each layer (paper Figure 1)."""
-    return np.bincount(index.layer_of(neurons), minlength=index.n_layers).tolist()
-
-
 def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
             task_progress: Callable[[str, int], Any]) -> dict[str, ActivationSet]:
     out = {}
@@ -148,3 +144,50 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
             out[name] = store.get_or_extract(adapter, corpus, advance)
     return out
 
+
+
+def control_step(
+    trainer: Callable[..., tuple[np.ndarray, np.ndarray]],
+    params: dict[str, Any],
+    acts: dict[str, ActivationSet],
+    task: TaskData,
+    seed: int,
+    selected: np.ndarray,
+    task_accuracy: dict[str, dict[str, float]],
+    unseen: str,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Control task probes on all neurons and on ``selected``; selectivity on dev and test.
+
+    ``task_accuracy[split]`` holds the task probe's accuracy with ``all`` neurons
+    (Acc_a) and the ``selected`` ones (Acc_t). Both control probes train together
+    over one read of the data (a masked pair).
+    """
+    from neuroscope.ablation import accuracy
+    from neuroscope.control import control_labels, selectivity
+    from neuroscope.probe import LinearModel, TrainSettings, predict_many
+
+    labels = control_labels(task, seed)
+    classes = np.unique(np.asarray(labels["train"]))
+    y = np.searchsorted(classes, np.asarray(labels["train"]))
+    n = acts["train"].n_neurons
+    masks = np.zeros((2, n), dtype=bool)
+    masks[0] = True
+    masks[1, selected] = True
+    settings = TrainSettings(params["lr"], params["batch_size"], params["epochs"], seed, params["device"])
+    lambdas = [(params["l1"], params["l2"])] * 2
+    coef, intercept = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress, masks=masks)
+    models = [LinearModel(coef[0], intercept[0], np.arange(n)),
+              LinearModel(coef[1][:, selected], intercept[1], np.asarray(selected))]
+    out: dict[str, Any] = {"selected": int(len(selected))}
+    for split in ("dev", "test"):
+        gold = labels_to_ids(labels[split], classes)
+        pred = predict_many(acts[split], models, params["device"])
+        control = {"all": accuracy(pred[0], gold, unseen), "selected": accuracy(pred[1], gold, unseen)}
+        out[split] = {
+            "control": control,
+            "task": task_accuracy[split],
+            "selectivity": {"all": selectivity(task_accuracy[split]["all"], control["all"]),
+                            "selected": selectivity(task_accuracy[split]["selected"], control["selected"])},
+        }
+    return out

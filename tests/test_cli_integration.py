@@ -13,14 +13,20 @@ from neuroscope.cli import main
 def pos_run(data_dir, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "minilm-pos"
     code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
-                 "--max-sentences", "1500,250,250", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"])
+                 "--max-sentences", "1500,250,250", "--grid", GRID, "--out", str(out), "--cache-dir", str(cache_dir),
+                 "--quiet"])
     assert code == 0
     return out
 
 
+GRID = "0,1e-3,1e-5"
+
+
 def test_run_directory_has_every_output(pos_run):
-    for name in ("config.json", "manifest.json", "results.json", "tables.md", "layers.png", "steps/data.json",
-                 "steps/seed-0.json", "steps/seed-1-probe.npz"):
+    for name in ("config.json", "manifest.json", "results.json", "tables.md", "report.html", "layers.png",
+                 "neurons_per_label.png", "exclusivity.png", "label_layers.png", "lambda_grid.png", "minimal_scan.png",
+                 "steps/data.json", "steps/lambda-search.json", "steps/seed-0.json", "steps/seed-1-probe.npz",
+                 "steps/seed-1-minimal.json", "steps/seed-1-control.json"):
         assert (pos_run / name).is_file(), name
     config = json.loads((pos_run / "config.json").read_text())
     assert config["model"] == "minilm" and config["seeds"] == [0, 1] and config["aggregation"] == "last"
@@ -32,7 +38,9 @@ def test_run_directory_has_every_output(pos_run):
     assert manifest["seeds"] == [0, 1] and manifest["device"]["requested"] == "cpu"
     assert manifest["activations"]["train"]["shape"][1] == 2688
     tables = (pos_run / "tables.md").read_text()
-    assert "| Top 20% |" in tables and "| Bottom 20% |" in tables and "(paper Table 1)" in tables
+    assert "| Top 20% |" in tables and "| Bottom 20% |" in tables
+    for table in ("Table 1", "Table 2", "Table 3", "Table 5", "Table 6", "Table 7"):
+        assert f"(paper {table})" in tables
     assert (pos_run / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -46,18 +54,47 @@ def test_probe_beats_baseline_and_ablation_order(pos_run):
     for seed in results["per_seed"]:
         dev = seed["ablation"]["dev"]
         assert dev["top"] > dev["bottom"] + 20
-        assert sum(seed["top_layer_distribution"]) == round(0.2 * 2688)
+        assert sum(seed["top_fraction_layer_distribution"]) == round(0.2 * 2688)
+
+
+def test_full_protocol_outcomes(pos_run):
+    """What the paper's method predicts, on a real slice: regularised lambdas win the search,
+    a small set of neurons is within delta of the oracle, and it is more selective."""
+    results = json.loads((pos_run / "results.json").read_text())
+    search = results["lambda_search"]
+    assert len(search["points"]) == 9
+    assert (results["lambdas"]["l1"], results["lambdas"]["l2"]) != (0.0, 0.0)
+    best = max(search["points"], key=lambda p: p["score"])
+    assert (best["l1"], best["l2"]) == (results["lambdas"]["l1"], results["lambdas"]["l2"])
+    summary = results["summary"]
+    for delta in ("0.5", "2.0"):
+        minimal = summary["minimal"][delta]
+        assert minimal["share"]["mean"] < 50
+        for seed in results["per_seed"]:
+            found = next(s for s in seed["minimal"]["sets"] if str(s["delta"]) == delta)
+            assert found["dev_accuracy"] >= seed["ablation"]["dev"]["all"] - float(delta)
+    assert summary["minimal"]["2.0"]["n_neurons"]["mean"] <= summary["minimal"]["0.5"]["n_neurons"]["mean"]
+    selectivity = summary["selectivity"]["test"]
+    assert selectivity["selected"]["mean"] > selectivity["all"]["mean"]
+    assert summary["selectivity"]["test"]["control"]["all"]["mean"] < summary["ablation"]["test"]["all"]["mean"]
+    analyses = results["per_seed"][0]["analyses"]
+    assert sum(analyses["layer_distribution"]) == analyses["n_top"]
+    assert set(analyses["neurons_per_label"]) == set(results["labels"])
+    assert analyses["exclusivity"]["mean_labels_per_neuron"] >= 1.0
 
 
 def test_same_seed_gives_identical_ranking(pos_run, data_dir, cache_dir, tmp_path):
     again = tmp_path / "again"
     code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "1500,250,250", "--out", str(again), "--cache-dir", str(cache_dir), "--quiet"])
+                 "--max-sentences", "1500,250,250", "--grid", GRID, "--out", str(again), "--cache-dir", str(cache_dir),
+                 "--quiet"])
     assert code == 0
     first = json.loads((pos_run / "steps" / "seed-0.json").read_text())
     second = json.loads((again / "steps" / "seed-0.json").read_text())
     assert first["ranking"]["order"] == second["ranking"]["order"]
     assert first["ablation"] == second["ablation"]
+    assert (pos_run / "steps" / "lambda-search.json").read_text() == (again / "steps" / "lambda-search.json").read_text()
+    assert (pos_run / "steps" / "seed-0-minimal.json").read_text() == (again / "steps" / "seed-0-minimal.json").read_text()
     a, b = np.load(pos_run / "steps" / "seed-0-probe.npz"), np.load(again / "steps" / "seed-0-probe.npz")
     assert np.array_equal(a["coef"], b["coef"])
 
@@ -66,31 +103,73 @@ def test_resume_reuses_finished_steps(pos_run, data_dir, cache_dir, capsys):
     results_before = (pos_run / "results.json").read_text()
     seed_mtime = os.stat(pos_run / "steps" / "seed-1.json").st_mtime_ns
     (pos_run / "results.json").unlink()
+    (pos_run / "steps" / "seed-1-control.json").unlink()  # as if interrupted during seed 1's control task
     args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
-            "--max-sentences", "1500,250,250", "--out", str(pos_run), "--cache-dir", str(cache_dir)]
+            "--max-sentences", "1500,250,250", "--grid", GRID, "--out", str(pos_run), "--cache-dir", str(cache_dir)]
     assert main(args + ["--quiet"]) == 2  # an existing run needs --resume
     assert "pass --resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0
     assert "reusing finished step" in capsys.readouterr().out
     assert os.stat(pos_run / "steps" / "seed-1.json").st_mtime_ns == seed_mtime
     assert json.loads((pos_run / "results.json").read_text()) == json.loads(results_before)
-    assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
-                 "--max-sentences", "1500,250,250", "--out", str(pos_run), "--cache-dir", str(cache_dir),
-                 "--fraction", "0.1", "--resume", "--quiet"]) == 2
+    assert main(args + ["--fraction", "0.1", "--resume", "--quiet"]) == 2
     assert "different settings (fraction)" in capsys.readouterr().err
 
 
 def test_report_rerenders_from_results(pos_run, capsys):
-    (pos_run / "tables.md").unlink()
-    (pos_run / "layers.png").unlink()
+    for name in ("tables.md", "layers.png", "report.html"):
+        (pos_run / name).unlink()
     assert main(["report", str(pos_run)]) == 0
-    assert (pos_run / "tables.md").is_file() and (pos_run / "layers.png").is_file()
+    for name in ("tables.md", "layers.png", "report.html"):
+        assert (pos_run / name).is_file()
+
+
+def render_in_chromium(page):
+    """Open a page in headless Chromium and return the <body> tag after load."""
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (Debian package chromium; .ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    profile = page.parent / ".chromium-profile"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    return re.search(r"<body[^>]*>", dom).group(0)
+
+
+def test_report_html_renders_its_figures_offline(pos_run):
+    html = (pos_run / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # no external assets
+    body = render_in_chromium(pos_run / "report.html")
+    assert 'data-figures="6"' in body and 'data-figures-rendered="6"' in body
+
+
+def test_compare_puts_runs_side_by_side(pos_run, tmp_path, data_dir, cache_dir):
+    chunk = tmp_path / "chunk"
+    assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
+                 "--max-sentences", "600,100,100", "--grid", "0,1e-3", "--out", str(chunk), "--cache-dir",
+                 str(cache_dir), "--quiet"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(pos_run), str(chunk), "--out", str(out)]) == 0
+    md = (out / "compare.md").read_text()
+    assert "(paper Table 1)" in md and "(paper Table 2)" in md
+    assert "| POS |" in md and "| CHUNK |" in md
+    assert (out / "compare_layers.png").is_file() and (out / "compare_labels_pos.png").is_file()
+    body = render_in_chromium(out / "compare.html")
+    assert 'data-figures-rendered="3"' in body
 
 
 def test_chunking_on_real_slice(data_dir, cache_dir, tmp_path):
     out = tmp_path / "chunk"
     assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "800,150,150", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+                 "--max-sentences", "800,150,150", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
+                 "--cache-dir", str(cache_dir), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
     assert test["all"] > results["majority_baseline"]["test"] + 30
@@ -116,6 +195,6 @@ def test_bert_without_network_says_pass_a_local_path(data_dir, tmp_path, capsys,
 def test_hf_prefix_accepts_a_local_directory(minilm_dir, data_dir, cache_dir, tmp_path):
     out = tmp_path / "hf"
     assert main(["run", "--model", f"hf:{minilm_dir}", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--epochs", "1", "--max-sentences", "40", "--out", str(out), "--cache-dir", str(cache_dir),
-                 "--quiet"]) == 0
+                 "--epochs", "1", "--max-sentences", "40", "--l1", "0", "--l2", "0", "--deltas", "5", "--no-control",
+                 "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
     assert json.loads((out / "results.json").read_text())["neurons"] == 2688

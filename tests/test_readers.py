@@ -1,6 +1,5 @@
 """Readers on the real corpora (counts from ../shared/data/SOURCES.md) and on malformed input."""
 
-from pathlib import Path
 
 import pytest
 

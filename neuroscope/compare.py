@@ -1,0 +1,129 @@
+"""``neuroscope compare``: several runs side by side (paper Tables 1-3 and 5-7
+with one column per model, Figures 1, 3 and 4 across models).
+
+Runs are grouped by task: each table has one block per task and one column per
+model, as the paper lays out BERT / XLNet / T-ELMo / ELMo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from neuroscope.errors import NeuroscopeError
+from neuroscope.report import (Table, _pyplot, _save, _write_text, ablation_rows, fmt, html_page, load_results,
+                               minimal_rows)
+
+
+def _grouped(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
+    tasks, models, cells = [], [], {}
+    for r in runs:
+        key = (r["task"], r["model"])
+        if key in cells:
+            raise NeuroscopeError(f"two runs of {r['model']} x {r['task']}; compare one run per model and task")
+        cells[key] = r
+        if r["task"] not in tasks:
+            tasks.append(r["task"])
+        if r["model"] not in models:
+            models.append(r["model"])
+    return tasks, models, cells
+
+
+def _block_table(title: str, runs, rows_for) -> Table:
+    tasks, models, cells = _grouped(runs)
+    rows = []
+    for task in tasks:
+        columns = [rows_for(cells[(task, m)]) if (task, m) in cells else None for m in models]
+        template = next(c for c in columns if c is not None)
+        rows.append((task.upper(),) + ("",) * len(models))
+        for i, (label, _) in enumerate(template):
+            rows.append((label,) + tuple("-" if c is None else c[i][1] for c in columns))
+    return Table(title, ("",) + tuple(models), tuple(rows))
+
+
+def compare_tables(runs: Sequence[dict[str, Any]]) -> list[Table]:
+    first_delta = {r["deltas"][0] for r in runs}
+    if len(first_delta) != 1:
+        raise NeuroscopeError("the runs use different first deltas; compare runs made with the same --deltas")
+    delta = first_delta.pop()
+    tables = [
+        _block_table("Ablation, test (paper Table 1)", runs, lambda r: ablation_rows(r, "test")),
+        _block_table(f"Minimal neuron set and selectivity, test, delta = {delta:g} (paper Table 2)", runs,
+                     lambda r: minimal_rows(r, delta, "test", True)),
+    ]
+    later = sorted(set.intersection(*(set(r["deltas"][1:]) for r in runs)))
+    for d in later:
+        tables.append(_block_table(f"Minimal neuron set, test, delta = {d:g} (paper Table 3)", runs,
+                                   lambda r, d=d: minimal_rows(r, d, "test", False)))
+    tables.append(_block_table("Lambdas L1, L2 (paper Table 5)", runs,
+                               lambda r: [("L1, L2", f"{r['lambdas']['l1']:g}, {r['lambdas']['l2']:g}")]))
+    tables.append(_block_table("Ablation, dev (paper Table 6)", runs, lambda r: ablation_rows(r, "dev")))
+    tables.append(_block_table(f"Minimal neuron set and selectivity, dev, delta = {delta:g} (paper Table 7)", runs,
+                               lambda r: minimal_rows(r, delta, "dev", True)))
+    tables.append(_block_table("Localized vs distributed: labels per top neuron (1 = disjoint)", runs,
+                               lambda r: [("labels per neuron", fmt(r["summary"]["exclusivity"]["mean_labels_per_neuron"])),
+                                          ("serving one label", fmt(r["summary"]["exclusivity"]["exclusive_percent"], 1) + "%")]))
+    return tables
+
+
+def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
+    plt = _pyplot()
+    tasks, models, cells = _grouped(runs)
+    figures: dict[str, Path] = {}
+    fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 2.6 * len(tasks)), dpi=100,
+                             squeeze=False)
+    for i, task in enumerate(tasks):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            r = cells.get((task, model))
+            if r is None:
+                ax.axis("off")
+                continue
+            mean = r["summary"]["layer_distribution"]["mean"]
+            ax.bar(range(len(mean)), mean, color="#3b6ea8")
+            ax.set_xticks(range(len(mean)), r["layers"], fontsize=6)
+            ax.set_title(f"({chr(97 + i * len(models) + j)}) {task.upper()} - {model}", fontsize=8)
+    fig.suptitle("Top neurons per layer (paper Figure 1)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out / "compare_layers.png")
+    figures["compare_layers"] = out / "compare_layers.png"
+
+    for task in tasks:
+        present = [m for m in models if (task, m) in cells]
+        labels = sorted(set.intersection(*(set(cells[(task, m)]["labels"]) for m in present)))
+        if not labels:
+            continue
+        width = 0.8 / len(present)
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(labels)), 3.4), dpi=100)
+        for k, model in enumerate(present):
+            counts = [cells[(task, model)]["summary"]["neurons_per_label"][lab]["mean"] for lab in labels]
+            ax.bar(np.arange(len(labels)) + k * width, counts, width=width, label=model)
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=90, fontsize=7)
+        ax.set_ylabel("neurons")
+        ax.set_title(f"{task.upper()}: neurons per label across models (paper Figures 3, 4)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"compare_labels_{task}.png"
+        _save(fig, path)
+        figures[f"compare_labels_{task}"] = path
+    return figures
+
+
+def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
+    """Write compare.md, figures and compare.html for the given run directories into ``out``."""
+    if len(run_dirs) < 1:
+        raise NeuroscopeError("name at least one run directory")
+    runs = [load_results(Path(d)) for d in run_dirs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = compare_tables(runs)
+    figures = compare_figures(runs, out)
+    title = "neuroscope: " + ", ".join(f"{r['model']} x {r['task']}" for r in runs)
+    intro = "Runs: " + "; ".join(str(d) for d in run_dirs) + ". Values are mean ± std over each run's seeds."
+    md = [f"# {title}", "", intro, ""] + [t.markdown() for t in tables]
+    md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
+    _write_text(out / "compare.md", "\n".join(md))
+    _write_text(out / "compare.html", html_page(title, intro, tables, figures))
+    return [out / "compare.md", *figures.values(), out / "compare.html"]

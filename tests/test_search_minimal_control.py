@@ -1,0 +1,139 @@
+"""The lambda search score, the minimal-set scan and the control task on small, hand-checkable inputs."""
+
+import numpy as np
+import pytest
+
+from neuroscope import Corpus, Sentence, TaskData
+from neuroscope.control import control_labels, selectivity
+from neuroscope.minimal import first_within, minimal_neuron_scan, scan_sizes
+from neuroscope.probe import ElasticNetProbe, TrainSettings
+from neuroscope.ranking import weight_mass_ranking
+from neuroscope.search import group_size, lambda_grid, lambda_search, selection_score
+from neuroscope.ablation import accuracy
+
+
+def test_selection_score_formula():
+    # S = 0.5 (90 - 20) - 0.5 (95 - 93) = 35 - 1 = 34
+    assert selection_score(90.0, 20.0, 95.0, 93.0) == pytest.approx(34.0)
+    assert selection_score(90.0, 20.0, 95.0, 93.0, alpha=1.0, beta=2.0) == pytest.approx(66.0)
+
+
+def test_paper_grid_has_64_pairs():
+    grid = lambda_grid()
+    assert len(grid) == 64 and grid[0] == (0.0, 0.0) and (1e-7, 1e-1) in grid
+
+
+def test_group_size_respects_memory():
+    assert group_size(1000, 10, 64, memory=16 * 1000 * 10 * 5) == 5
+    assert group_size(1000, 10, 3, memory=10**12) == 3
+    assert group_size(10**6, 10**3, 64, memory=1) == 1
+
+
+def test_scan_sizes_and_stopping_rule():
+    assert scan_sizes(250)[:4] == [3, 5, 8, 10] and scan_sizes(250)[-1] == 250
+    assert scan_sizes(50) == list(range(1, 51))  # 0.5 rounds up to 1: every size once
+    assert len(scan_sizes(9984)) == 100
+    # oracle 96.0: delta 0.5 needs >= 95.5, delta 2 needs >= 94.0
+    accs = [80.0, 93.9, 94.0, 95.4, 95.5, 97.0]
+    assert first_within(accs, 96.0, 0.5) == 4
+    assert first_within(accs, 96.0, 2.0) == 2
+    assert first_within([1.0], 96.0, 0.5) is None
+
+
+def planted(n=4000, d=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=n)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    for c in range(4):
+        X[:, 2 * c] += 2.5 * (y == c)
+        X[:, 2 * c + 1] += 1.5 * (y == c)
+    return X, y
+
+
+def test_lambda_search_records_every_point_and_picks_max_score():
+    X, y = planted()
+    grid = [(0.0, 0.0), (1e-2, 0.0), (1e-3, 1e-3)]
+    result = lambda_search(X[:3000], y[:3000], X[3000:], y[3000:], 4, grid, TrainSettings(epochs=3),
+                           weight_mass_ranking, {"stride": 100}, fraction=0.2)
+    assert [(p.l1, p.l2) for p in result.points] == grid
+    assert result.unregularised == result.points[0].all
+    for p in result.points:
+        assert p.score == pytest.approx(0.5 * (p.top - p.bottom) - 0.5 * (result.unregularised - p.all))
+    best = max(result.points, key=lambda p: p.score)
+    assert result.best == (best.l1, best.l2)
+    # the search's probe for a pair is the probe trained alone
+    alone = ElasticNetProbe(l1=1e-2, epochs=3).fit(X[:3000], y[:3000])
+    assert accuracy(np.searchsorted(alone.classes_, alone.predict(X[3000:])), y[3000:]) == pytest.approx(
+        result.points[1].all)
+
+
+def sequential_scan(X_train, y_train, X_dev, y_dev, ranking, lambdas, settings, oracle, delta):
+    """Reference: the paper's scan, one separately trained probe per size."""
+    for n in scan_sizes(ranking.n_neurons):
+        probe = ElasticNetProbe(l1=lambdas[0], l2=lambdas[1], epochs=settings.epochs, seed=settings.seed,
+                                neurons=np.sort(ranking.order[:n])).fit(X_train, y_train)
+        acc = accuracy(np.searchsorted(probe.classes_, probe.predict(X_dev)), y_dev)
+        if acc >= oracle - delta:
+            return n, acc
+    raise AssertionError("no size reached the oracle")
+
+
+@pytest.mark.parametrize("block", [1, 3, 8])
+def test_block_scan_returns_the_sequential_scans_answer(block):
+    X, y = planted()
+    settings = TrainSettings(epochs=3, seed=2)
+    oracle = ElasticNetProbe(l1=1e-3, l2=1e-3, epochs=3, seed=2).fit(X[:3000], y[:3000])
+    ranking = weight_mass_ranking(oracle.coef_)
+    oracle_dev = accuracy(np.searchsorted(oracle.classes_, oracle.predict(X[3000:3500])), y[3000:3500])
+    scan = minimal_neuron_scan(X[:3000], y[:3000], X[3000:3500], y[3000:3500], X[3500:], y[3500:], 4, ranking,
+                               (1e-3, 1e-3), settings, oracle_dev, deltas=(0.5, 2.0), block=block)
+    for delta in (0.5, 2.0):
+        n, acc = sequential_scan(X[:3000], y[:3000], X[3000:3500], y[3000:3500], ranking, (1e-3, 1e-3), settings,
+                                 oracle_dev, delta)
+        found = scan.for_delta(delta)
+        assert found.n_neurons == n
+        assert found.dev_accuracy == pytest.approx(acc, abs=0.21)
+        assert found.dev_accuracy >= oracle_dev - delta
+        assert len(found.neurons) == n and set(found.neurons) == set(ranking.order[:n].tolist())
+    assert scan.for_delta(2.0).n_neurons <= scan.for_delta(0.5).n_neurons < 60
+
+
+def toy_task():
+    s = lambda words, labels: Sentence(words.split(), labels.split())  # noqa: E731
+    train = Corpus("train", [s("the cat sat", "D N V"), s("the dog ran", "D N V"), s("a cat", "D N")])
+    dev = Corpus("dev", [s("the bird sat", "D N V")])
+    test = Corpus("test", [s("a fish", "D N")])
+    return TaskData("toy", train, dev, test)
+
+
+def test_control_labels_map_types_consistently_and_are_seeded():
+    task = toy_task()
+    control = control_labels(task, seed=0)
+    assert [len(v) for v in control.values()] == [8, 3, 2]
+    words = {split: [w for s in task.splits[split].sentences for w in s.words] for split in task.splits}
+    mapping = {}
+    for split in ("train", "dev", "test"):
+        for w, c in zip(words[split], control[split]):
+            assert mapping.setdefault(w, c) == c  # one label per type, across splits
+    assert set(mapping.values()) <= {"D", "N", "V"}
+    assert control_labels(task, seed=0) == control
+    assert any(control_labels(task, seed=s) != control for s in range(1, 5))
+
+
+def test_control_labels_follow_the_empirical_distribution():
+    rng = np.random.default_rng(0)
+    sentences = [Sentence([f"w{rng.integers(5000)}" for _ in range(10)], ["A"] * 7 + ["B"] * 2 + ["C"])
+                 for _ in range(2000)]
+    task = TaskData("big", Corpus("train", sentences), Corpus("dev", sentences[:1]), Corpus("test", sentences[:1]))
+    control = control_labels(task, seed=1)
+    types = {}
+    for s in sentences:
+        for w in s.words:
+            types.setdefault(w, None)
+    mapping = dict(zip([w for s in sentences for w in s.words], control["train"]))
+    share_a = np.mean([mapping[w] == "A" for w in types])
+    assert share_a == pytest.approx(0.7, abs=0.03)
+
+
+def test_selectivity_is_task_minus_control():
+    assert selectivity(96.0, 70.5) == pytest.approx(25.5)
