@@ -100,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render tables, figures and report.html of a run from results.json")
     report.add_argument("run_dir", type=Path)
 
+    data = sub.add_parser("data", help="list, fetch and verify datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_list = data_sub.add_parser("list", help="every known dataset: where, present, size, labels, licence")
+    data_list.add_argument("--data-dir", type=Path, default=None)
+    data_list.add_argument("--verify", action="store_true", help="check every present file's sha256")
+    data_fetch = data_sub.add_parser("fetch", help="download a public dataset (or copy it from --from), checksummed")
+    data_fetch.add_argument("name", help="dataset name (or a task that uses it)")
+    data_fetch.add_argument("--data-dir", type=Path, default=None)
+    data_fetch.add_argument("--from", dest="source", type=Path, default=None,
+                            help="copy from a local mirror with the same layout instead of downloading")
+
     comp = sub.add_parser("compare", help="put several runs (models, tasks) side by side")
     comp.add_argument("run_dirs", type=Path, nargs="+")
     comp.add_argument("--out", type=Path, default=None, help="output directory (default: runs/compare-<date>)")
@@ -202,11 +213,57 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from neuroscope.datasets import datasets, fetch, get_dataset, status
+    from neuroscope.orchestrator import default_data_dir
+    from neuroscope.registry import Registry
+
+    registry = Registry()
+    data_dir = args.data_dir or default_data_dir()
+    if args.data_command == "list":
+        console.print(f"[bold]datasets under {data_dir}[/]")
+        for ds in datasets(registry):
+            st = status(ds, data_dir, registry, verify=args.verify)
+            if st["present"]:
+                state = "[green]present[/]"
+                if "verified" in st:
+                    state += ", sha256 ok" if st["verified"] else ", [red]SHA256 MISMATCH[/]"
+                state += f", {st['size'] / 2**20:.1f} MiB"
+            else:
+                state = "[yellow]licensed: obtain it[/]" if ds.licensed else f"[yellow]missing[/]: neuroscope data fetch {ds.name}"
+            labels = ", ".join(f"{t} ({n} labels)" if isinstance(n, int) else f"{t} ({n})" for t, n in st["labels"].items())
+            console.print(f"\n[bold]{ds.name}[/]  {state}")
+            console.print(f"  {ds.description}")
+            console.print(f"  tasks: {labels or ', '.join(ds.tasks) or '-'}")
+            for path in st["expected"]:
+                console.print(f"  {path}", highlight=False)
+            console.print(f"  licence: {ds.licence}")
+            if ds.licensed and not st["present"]:
+                console.print(f"  obtain: {ds.obtain}")
+        return 0
+    ds = get_dataset(registry, args.name)
+    with Progress(TextColumn(f"[bold]{ds.name}"), BarColumn(), DownloadColumn(), console=console,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("fetch", total=None)
+
+        def advance(n: int, total: int | None) -> None:
+            bar.update(task, advance=n, total=total)
+
+        paths = fetch(ds, data_dir, args.source, advance)
+    for path in paths:
+        console.print(f"{path}: sha256 verified")
+    console.print(f"licence: {ds.licence}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False, soft_wrap=True)
     _setup_logging(args.verbose, Console(stderr=True))
-    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare}
+    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
+                "data": cmd_data}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:

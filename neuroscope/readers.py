@@ -83,3 +83,24 @@ def read_columns(
         if words:
             sentences.append(Sentence(words, labels))
     return sentences
+
+
+RARE_LABEL = "<rare>"
+
+
+def collapse_rare_labels(splits: dict[str, list[Sentence]], min_count: int, label: str = RARE_LABEL
+                         ) -> dict[str, list[Sentence]]:
+    """Map labels seen fewer than ``min_count`` times in train to ``label``, in every split.
+
+    The usual frequency cut-off of supertagging (e.g. CCG categories seen fewer
+    than 10 times); ``min_count`` 1 keeps every label.
+    """
+    if min_count <= 1:
+        return splits
+    counts: dict[str, int] = {}
+    for s in splits["train"]:
+        for t in s.labels:
+            counts[t] = counts.get(t, 0) + 1
+    keep = {t for t, c in counts.items() if c >= min_count}
+    return {name: [Sentence(s.words, [t if t in keep else label for t in s.labels]) for s in sents]
+            for name, sents in splits.items()}

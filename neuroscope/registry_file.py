@@ -1,10 +1,10 @@
-"""Reading ``registry.toml``: built-in plugins and the names users type.
+"""Reading ``registry.toml``: built-in plugins, the names users type, and datasets.
 
 The packaged ``registry.toml`` (repository root) names the built-in plugin
 modules and the model and task aliases (``bert``, ``minilm``, ``pos`` ...).
 A ``registry.toml`` in the working directory, or the file named by
-``NEUROSCOPE_REGISTRY``, may add or override ``[models.*]`` and ``[tasks.*]``
-entries with no code (DESIGN.md, "registry.toml").
+``NEUROSCOPE_REGISTRY``, may add or override ``[models.*]``, ``[tasks.*]``
+and ``[datasets.*]`` entries with no code (DESIGN.md, "registry.toml").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from neuroscope.errors import RegistryError
 
-USER_SECTIONS = ("models", "tasks")
+USER_SECTIONS = ("models", "tasks", "datasets")
 
 
 def packaged_registry_path() -> Path:
@@ -77,9 +77,12 @@ def _check_entries(path: Path, data: dict[str, Any], allowed: tuple[str, ...]) -
             for name, entry in value.items():
                 if not isinstance(entry, dict):
                     raise RegistryError(f"{path}: [{key}.{name}] must be a table")
-                needed = "adapter" if key == "models" else "reader"
-                if needed not in entry:
-                    raise RegistryError(f"{path}: [{key}.{name}] needs a '{needed}' key")
+                needed = {"models": ("adapter",), "tasks": ("reader",), "datasets": ("description", "licence")}[key]
+                for field in needed:
+                    if field not in entry:
+                        raise RegistryError(f"{path}: [{key}.{name}] needs a '{field}' key")
+                if key == "datasets" and not ("files" in entry or "obtain" in entry):
+                    raise RegistryError(f"{path}: [datasets.{name}] needs 'files' (to fetch) or 'obtain' (licensed)")
 
 
 def load_registry_file(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:

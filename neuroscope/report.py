@@ -113,12 +113,14 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
     tables.append(Table(f"Minimal set (delta = {first:g}) per layer (paper Figure 1)", ("layer", "neurons", "share"),
                         layer_rows))
     ex = s["exclusivity"]
+    counts = results["label_counts"]
     label_rows = tuple(
         (lab, fmt(s["neurons_per_label"][lab], 1), s["dominant_layer"][lab]["layer"] or "-",
-         f"{100 * s['dominant_layer'][lab]['share']:.0f}%", str(results["label_counts"]["train"].get(lab, 0)))
+         f"{100 * s['dominant_layer'][lab]['share']:.0f}%",
+         *(str(counts.get(split, {}).get(lab, 0)) for split in ("train", "dev", "test")))
         for lab in results["labels"])
-    tables.append(Table("Labels: neurons per label (Figures 2, 4) and dominant layer (Figure 5)",
-                        ("label", "neurons", "dominant layer", "share there", "train tokens"), label_rows,
+    tables.append(Table("Labels: neurons per label (Figures 2, 4), dominant layer (Figure 5), tokens per split",
+                        ("label", "neurons", "dominant layer", "share there", "train", "dev", "test"), label_rows,
                         f"Labels per top neuron: {fmt(ex['mean_labels_per_neuron'])} on average; "
                         f"{fmt(ex['exclusive_percent'], 1)}% "
                         "of top neurons serve one label only (Figure 3)."))

@@ -198,3 +198,17 @@ def test_hf_prefix_accepts_a_local_directory(minilm_dir, data_dir, cache_dir, tm
                  "--epochs", "1", "--max-sentences", "40", "--l1", "0", "--l2", "0", "--deltas", "5", "--no-control",
                  "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
     assert json.loads((out / "results.json").read_text())["neurons"] == 2688
+
+
+@pytest.mark.parametrize("task,n_labels", [("sem", 69), ("ccg-pmb", 294)])
+def test_pmb_tasks_run_on_real_slices(task, n_labels, data_dir, cache_dir, tmp_path):
+    out = tmp_path / task
+    assert main(["run", "--model", "minilm", "--task", task, "--data-dir", str(data_dir), "--seeds", "1",
+                 "--max-sentences", "1500,300,300", "--l1", "1e-4", "--l2", "0", "--deltas", "2", "--no-control",
+                 "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["labels"]) <= n_labels
+    test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
+    assert test["all"] > results["majority_baseline"]["test"] + 25
+    assert test["top"] > test["bottom"]
+    assert "dev" in results["label_counts"] and "test" in results["label_counts"]

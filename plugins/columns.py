@@ -1,0 +1,54 @@
+"""A generic reader for one-token-per-line column files, so that users can add a
+task in their own registry.toml with no code:
+
+    [tasks.mytask]
+    reader = "columns"
+    train = "my/train.tsv"
+    dev = "my/dev.tsv"
+    test = "my/test.tsv"
+    columns = 3          # columns on every token line
+    word = 1             # 1-based column of the word
+    label = 3            # 1-based column of the label
+    separator = "tab"    # "tab", "space" or "whitespace"
+    comment = "#"        # lines starting with this are skipped ("" for none)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroscope import Corpus, NeuroscopeError, TaskData, hookimpl
+from neuroscope.readers import collapse_rare_labels, data_file, read_columns
+
+SEPARATORS = {"tab": "\t", "space": " ", "whitespace": None}
+
+
+def read_column_task(
+    data_dir: Path,
+    *,
+    train: str,
+    dev: str,
+    test: str,
+    columns: int,
+    word: int,
+    label: int,
+    separator: str = "tab",
+    comment: str = "#",
+    min_count: int = 1,
+    task: str = "columns",
+) -> TaskData:
+    if separator not in SEPARATORS:
+        raise NeuroscopeError(f"task {task!r}: separator must be one of {', '.join(SEPARATORS)}")
+    if not (1 <= word <= columns and 1 <= label <= columns):
+        raise NeuroscopeError(f"task {task!r}: word and label must be column numbers between 1 and {columns}")
+    paths = {name: data_file(data_dir, rel, task) for name, rel in (("train", train), ("dev", dev), ("test", test))}
+    splits = {name: read_columns(path, word - 1, label - 1, columns, sep=SEPARATORS[separator],
+                                 comment=comment or None) for name, path in paths.items()}
+    splits = collapse_rare_labels(splits, min_count)
+    return TaskData(task, *(Corpus(n, splits[n], str(paths[n])) for n in ("train", "dev", "test")),
+                    f"column file task (word column {word}, label column {label})")
+
+
+@hookimpl
+def register_tasks(register):
+    register("columns", read_column_task)

@@ -1,0 +1,66 @@
+"""Parallel Meaning Bank reader: semantic tags and CCG categories (paper section 3,
+"semantic tagging using the Parallel Meaning Bank"; appendix A.1).
+
+Reads the PMB 4.0.0 gold ``.conll`` layer files: seven tab-separated columns
+(token, token, symbol, sem tag, CCG category, WordNet sense, VerbNet roles),
+``#`` comment lines, a blank line after each sentence. ``column`` chooses the
+label: ``sem`` (column 4) or ``ccg`` (column 5, PMB/Boxer notation, e.g.
+``(s:dcl\\np)/np``). The official split is the split of the files (train,
+dev, test; ``test = "eval"`` takes the eval part instead).
+
+Multiword expressions are single tokens joined with ``~`` (``Brad~Pitt``):
+``multiword = "keep"`` (default, as annotated) keeps them as one word;
+``"split"`` makes one word per part, each with the token's label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroscope import Corpus, NeuroscopeError, Sentence, TaskData, hookimpl
+from neuroscope.readers import collapse_rare_labels, data_file, read_columns
+
+COLUMNS = {"sem": 3, "ccg": 4}
+MULTIWORD = ("keep", "split")
+
+
+def split_multiwords(sentences: list[Sentence]) -> list[Sentence]:
+    out = []
+    for s in sentences:
+        words, labels = [], []
+        for w, t in zip(s.words, s.labels):
+            parts = [p for p in w.split("~") if p] or [w]
+            words += parts
+            labels += [t] * len(parts)
+        out.append(Sentence(words, labels))
+    return out
+
+
+def read_pmb(
+    data_dir: Path,
+    *,
+    train: str,
+    dev: str,
+    test: str,
+    column: str = "sem",
+    multiword: str = "keep",
+    min_count: int = 1,
+    task: str = "sem",
+) -> TaskData:
+    if column not in COLUMNS:
+        raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
+    if multiword not in MULTIWORD:
+        raise NeuroscopeError(f"task {task!r}: multiword must be one of {', '.join(MULTIWORD)}, got {multiword!r}")
+    paths = {name: data_file(data_dir, rel, task) for name, rel in (("train", train), ("dev", dev), ("test", test))}
+    splits = {name: read_columns(path, 0, COLUMNS[column], 7, sep="\t", comment="#") for name, path in paths.items()}
+    if multiword == "split":
+        splits = {name: split_multiwords(sents) for name, sents in splits.items()}
+    splits = collapse_rare_labels(splits, min_count)
+    what = "semantic tags" if column == "sem" else "CCG categories (PMB notation)"
+    return TaskData(task, *(Corpus(n, splits[n], str(paths[n])) for n in ("train", "dev", "test")),
+                    f"PMB 4.0.0 gold {what}; multiword tokens: {multiword}")
+
+
+@hookimpl
+def register_tasks(register):
+    register("pmb", read_pmb)
