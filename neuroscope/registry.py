@@ -219,10 +219,12 @@ class Registry:
         return sorted(set(self.file["tasks"]) | set(self._names["tasks"]))
 
     def resolve_model(self, spec: str) -> Resolved:
-        """``hf:<name-or-path>``, a registry.toml alias, or a registered adapter name."""
-        if spec.startswith("hf:"):
-            entry = self.get("models", "transformers")
-            return Resolved("models", spec, entry, {"checkpoint": spec[3:]}, "command line")
+        """A registry.toml alias, a registered adapter name, or ``ADAPTER:LOCATION`` (e.g.
+        ``hf:bert-base-cased``, ``elmo:/models/elmo``): the adapter with option ``location``."""
+        if spec not in self.file["models"] and ":" in spec:
+            prefix, _, location = spec.partition(":")
+            if prefix in self._names["models"] and location:
+                return Resolved("models", spec, self._names["models"][prefix], {"location": location}, "command line")
         return self._resolve("models", spec, "adapter", self.model_names())
 
     def resolve_task(self, spec: str) -> Resolved:

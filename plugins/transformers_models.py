@@ -228,8 +228,13 @@ class TransformersAdapter(ModelAdapter):
         return vectors.float().cpu().numpy()
 
 
-def transformers_model(*, checkpoint: str, device: str = "auto", aggregation: str = "last", batch_size: int = 32,
+def transformers_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32,
+                       checkpoint: str | None = None, location: str | None = None,
                        **options: Any) -> TransformersAdapter:
+    """``checkpoint`` (registry.toml) or ``location`` (``--model hf:NAME-OR-PATH``): a hub id or a directory."""
+    checkpoint = location or checkpoint
+    if not checkpoint:
+        raise ModelLoadError("the transformers adapter needs a checkpoint: --model hf:NAME-OR-PATH")
     return TransformersAdapter(checkpoint=checkpoint, device=device, aggregation=aggregation, batch_size=batch_size,
                                **options)
 

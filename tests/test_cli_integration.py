@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,40 @@ def test_pmb_tasks_run_on_real_slices(task, n_labels, data_dir, cache_dir, tmp_p
     assert test["all"] > results["majority_baseline"]["test"] + 25
     assert test["top"] > test["bottom"]
     assert "dev" in results["label_counts"] and "test" in results["label_counts"]
+
+
+ELMO_FIXTURES = Path(__file__).parent / "reference" / "fixtures"
+
+
+@pytest.mark.parametrize("model,task,layers", [
+    (f"elmo:{ELMO_FIXTURES / 'elmo'}", "pos", 3),
+    (f"telmo:{ELMO_FIXTURES / 'telmo' / 'model.tar.gz'}", "sem", 4),
+])
+def test_elmo_family_runs_end_to_end(model, task, layers, data_dir, cache_dir, tmp_path):
+    """The real checkpoint formats (random weights) through the same store, probe and protocol."""
+    out = tmp_path / "run"
+    assert main(["run", "--model", model, "--task", task, "--data-dir", str(data_dir), "--seeds", "1",
+                 "--max-sentences", "400,100,100", "--grid", "0,1e-3", "--out", str(out), "--cache-dir",
+                 str(cache_dir), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["neurons"] == layers * 32 and results["layers"][0] == "token"
+    test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
+    assert test["all"] > results["majority_baseline"]["test"]  # random weights still carry word identity
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["activations"]["train"]["identity"]["adapter"] == model.split(":")[0]
+
+
+def test_elmo_without_network_fails_with_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NEUROSCOPE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "registry.toml").write_text(
+        '[models.elmo]\nadapter = "elmo"\noptions = "http://127.0.0.1:9/elmo_options.json"\n'
+        'weights = "http://127.0.0.1:9/elmo_weights.hdf5"\n\n'
+        '[models.telmo]\nadapter = "telmo"\narchive = "http://127.0.0.1:9/transformer-elmo.tar.gz"\n')
+    for model in ("elmo", "telmo"):
+        assert main(["run", "--model", model, "--task", "sem", "--data-dir", str(data_dir), "--out",
+                     str(tmp_path / model), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot download" in err and "pass a local path" in err
+    assert main(["run", "--model", f"elmo:{tmp_path / 'nothing'}", "--task", "sem", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "no such ELMo checkpoint directory" in capsys.readouterr().err

@@ -38,12 +38,15 @@ def plugin_site(tmp_path, monkeypatch):
 def test_builtins_load_through_registry_toml():
     registry = Registry()
     names = {p.name for p in registry.plugins}
-    assert {"transformers_models", "ptb", "conll2000", "conllu", "probes"} <= names
+    assert {"transformers_models", "elmo", "telmo", "ptb", "conll2000", "conllu", "pmb", "ccgbank", "columns",
+            "probes"} <= names
     assert all(p.origin == "builtin" and p.version == neuroscope.__version__ for p in registry.plugins)
     assert registry.get("probes", "elastic-net").plugin == "probes"
     assert registry.get("rankers", "weight-mass").plugin == "probes"
     assert registry.resolve_model("minilm").options["checkpoint"].startswith("package:")
-    assert registry.resolve_model("hf:/some/dir").options == {"checkpoint": "/some/dir"}
+    assert registry.resolve_model("hf:/some/dir").options == {"location": "/some/dir"}
+    assert registry.resolve_model("elmo:/models/elmo").entry.name == "elmo"
+    assert registry.resolve_model("telmo").options["archive"].endswith(".tar.gz")
     assert registry.resolve_task("pos").entry.name == "ptb"
 
 
