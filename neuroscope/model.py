@@ -13,10 +13,24 @@ import abc
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
+from neuroscope.errors import NeuroscopeError
 from neuroscope.types import NeuronIndex
 
 AGGREGATIONS = ("last", "first", "mean")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when torch sees a GPU, else the CPU; ``cpu`` and ``cuda[:N]`` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NeuroscopeError(f"device {device!r} asked for, but torch sees no CUDA device")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise NeuroscopeError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from exc
 
 
 class ModelAdapter(abc.ABC):

@@ -29,20 +29,12 @@ import attrs
 import numpy as np
 import torch
 
+from neuroscope.model import resolve_device
 from neuroscope.store import ActivationSet
 
 log = logging.getLogger(__name__)
 
 Features = np.ndarray | ActivationSet
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def n_rows(X: Features) -> int:

@@ -17,20 +17,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from neuroscope import ModelLoadError
+from neuroscope.datasets import sha256_of
 
 
 def _cache_root() -> Path:
     env = os.environ.get("NEUROSCOPE_CACHE")
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuroscope"
     return base / "models"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_url(location: str) -> bool:
@@ -43,14 +36,14 @@ def fetch_file(location: str, sha256: str | None = None, what: str = "model file
         path = Path(location).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"{path}: {what} not found")
-        if sha256 and sha256_file(path) != sha256:
+        if sha256 and sha256_of(path) != sha256:
             raise ModelLoadError(f"{path}: sha256 does not match the expected {sha256}")
         return path
     folder = _cache_root() / hashlib.sha256(location.encode("utf-8")).hexdigest()[:24]
     target = folder / (Path(urlparse(location).path).name or "download")
     recorded = target.with_name(target.name + ".sha256")
     if target.is_file():
-        digest = sha256_file(target)
+        digest = sha256_of(target)
         expected = sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
         if expected and digest != expected:
             raise ModelLoadError(f"{target}: cached {what} is corrupt (sha256 {digest}, expected {expected}); "
@@ -66,7 +59,7 @@ def fetch_file(location: str, sha256: str | None = None, what: str = "model file
         if part.exists():
             part.unlink()
         raise ModelLoadError(f"cannot download {what} {location}: {exc}; pass a local path instead") from exc
-    digest = sha256_file(part)
+    digest = sha256_of(part)
     if sha256 and digest != sha256:
         part.unlink()
         raise ModelLoadError(f"{location}: sha256 {digest} does not match the expected {sha256}")

@@ -29,22 +29,17 @@ import numpy as np
 import torch
 
 from neuroscope import ModelAdapter, ModelLoadError, NeuronIndex, hookimpl
+from neuroscope.model import resolve_device
 
-from neuroscope_plugins.downloads import fetch_file, sha256_file
+from neuroscope.datasets import sha256_of
+
+from neuroscope_plugins.downloads import fetch_file
 from neuroscope_plugins.elmo_chars import batch_char_ids
 
 log = logging.getLogger(__name__)
 
 ADAPTER_VERSION = 1
 PUBLISHED = "https://allennlp.s3.amazonaws.com/models/elmo"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 class Highway(torch.nn.Module):
@@ -231,32 +226,18 @@ def load_elmo(options_path: Path, weights_path: Path) -> tuple[ElmoBiLm, dict[st
     return model.eval(), options
 
 
-class ElmoAdapter(ModelAdapter):
-    """Word activations of the token layer and every biLSTM layer of an ELMo checkpoint."""
+class CharacterLmAdapter(ModelAdapter):
+    """Shared by ELMo and Transformer-ELMo: character-id batches in, one vector per word and
+    layer out (``self.model(char_ids, mask)`` returns every layer with the sentence markers)."""
 
-    name = "elmo"
-
-    def __init__(self, *, options: str, weights: str, device: str = "auto", aggregation: str = "last",
-                 batch_size: int = 32, options_sha256: str | None = None, weights_sha256: str | None = None):
-        self.options_path = fetch_file(options, options_sha256, "ELMo options file")
-        self.weights_path = fetch_file(weights, weights_sha256, "ELMo weight file")
-        self.device = resolve_device(device)
-        self.batch_size = int(batch_size)
-        model, opts = load_elmo(self.options_path, self.weights_path)
-        self.model = model.to(self.device)
-        width = 2 * opts["lstm"]["projection_dim"]
-        self._index = NeuronIndex(("token",) + tuple(str(i) for i in range(1, opts["lstm"]["n_layers"] + 1)), width)
-        self._sha = {"options": sha256_file(self.options_path), "weights": sha256_file(self.weights_path)}
-        if aggregation != "last":
-            log.info("ELMo reads whole words; aggregation %r has no effect", aggregation)
+    model: torch.nn.Module
+    device: torch.device
+    batch_size: int
+    _index: NeuronIndex
 
     @property
     def neuron_index(self) -> NeuronIndex:
         return self._index
-
-    def identity(self) -> dict[str, Any]:
-        return {"adapter": self.name, "adapter_version": ADAPTER_VERSION, "options_sha256": self._sha["options"],
-                "weights_sha256": self._sha["weights"]}
 
     def device_name(self) -> str:
         return str(self.device)
@@ -271,6 +252,30 @@ class ElmoAdapter(ModelAdapter):
             layers = self.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
             stacked = torch.stack(layers).float().cpu().numpy()
         return [stacked[:, b, 1 : len(words) + 1, :] for b, words in enumerate(sentences)]
+
+
+class ElmoAdapter(CharacterLmAdapter):
+    """Word activations of the token layer and every biLSTM layer of an ELMo checkpoint."""
+
+    name = "elmo"
+
+    def __init__(self, *, options: str, weights: str, device: str = "auto", aggregation: str = "last",
+                 batch_size: int = 32, options_sha256: str | None = None, weights_sha256: str | None = None):
+        self.options_path = fetch_file(options, options_sha256, "ELMo options file")
+        self.weights_path = fetch_file(weights, weights_sha256, "ELMo weight file")
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        model, opts = load_elmo(self.options_path, self.weights_path)
+        self.model = model.to(self.device)
+        width = 2 * opts["lstm"]["projection_dim"]
+        self._index = NeuronIndex(("token",) + tuple(str(i) for i in range(1, opts["lstm"]["n_layers"] + 1)), width)
+        self._sha = {"options": sha256_of(self.options_path), "weights": sha256_of(self.weights_path)}
+        if aggregation != "last":
+            log.info("ELMo reads whole words; aggregation %r has no effect", aggregation)
+
+    def identity(self) -> dict[str, Any]:
+        return {"adapter": self.name, "adapter_version": ADAPTER_VERSION, "options_sha256": self._sha["options"],
+                "weights_sha256": self._sha["weights"]}
 
 
 def elmo_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32, location: str | None = None,

@@ -27,16 +27,16 @@ import math
 import tarfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
-from neuroscope import ModelAdapter, ModelLoadError, NeuronIndex, hookimpl
+from neuroscope import ModelLoadError, NeuronIndex, hookimpl
+from neuroscope.datasets import sha256_of
+from neuroscope.model import resolve_device
 
-from neuroscope_plugins.downloads import fetch_file, sha256_file
-from neuroscope_plugins.elmo import Highway, resolve_device
-from neuroscope_plugins.elmo_chars import batch_char_ids
+from neuroscope_plugins.downloads import fetch_file
+from neuroscope_plugins.elmo import CharacterLmAdapter, Highway
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def load_telmo(path: Path) -> TransformerElmo:
     return model.eval()
 
 
-class TelmoAdapter(ModelAdapter):
+class TelmoAdapter(CharacterLmAdapter):
     """Word activations of the token layer and every transformer layer of a Transformer-ELMo archive."""
 
     name = "telmo"
@@ -265,30 +265,12 @@ class TelmoAdapter(ModelAdapter):
         width = 2 * self.model.chars.projection.out_features
         n_layers = len(self.model.forward_stack.layers)
         self._index = NeuronIndex(("token",) + tuple(str(i) for i in range(1, n_layers + 1)), width)
-        self._sha = sha256_file(self.archive_path)
+        self._sha = sha256_of(self.archive_path)
         if aggregation != "last":
             log.info("Transformer-ELMo reads whole words; aggregation %r has no effect", aggregation)
 
-    @property
-    def neuron_index(self) -> NeuronIndex:
-        return self._index
-
     def identity(self) -> dict[str, Any]:
         return {"adapter": self.name, "adapter_version": ADAPTER_VERSION, "archive_sha256": self._sha}
-
-    def device_name(self) -> str:
-        return str(self.device)
-
-    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        ids, mask = batch_char_ids(sentences)
-        with torch.inference_mode():
-            layers = self.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
-            stacked = torch.stack(layers).float().cpu().numpy()
-        return [stacked[:, b, 1 : len(words) + 1, :] for b, words in enumerate(sentences)]
 
 
 def telmo_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32, location: str | None = None,

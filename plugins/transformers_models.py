@@ -27,20 +27,13 @@ import numpy as np
 import torch
 
 from neuroscope import AGGREGATIONS, ModelAdapter, ModelLoadError, NeuronIndex, NeuroscopeError, hookimpl
+from neuroscope.model import resolve_device
 
 from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
 ADAPTER_VERSION = 1
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def plan_windows(counts: Sequence[int], budget: int) -> tuple[list[tuple[int, int]], list[int]]:
@@ -95,7 +88,7 @@ class TransformersAdapter(ModelAdapter):
         self.aggregation = aggregation
         self.batch_size = int(batch_size)
         self.path = resolve_checkpoint(checkpoint, revision)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
             if "ByteLevel" in str(getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", "")):

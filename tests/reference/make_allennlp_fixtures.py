@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
