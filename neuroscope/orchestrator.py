@@ -203,7 +203,7 @@ class Orchestrator:
         index = adapter.neuron_index
         store = ActivationStore(Path(config.cache_dir) / "activations")
         acts = extract(store, adapter, task, self.reporter.task)
-        activations = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.array.shape),
+        activations = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}
 
         probe_cls = self.registry.get("probes", config.probe).obj

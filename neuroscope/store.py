@@ -58,7 +58,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 
 class ActivationSet:
-    """Read side of one store entry: a memory-mapped (tokens, neurons) float16 matrix."""
+    """Read side of one store entry: a (tokens, neurons) float16 matrix on disk.
+
+    Rows are read with positional reads (``preadv``) straight into the output
+    buffer, not through a memory map: the operating system may cache the file,
+    but none of it counts towards the process's resident memory, so a 20 GB
+    store is read with a resident footprint of one chunk (DESIGN.md,
+    "Out-of-core"). ``array`` still offers a read-only memory map for inspection.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -71,20 +78,43 @@ class ActivationSet:
             raise StoreError(
                 f"{manifest_path}: store format {self.manifest.get('format')}, expected {STORE_FORMAT_VERSION}"
             )
-        self.array: np.ndarray = np.load(self.path / "activations.npy", mmap_mode="r")
+        self._file = self.path / "activations.npy"
+        with open(self._file, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            self._offset = fh.tell()
+        if fortran or dtype != np.float16 or len(shape) != 2:
+            raise StoreError(f"{self._file}: expected a C-ordered 2-D float16 array, found {dtype} {shape}")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self._row_bytes = 2 * self.shape[1]
+        expected_size = self._offset + self.shape[0] * self._row_bytes
+        if self._file.stat().st_size != expected_size:
+            raise StoreError(f"{self._file}: {self._file.stat().st_size} bytes, expected {expected_size} (truncated?)")
         self.offsets: np.ndarray = np.load(self.path / "offsets.npy")
         self.index = NeuronIndex.from_json(self.manifest["neuron_index"])
         expected = (int(self.manifest["n_tokens"]), self.index.n_neurons)
-        if self.array.shape != expected:
-            raise StoreError(f"{self.path}: activations have shape {self.array.shape}, manifest says {expected}")
+        if self.shape != expected:
+            raise StoreError(f"{self.path}: activations have shape {self.shape}, manifest says {expected}")
+        self._fd = os.open(self._file, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    @property
+    def array(self) -> np.ndarray:
+        """A read-only memory map of the whole matrix (for inspection; pages it touches count as resident)."""
+        return np.load(self._file, mmap_mode="r")
 
     @property
     def n_tokens(self) -> int:
-        return int(self.array.shape[0])
+        return self.shape[0]
 
     @property
     def n_neurons(self) -> int:
-        return int(self.array.shape[1])
+        return self.shape[1]
 
     def chunk_rows(self, n_neurons: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
         width = n_neurons or self.n_neurons
@@ -98,9 +128,42 @@ class ActivationSet:
         for start in range(0, self.n_tokens, step):
             yield start, self.rows(slice(start, min(start + step, self.n_tokens)), neurons)
 
+    def _read(self, start: int, out: np.ndarray) -> None:
+        view = memoryview(out).cast("B")
+        position = self._offset + start * self._row_bytes
+        done = 0
+        while done < len(view):
+            n = os.preadv(self._fd, [view[done:]], position + done)
+            if n <= 0:
+                raise StoreError(f"{self._file}: unexpected end of file at byte {position + done}")
+            done += n
+
+    def raw_rows(self, rows: slice | np.ndarray) -> np.ndarray:
+        """float16 copy of the given rows: a slice, or sorted row indices (read as contiguous runs)."""
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(self.n_tokens)
+            if step != 1:
+                raise ValueError("row slices must have step 1")
+            out = np.empty((max(0, stop - start), self.n_neurons), dtype=np.float16)
+            if len(out):
+                self._read(start, out)
+            return out
+        idx = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(idx), self.n_neurons), dtype=np.float16)
+        if len(idx) == 0:
+            return out
+        if idx[0] < 0 or idx[-1] >= self.n_tokens or (len(idx) > 1 and (np.diff(idx) <= 0).any()):
+            raise ValueError("row indices must be sorted, unique and within the store")
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(idx)]])
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            self._read(int(idx[a]), out[a:b])
+        return out
+
     def rows(self, rows: slice | np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
         """float32 copy of the given rows (a slice or sorted indices) and neurons."""
-        block = self.array[rows]
+        block = self.raw_rows(rows)
         if neurons is not None:
             block = block[:, neurons]
         return np.asarray(block, dtype=np.float32)

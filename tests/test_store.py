@@ -125,3 +125,25 @@ def test_probe_trains_from_store_like_from_array(tmp_path):
 
 def test_labels_to_ids_marks_unknown():
     assert labels_to_ids(["B", "Q", "A"], ["A", "B"]).tolist() == [1, -1, 0]
+
+
+def test_rows_read_runs_and_reject_unsorted(tmp_path):
+    acts = ActivationStore(tmp_path).get_or_extract(WordHashAdapter(), corpus(40))
+    full = np.asarray(acts.array)
+    idx = np.array([0, 1, 2, 7, 9, 10, 30])
+    np.testing.assert_array_equal(acts.raw_rows(idx), full[idx])
+    np.testing.assert_array_equal(acts.rows(slice(5, 12), np.array([0, 5])), full[5:12][:, [0, 5]].astype(np.float32))
+    with pytest.raises(ValueError, match="sorted"):
+        acts.raw_rows(np.array([3, 1]))
+    with pytest.raises(ValueError, match="within the store"):
+        acts.raw_rows(np.array([0, acts.n_tokens]))
+
+
+def test_truncated_store_file_is_detected(tmp_path):
+    acts = ActivationStore(tmp_path).get_or_extract(WordHashAdapter(), corpus(10))
+    path = acts.path / "activations.npy"
+    del acts
+    data = path.read_bytes()
+    path.write_bytes(data[:-4])
+    with pytest.raises(StoreError, match="truncated"):
+        ActivationSet(path.parent)
