@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=10)
     run.add_argument("--lr", type=float, default=1e-3)
     run.add_argument("--batch-size", type=int, default=512, help="probe mini-batch size (paper: 512)")
+    run.add_argument("--no-shuffle", action="store_true", help="visit training rows in corpus order (NeuroX); "
+                     "default: shuffled mini-batches (paper)")
+    run.add_argument("--l2-form", choices=("squared", "norm"), default="squared",
+                     help="L2 penalty: squared norm (default) or the norm itself (NeuroX)")
     run.add_argument("--extract-batch-size", type=int, default=32, help="sentences per forward pass")
     run.add_argument("--stride", type=int, default=100, help="weight-mass steps of the ranking (NeuroX: 100)")
     run.add_argument("--unseen-labels", choices=UNSEEN_RULES, default="error",
@@ -144,7 +148,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(args.seeds)),
             l1=args.l1, l2=args.l2, grid=args.grid, alpha=args.alpha, beta=args.beta, deltas=args.deltas,
             scan_step=args.scan_step, scan_block=args.scan_block, control=not args.no_control,
-            grid_memory=int(args.grid_memory * 2**30), fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
+            grid_memory=int(args.grid_memory * 2**30), shuffle=not args.no_shuffle, l2_form=args.l2_form,
+            fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size, stride=args.stride,
             unseen_labels=args.unseen_labels, max_sentences=args.max_sentences, cache_dir=str(Path(cache_dir).resolve()),
         )

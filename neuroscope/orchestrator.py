@@ -93,6 +93,8 @@ class RunConfig:
     unseen_labels: str = "error"
     max_sentences: tuple[int | None, int | None, int | None] = (None, None, None)
     grid_memory: int = DEFAULT_MEMORY
+    shuffle: bool = True
+    l2_form: str = "squared"
     cache_dir: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -121,7 +123,10 @@ class RunConfig:
 
     def probe_params(self, l1: float, l2: float) -> dict[str, Any]:
         return {"l1": l1, "l2": l2, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
-                "device": self.device}
+                "device": self.device, "shuffle": self.shuffle, "l2_form": self.l2_form}
+
+    def settings(self, seed: int) -> TrainSettings:
+        return TrainSettings(self.lr, self.batch_size, self.epochs, seed, self.device, self.shuffle, self.l2_form)
 
 
 def default_run_dir(root: Path, model: str, task: str) -> Path:
@@ -220,7 +225,7 @@ class Orchestrator:
         if config.search:
             def search() -> dict[str, Any]:
                 grid = lambda_grid(config.grid)
-                settings = TrainSettings(config.lr, config.batch_size, config.epochs, config.seeds[0], config.device)
+                settings = config.settings(config.seeds[0])
                 n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
                 n_groups = -(-n_settings // group_size(index.n_neurons, len(classes), n_settings, config.grid_memory))
                 with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.epochs * n_train * n_groups) as advance:
@@ -253,7 +258,7 @@ class Orchestrator:
                   gold, index) -> dict[str, Any]:
         n_train = acts["train"].n_tokens
         n_classes = len(task.labels)
-        settings = TrainSettings(config.lr, config.batch_size, config.epochs, seed, config.device)
+        settings = config.settings(seed)
 
         def oracle() -> dict[str, Any]:
             probe = probe_cls(seed=seed, **params)

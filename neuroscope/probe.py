@@ -63,15 +63,25 @@ def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536
         yield start, read_rows(X, slice(start, min(start + chunk_rows, total)), neurons)
 
 
+L2_FORMS = ("squared", "norm")
+
+
 @attrs.frozen
 class TrainSettings:
-    """The optimisation settings of section 3; defaults are the paper's."""
+    """The optimisation settings of section 3; defaults are the paper's.
+
+    ``shuffle`` False visits rows in corpus order every epoch, and ``l2_form``
+    "norm" penalises ||W||_2 instead of ||W||_2^2: together they are NeuroX's
+    training (docs/probe.md), for comparisons with it.
+    """
 
     lr: float = 1e-3
     batch_size: int = 512
     epochs: int = 10
     seed: int = 0
     device: str = "cpu"
+    shuffle: bool = True
+    l2_form: str = attrs.field(default="squared", validator=attrs.validators.in_(L2_FORMS))
 
 
 def train_elastic_net(
@@ -120,7 +130,7 @@ def train_elastic_net(
     optimiser = torch.optim.Adam([weight, bias], lr=settings.lr)
     y_all = torch.from_numpy(y)
     for epoch in range(settings.epochs):
-        order = rng.permutation(total)
+        order = rng.permutation(total) if settings.shuffle else np.arange(total)
         for start in range(0, total, settings.batch_size):
             idx = np.sort(order[start : start + settings.batch_size])
             xb = torch.from_numpy(read_rows(X, idx, neurons)).to(device, non_blocking=True)
@@ -130,7 +140,9 @@ def train_elastic_net(
             ce = torch.nn.functional.cross_entropy(
                 logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
             ).view(g, len(idx)).mean(dim=1)
-            penalty = l1 * weight.abs().sum(dim=(1, 2)) + l2 * weight.pow(2).sum(dim=(1, 2))
+            squares = weight.pow(2).sum(dim=(1, 2))
+            penalty = l1 * weight.abs().sum(dim=(1, 2)) + l2 * (squares if settings.l2_form == "squared"
+                                                                else squares.clamp_min(1e-30).sqrt())
             loss = (ce + penalty).sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -211,6 +223,8 @@ class ElasticNetProbe:
         seed: int = 0,
         device: str = "cpu",
         neurons: Sequence[int] | None = None,
+        shuffle: bool = True,
+        l2_form: str = "squared",
     ):
         self.l1 = l1
         self.l2 = l2
@@ -220,6 +234,8 @@ class ElasticNetProbe:
         self.seed = seed
         self.device = device
         self.neurons = neurons
+        self.shuffle = shuffle
+        self.l2_form = l2_form
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -241,7 +257,7 @@ class ElasticNetProbe:
         return f"ElasticNetProbe({args})"
 
     def _settings(self) -> TrainSettings:
-        return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device)
+        return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device, self.shuffle, self.l2_form)
 
     def _columns(self, X: Features) -> np.ndarray:
         if self.neurons is None:

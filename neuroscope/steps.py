@@ -174,7 +174,8 @@ def control_step(
     masks = np.zeros((2, n), dtype=bool)
     masks[0] = True
     masks[1, selected] = True
-    settings = TrainSettings(params["lr"], params["batch_size"], params["epochs"], seed, params["device"])
+    settings = TrainSettings(params["lr"], params["batch_size"], params["epochs"], seed, params["device"],
+                             params.get("shuffle", True), params.get("l2_form", "squared"))
     lambdas = [(params["l1"], params["l2"])] * 2
     coef, intercept = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress, masks=masks)
     models = [LinearModel(coef[0], intercept[0], np.arange(n)),

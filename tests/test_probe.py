@@ -105,3 +105,17 @@ def test_linear_model_predictions_on_columns():
     X = np.eye(3, dtype=np.float32)
     model = LinearModel(np.eye(2, dtype=np.float32), np.zeros(2, dtype=np.float32), np.array([0, 2]))
     assert predict_many(X, [model])[0].tolist() == [0, 0, 1]
+
+
+def test_neurox_compatible_training_options():
+    """shuffle=False visits rows in order; l2_form='norm' penalises ||W|| (NeuroX's objective)."""
+    X, y = planted(n=1500)
+    ordered = ElasticNetProbe(epochs=2, shuffle=False, seed=1).fit(X, y).coef_
+    assert np.array_equal(ordered, ElasticNetProbe(epochs=2, shuffle=False, seed=2).fit(X, y).coef_)
+    assert not np.array_equal(ordered, ElasticNetProbe(epochs=2, seed=1).fit(X, y).coef_)
+    norm = ElasticNetProbe(l2=0.5, l2_form="norm", epochs=3).fit(X, y)
+    squared = ElasticNetProbe(l2=0.5, epochs=3).fit(X, y)
+    assert np.isfinite(norm.coef_).all()  # no NaN from the norm's gradient at the zero start
+    assert not np.allclose(norm.coef_, squared.coef_)
+    with pytest.raises(ValueError):
+        TrainSettings(l2_form="cubed")
