@@ -250,3 +250,19 @@ def test_elmo_without_network_fails_with_one_line(data_dir, tmp_path, monkeypatc
     assert main(["run", "--model", f"elmo:{tmp_path / 'nothing'}", "--task", "sem", "--data-dir", str(data_dir),
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "no such ELMo checkpoint directory" in capsys.readouterr().err
+
+
+def test_plain_elmo_and_telmo_names_with_local_checkpoints(data_dir, cache_dir, tmp_path, monkeypatch):
+    """`neuroscope run --model elmo --task sem` (and telmo) with the checkpoints named in a local registry.toml."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "registry.toml").write_text(
+        f'[models.elmo]\nadapter = "elmo"\noptions = "{ELMO_FIXTURES / "elmo" / "options.json"}"\n'
+        f'weights = "{ELMO_FIXTURES / "elmo" / "weights.hdf5"}"\n\n'
+        f'[models.telmo]\nadapter = "telmo"\narchive = "{ELMO_FIXTURES / "telmo" / "model.tar.gz"}"\n')
+    for model in ("elmo", "telmo"):
+        out = tmp_path / model
+        assert main(["run", "--model", model, "--task", "sem", "--data-dir", str(data_dir), "--seeds", "1",
+                     "--max-sentences", "300,80,80", "--l1", "1e-4", "--l2", "0", "--deltas", "5", "--no-control",
+                     "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert results["model"] == model and results["layers"][0] == "token"
