@@ -235,19 +235,17 @@ class ActivationStore:
                 with open(partial / "layout.json", encoding="utf-8") as fh:
                     resumed = json.load(fh) == layout
                 done = np.load(done_path)
-                array = np.load(array_path, mmap_mode="r+")
-            except (OSError, ValueError):
+                writer = _RowWriter.open(array_path, (n_tokens, index.n_neurons))
+            except (OSError, ValueError, StoreError):
                 resumed = False
             if not resumed:
                 shutil.rmtree(partial)
         if not resumed:
             partial.mkdir(parents=True)
             _write_json_atomic(partial / "layout.json", layout)
-            array = np.lib.format.open_memmap(
-                array_path, mode="w+", dtype=np.float16, shape=(n_tokens, index.n_neurons)
-            )
+            writer = _RowWriter.create(array_path, (n_tokens, index.n_neurons))
             done = np.zeros(len(words), dtype=bool)
-            np.save(done_path, done)
+            _save_atomic(done_path, done)
         else:
             log.info("resuming extraction in %s: %d of %d sentences done", partial, int(done.sum()), len(words))
             if progress:
@@ -271,15 +269,15 @@ class ActivationStore:
                         f"non-finite activation (float16 overflow or NaN) at neuron {index.name(bad)} in "
                         f"sentence {sid} of {corpus.name}: {' '.join(words[sid][:20])}"
                     )
-                array[offsets[sid] : offsets[sid + 1]] = rows
+                writer.write(int(offsets[sid]), rows)
                 done[sid] = True
             if progress:
                 progress(len(ids))
             if (n_batch + 1) % flush_every == 0:
-                array.flush()
-                np.save(done_path, done)
-        array.flush()
-        del array
+                writer.sync()
+                _save_atomic(done_path, done)
+        writer.sync()
+        writer.close()
         np.save(partial / "offsets.npy", offsets)
         manifest = {
             "format": STORE_FORMAT_VERSION,
@@ -297,6 +295,55 @@ class ActivationStore:
         os.replace(partial, self.path_for(key))
         log.info("stored activations of %s (%d tokens x %d neurons) in %s", corpus.name, n_tokens,
                  index.n_neurons, self.path_for(key))
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+class _RowWriter:
+    """Writes float16 rows into a .npy file with positional writes (no memory map, so the
+    pages written do not stay in the process's resident memory)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], offset: int):
+        self.path, self.shape, self.offset = path, shape, offset
+        self.row_bytes = 2 * shape[1]
+        self.fd = os.open(path, os.O_RDWR)
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, int]) -> "_RowWriter":
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_2_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
+                                                      "fortran_order": False, "shape": shape})
+            offset = fh.tell()
+            fh.truncate(offset + shape[0] * shape[1] * 2)
+        return cls(path, shape, offset)
+
+    @classmethod
+    def open(cls, path: Path, shape: tuple[int, int]) -> "_RowWriter":
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            found, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+        if tuple(found) != tuple(shape) or fortran or dtype != np.float16:
+            raise StoreError(f"{path}: a partial store of another layout")
+        return cls(path, shape, offset)
+
+    def write(self, row: int, rows: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(rows, dtype=np.float16)).cast("B")
+        position = self.offset + row * self.row_bytes
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self.fd, data[done:], position + done)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def labels_to_ids(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
