@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+BENCH_CACHE = Path(os.environ.get("NEUROSCOPE_BENCH_CACHE", Path.home() / ".cache" / "neuroscope-bench"))
 DATA = Path(os.environ.get("NEUROSCOPE_TEST_DATA", REPO.parent / "shared" / "data"))
 NEUROX_PYTHON = REPO / ".venv-neurox" / "bin" / "python"
 NEUROX_SETUP = (

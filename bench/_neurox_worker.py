@@ -108,7 +108,7 @@ def protocol(job, data):
 
     start = time.perf_counter()
     selected = minimal[str(min(job["deltas"]))]["neurons"]
-    yc, ycd, yct = data["control_train"], data["control_dev"], data["control_test"]
+    yc, yct = data["control_train"], data["control_test"]
     control_all = train(X, yc, best[0], best[1], epochs, batch, seed)
     control_sel = train(ablation.filter_activations_keep_neurons(X, selected), yc, best[0], best[1], epochs, batch,
                         seed)

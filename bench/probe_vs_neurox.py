@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PlantedAdapter, Timer, minilm_pos_store, planted_task, require_neurox, write_results  # noqa: E402
+from _common import BENCH_CACHE, PlantedAdapter, Timer, minilm_pos_store, planted_task, require_neurox, write_results  # noqa: E402
 
 
 def to_npy(acts, directory: Path, name: str) -> str:
@@ -88,7 +88,7 @@ def main() -> int:
         classes = np.asarray(task.labels)
         gold = {n: labels_to_ids(task.splits[n].labels(), classes) for n in task.splits}
         results["synthetic"] = compare("synthetic", acts, gold, len(classes), args, tmp)
-        _, acts, gold, classes = minilm_pos_store(tmp / "minilm")
+        _, acts, gold, classes = minilm_pos_store(BENCH_CACHE)
         results["minilm_ptb"] = compare("minilm", acts, gold, len(classes), args, tmp)
     write_results("probe_vs_neurox", results)
     return 0

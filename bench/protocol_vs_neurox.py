@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, Timer, minilm_pos_store, require_neurox, write_results  # noqa: E402
+from _common import BENCH_CACHE, DATA, Timer, minilm_pos_store, require_neurox, write_results  # noqa: E402
 
 
 def main() -> int:
@@ -45,7 +45,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="neuroscope-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        task, acts, gold, classes = minilm_pos_store(tmp / "cache", args.max_sentences)
+        task, acts, gold, classes = minilm_pos_store(BENCH_CACHE, args.max_sentences)
         arrays = {}
         for split in ("train", "dev", "test"):
             path = tmp / f"X_{split}.npy"
@@ -76,7 +76,7 @@ def main() -> int:
         run_dir = tmp / "run"
         argv = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(DATA), "--seeds", "1", "--grid",
                 args.grid, "--epochs", str(args.epochs), "--no-shuffle", "--l2-form", "norm", "--out", str(run_dir),
-                "--cache-dir", str(tmp / "cache"), "--quiet"]
+                "--cache-dir", str(BENCH_CACHE), "--quiet"]
         if args.max_sentences:
             argv += ["--max-sentences", str(args.max_sentences)]
         with Timer() as t:
