@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 import numpy as np
@@ -53,6 +54,24 @@ def read_rows(X: Features, rows: slice | np.ndarray, neurons: np.ndarray | None)
     if neurons is not None:
         block = block[:, neurons]
     return np.asarray(block, dtype=np.float32)
+
+
+def prefetched_batches(X: Features, batches: Iterable[np.ndarray], neurons: np.ndarray | None
+                       ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(row indices, float32 tensor) per batch, the next batch read in a background thread
+    while the caller trains on the current one (positional reads and the float16
+    conversion release the GIL). Order and contents are exactly those of ``batches``.
+    Used when training on a GPU; on a CPU the reading thread competes with torch's own
+    threads for the same cores and measured slower (bench/RESULTS.md)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for idx in batches:
+            future = pool.submit(lambda i=idx: torch.from_numpy(read_rows(X, i, neurons)))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (idx, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536):
@@ -131,15 +150,20 @@ def train_elastic_net(
     y_all = torch.from_numpy(y)
     for epoch in range(settings.epochs):
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
-        for start in range(0, total, settings.batch_size):
-            idx = np.sort(order[start : start + settings.batch_size])
-            xb = torch.from_numpy(read_rows(X, idx, neurons)).to(device, non_blocking=True)
+        batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
+        for idx, x_cpu in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
+                           else ((i, torch.from_numpy(read_rows(X, i, neurons))) for i in batches)):
+            xb = x_cpu.to(device, non_blocking=True)
             yb = y_all[idx].to(device)
             effective = weight if mask is None else weight * mask
-            logits = torch.einsum("bd,gdt->gbt", xb, effective) + bias[:, None, :]
-            ce = torch.nn.functional.cross_entropy(
-                logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
-            ).view(g, len(idx)).mean(dim=1)
+            if g == 1:
+                logits = torch.addmm(bias[0], xb, effective[0])
+                ce = torch.nn.functional.cross_entropy(logits, yb).unsqueeze(0)
+            else:
+                logits = torch.baddbmm(bias[:, None, :], xb.expand(g, -1, -1), effective)
+                ce = torch.nn.functional.cross_entropy(
+                    logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
+                ).view(g, len(idx)).mean(dim=1)
             squares = weight.pow(2).sum(dim=(1, 2))
             penalty = l1 * weight.abs().sum(dim=(1, 2)) + l2 * (squares if settings.l2_form == "squared"
                                                                 else squares.clamp_min(1e-30).sqrt())

