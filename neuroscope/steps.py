@@ -16,9 +16,10 @@ from typing import Any, Callable
 import attrs
 import numpy as np
 
-from neuroscope.ablation import ablation_sets, evaluate_ablations
+from neuroscope.ablation import ablation_sets, accuracy, evaluate_ablations
+from neuroscope.control import control_labels, selectivity
 from neuroscope.errors import NeuroscopeError
-from neuroscope.probe import ElasticNetProbe
+from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, predict_many
 from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
 from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids
@@ -163,10 +164,6 @@ def control_step(
     (Acc_a) and the ``selected`` ones (Acc_t). Both control probes train together
     over one read of the data (a masked pair).
     """
-    from neuroscope.ablation import accuracy
-    from neuroscope.control import control_labels, selectivity
-    from neuroscope.probe import LinearModel, TrainSettings, predict_many
-
     labels = control_labels(task, seed)
     classes = np.unique(np.asarray(labels["train"]))
     y = np.searchsorted(classes, np.asarray(labels["train"]))
