@@ -7,10 +7,10 @@ the file, the line number and what was expected; nothing is skipped quietly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from neuroscope.errors import DataFormatError, NeuroscopeError
-from neuroscope.types import Sentence
+from neuroscope.types import Corpus, Sentence, TaskData
 
 
 def data_file(data_dir: Path, relative: str, task: str) -> Path:
@@ -104,3 +104,22 @@ def collapse_rare_labels(splits: dict[str, list[Sentence]], min_count: int, labe
     keep = {t for t, c in counts.items() if c >= min_count}
     return {name: [Sentence(s.words, [t if t in keep else label for t in s.labels]) for s in sents]
             for name, sents in splits.items()}
+
+
+def task_from_files(
+    data_dir: Path,
+    task: str,
+    files: Mapping[str, str],
+    read: Callable[[Path], list[Sentence]],
+    description: str,
+    min_count: int = 1,
+    transform: Callable[[list[Sentence]], list[Sentence]] | None = None,
+) -> TaskData:
+    """A TaskData from one file per split (``files``: split -> path relative to ``data_dir``),
+    each read with ``read``, optionally transformed, rare labels collapsed."""
+    paths = {name: data_file(data_dir, files[name], task) for name in ("train", "dev", "test")}
+    splits = {name: read(path) for name, path in paths.items()}
+    if transform is not None:
+        splits = {name: transform(sentences) for name, sentences in splits.items()}
+    splits = collapse_rare_labels(splits, min_count)
+    return TaskData(task, *(Corpus(n, splits[n], str(paths[n])) for n in ("train", "dev", "test")), description)

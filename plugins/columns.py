@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import Corpus, NeuroscopeError, TaskData, hookimpl
-from neuroscope.readers import collapse_rare_labels, data_file, read_columns
+from neuroscope import NeuroscopeError, TaskData, hookimpl
+from neuroscope.readers import read_columns, task_from_files
 
 SEPARATORS = {"tab": "\t", "space": " ", "whitespace": None}
 
@@ -41,12 +41,11 @@ def read_column_task(
         raise NeuroscopeError(f"task {task!r}: separator must be one of {', '.join(SEPARATORS)}")
     if not (1 <= word <= columns and 1 <= label <= columns):
         raise NeuroscopeError(f"task {task!r}: word and label must be column numbers between 1 and {columns}")
-    paths = {name: data_file(data_dir, rel, task) for name, rel in (("train", train), ("dev", dev), ("test", test))}
-    splits = {name: read_columns(path, word - 1, label - 1, columns, sep=SEPARATORS[separator],
-                                 comment=comment or None) for name, path in paths.items()}
-    splits = collapse_rare_labels(splits, min_count)
-    return TaskData(task, *(Corpus(n, splits[n], str(paths[n])) for n in ("train", "dev", "test")),
-                    f"column file task (word column {word}, label column {label})")
+    return task_from_files(
+        data_dir, task, {"train": train, "dev": dev, "test": test},
+        lambda path: read_columns(path, word - 1, label - 1, columns, sep=SEPARATORS[separator],
+                                  comment=comment or None),
+        f"column file task (word column {word}, label column {label})", min_count)
 
 
 @hookimpl

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import Corpus, NeuroscopeError, TaskData, hookimpl
-from neuroscope.readers import data_file, read_columns
+from neuroscope import NeuroscopeError, TaskData, hookimpl
+from neuroscope.readers import read_columns, task_from_files
 
 COLUMNS = {"upos": 3, "xpos": 4}
 
@@ -25,12 +25,10 @@ def read_conllu(
 ) -> TaskData:
     if column not in COLUMNS:
         raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
-    splits = {}
-    for name, rel in (("train", train), ("dev", dev), ("test", test)):
-        path = data_file(data_dir, rel, task)
-        sentences = read_columns(path, 1, COLUMNS[column], 10, sep="\t", comment="#", skip=_is_range_or_empty)
-        splits[name] = Corpus(name, sentences, str(path))
-    return TaskData(task, splits["train"], splits["dev"], splits["test"], f"CoNLL-U {column.upper()} tagging")
+    return task_from_files(
+        data_dir, task, {"train": train, "dev": dev, "test": test},
+        lambda path: read_columns(path, 1, COLUMNS[column], 10, sep="\t", comment="#", skip=_is_range_or_empty),
+        f"CoNLL-U {column.upper()} tagging")
 
 
 @hookimpl

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import Corpus, NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import collapse_rare_labels, data_file, read_columns
+from neuroscope import NeuroscopeError, Sentence, TaskData, hookimpl
+from neuroscope.readers import read_columns, task_from_files
 
 COLUMNS = {"sem": 3, "ccg": 4}
 MULTIWORD = ("keep", "split")
@@ -51,14 +51,12 @@ def read_pmb(
         raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
     if multiword not in MULTIWORD:
         raise NeuroscopeError(f"task {task!r}: multiword must be one of {', '.join(MULTIWORD)}, got {multiword!r}")
-    paths = {name: data_file(data_dir, rel, task) for name, rel in (("train", train), ("dev", dev), ("test", test))}
-    splits = {name: read_columns(path, 0, COLUMNS[column], 7, sep="\t", comment="#") for name, path in paths.items()}
-    if multiword == "split":
-        splits = {name: split_multiwords(sents) for name, sents in splits.items()}
-    splits = collapse_rare_labels(splits, min_count)
     what = "semantic tags" if column == "sem" else "CCG categories (PMB notation)"
-    return TaskData(task, *(Corpus(n, splits[n], str(paths[n])) for n in ("train", "dev", "test")),
-                    f"PMB 4.0.0 gold {what}; multiword tokens: {multiword}")
+    return task_from_files(
+        data_dir, task, {"train": train, "dev": dev, "test": test},
+        lambda path: read_columns(path, 0, COLUMNS[column], 7, sep="\t", comment="#"),
+        f"PMB 4.0.0 gold {what}; multiword tokens: {multiword}", min_count,
+        split_multiwords if multiword == "split" else None)
 
 
 @hookimpl
