@@ -56,11 +56,14 @@ class ModelAdapter(abc.ABC):
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One float32 array (layers, words, hidden) per sentence, in order."""
 
+    #: sentences per forward pass (adapters set it from their ``batch_size`` option)
+    batch_size: int = 32
+
     def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        """Sentence indices grouped into forward-pass batches (default: 32 at a time,
-        longest first so that padding is small). Adapters may override."""
+        """Sentence indices grouped into forward-pass batches of ``batch_size``, longest
+        first so that padding is small. Adapters may override."""
         order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
-        return [order[i : i + 32] for i in range(0, len(order), 32)]
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def device_name(self) -> str:
         return "cpu"

@@ -7,7 +7,7 @@ the file, the line number and what was expected; nothing is skipped quietly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 from neuroscope.errors import DataFormatError, NeuroscopeError
 from neuroscope.types import Corpus, Sentence, TaskData
@@ -86,6 +86,36 @@ def read_columns(
 
 
 RARE_LABEL = "<rare>"
+Doc = TypeVar("Doc")
+
+
+def split_documents(
+    docs: Sequence[Doc],
+    section_of: Callable[[Doc], int | None],
+    standard: Mapping[str, range],
+    standard_label: str,
+    train_fraction: float,
+    dev_fraction: float,
+    root: Path | str,
+) -> tuple[dict[str, list[Doc]], str]:
+    """Train / dev / test documents and a description of the split.
+
+    The standard split by section when every document has a section and each split's
+    sections are present (WSJ treebanks); otherwise the documents, in the given order,
+    split by document: the first ``train_fraction``, the next ``dev_fraction``, the
+    rest (each split gets at least one document).
+    """
+    sections = {section_of(d) for d in docs}
+    if None not in sections and all(any(s in sections for s in r) for r in standard.values()):
+        return {split: [d for d in docs if section_of(d) in secs] for split, secs in standard.items()}, standard_label
+    n = len(docs)
+    if n < 3:
+        raise NeuroscopeError(f"{root}: {n} document(s); a document split needs at least 3")
+    n_train = min(max(1, int(round(n * train_fraction))), n - 2)
+    n_dev = min(max(1, int(round(n * dev_fraction))), n - n_train - 1)
+    groups = {"train": list(docs[:n_train]), "dev": list(docs[n_train : n_train + n_dev]),
+              "test": list(docs[n_train + n_dev :])}
+    return groups, f"split by document: {n_train} / {n_dev} / {n - n_train - n_dev} files"
 
 
 def collapse_rare_labels(splits: dict[str, list[Sentence]], min_count: int, label: str = RARE_LABEL

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from neuroscope import Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import collapse_rare_labels, data_file
+from neuroscope.readers import collapse_rare_labels, data_file, split_documents
 
 NODE = re.compile(r"\(<(T|L) ([^<>]*)>|\)|\s+|[^\s()<>]+|.")
 AUTO_NAME = re.compile(r"wsj_(\d\d)(\d\d)\.auto$")
@@ -110,18 +110,8 @@ def read_ccgbank(data_dir: Path, *, path: str, min_count: int = 1, train_fractio
     files = sorted(root.rglob("*.auto"), key=lambda p: p.name) if root.is_dir() else [root]
     if not files:
         raise NeuroscopeError(f"{root}: no .auto files found (expected CCGBank's data/AUTO/SS/wsj_SSNN.auto)")
-    sections = {_section(f) for f in files}
-    if None not in sections and all(any(s in sections for s in r) for r in STANDARD.values()):
-        groups = {split: [f for f in files if _section(f) in secs] for split, secs in STANDARD.items()}
-        how = "standard split: train 02-21, dev 00, test 23"
-    else:
-        n = len(files)
-        if n < 3:
-            raise NeuroscopeError(f"{root}: {n} file(s); a document split needs at least 3")
-        n_train = min(max(1, int(round(n * train_fraction))), n - 2)
-        n_dev = min(max(1, int(round(n * dev_fraction))), n - n_train - 1)
-        groups = {"train": files[:n_train], "dev": files[n_train : n_train + n_dev], "test": files[n_train + n_dev :]}
-        how = f"split by document: {n_train} / {n_dev} / {n - n_train - n_dev} files"
+    groups, how = split_documents(files, _section, STANDARD, "standard split: train 02-21, dev 00, test 23",
+                                  train_fraction, dev_fraction, root)
     splits = {split: [s for f in group for s in read_auto(f)] for split, group in groups.items()}
     splits = collapse_rare_labels(splits, min_count)
     corpora = [Corpus(split, splits[split], f"{root}: {len(groups[split])} files") for split in ("train", "dev", "test")]

@@ -242,10 +242,6 @@ class CharacterLmAdapter(ModelAdapter):
     def device_name(self) -> str:
         return str(self.device)
 
-    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         ids, mask = batch_char_ids(sentences)
         with torch.inference_mode():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from neuroscope import Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import data_file
+from neuroscope.readers import data_file, split_documents
 
 log = logging.getLogger(__name__)
 
@@ -122,22 +122,9 @@ def read_ptb(
 ) -> TaskData:
     root = data_file(data_dir, path, task)
     docs = _documents(root)
-    sections = {_section(name) for name, _ in docs}
-    groups: dict[str, list[tuple[str, str]]] = {"train": [], "dev": [], "test": []}
-    if all(any(s in sections for s in r) for r in STANDARD.values()) and None not in sections:
-        for split, secs in STANDARD.items():
-            groups[split] = [d for d in docs if _section(d[0]) in secs]
-        how = "standard WSJ split by section: train 02-21, dev 22, test 23"
-    else:
-        n = len(docs)
-        if n < 3:
-            raise NeuroscopeError(f"{root}: {n} document(s); a document split needs at least 3")
-        n_train = max(1, int(round(n * train_fraction)))
-        n_dev = max(1, int(round(n * dev_fraction)))
-        n_train = min(n_train, n - 2)
-        n_dev = min(n_dev, n - n_train - 1)
-        groups = {"train": docs[:n_train], "dev": docs[n_train : n_train + n_dev], "test": docs[n_train + n_dev :]}
-        how = f"split by document: {n_train} / {n_dev} / {n - n_train - n_dev} files"
+    groups, how = split_documents(docs, lambda d: _section(d[0]), STANDARD,
+                                  "standard WSJ split by section: train 02-21, dev 22, test 23",
+                                  train_fraction, dev_fraction, root)
     corpora = {}
     for split, group in groups.items():
         sentences = [s for name, text in group for s in sentences_of(text, name)]

@@ -134,10 +134,6 @@ class TransformersAdapter(ModelAdapter):
     def device_name(self) -> str:
         return str(self.device)
 
-    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
     def _subword_counts(self, sentences: list[list[str]]) -> list[list[int]]:
         enc = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
         counts = []
