@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -95,6 +96,7 @@ class RunConfig:
     grid_memory: int = DEFAULT_MEMORY
     shuffle: bool = True
     l2_form: str = "squared"
+    precision: str = "float32"
     cache_dir: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -123,10 +125,15 @@ class RunConfig:
 
     def probe_params(self, l1: float, l2: float) -> dict[str, Any]:
         return {"l1": l1, "l2": l2, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
-                "device": self.device, "shuffle": self.shuffle, "l2_form": self.l2_form}
+                "device": self.device, "shuffle": self.shuffle, "l2_form": self.l2_form, "precision": self.precision}
 
     def settings(self, seed: int) -> TrainSettings:
-        return TrainSettings(self.lr, self.batch_size, self.epochs, seed, self.device, self.shuffle, self.l2_form)
+        return TrainSettings(self.lr, self.batch_size, self.epochs, seed, self.device, self.shuffle, self.l2_form,
+                             self.precision)
+
+
+#: the lambda search's chosen probe, in the run's steps/ directory
+SEARCH_PROBE = "lambda-search-probe.npz"
 
 
 def default_run_dir(root: Path, model: str, task: str) -> Path:
@@ -159,13 +166,18 @@ class Orchestrator:
         self.registry = registry
         self.reporter = reporter
         self.argv = list(sys.argv if argv is None else argv)
+        #: wall seconds per step of the current run (None: reused from an earlier run), for timings.json
+        self.timings: dict[str, float | None] = {}
 
     def _step(self, path: Path, compute: Callable[[], Any], label: str) -> Any:
         """Load a finished step, or compute and write it."""
         if path.is_file():
             self.reporter.log(f"{label}: reusing finished step {path.name}")
+            self.timings[path.stem] = None
             return read_json(path)
+        start = time.perf_counter()
         data = compute()
+        self.timings[path.stem] = round(time.perf_counter() - start, 3)
         write_json(path, data)
         return data
 
@@ -187,6 +199,8 @@ class Orchestrator:
 
     def run(self, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
         run_dir = Path(run_dir)
+        started = time.perf_counter()
+        self.timings = {}
         steps_dir = self._prepare(config, run_dir, resume)
 
         task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
@@ -207,7 +221,9 @@ class Orchestrator:
                              config.extract_batch_size)
         index = adapter.neuron_index
         store = ActivationStore(Path(config.cache_dir) / "activations")
+        start = time.perf_counter()
         acts = extract(store, adapter, task, self.reporter.task)
+        self.timings["extraction"] = round(time.perf_counter() - start, 3)
         activations = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}
 
@@ -232,6 +248,9 @@ class Orchestrator:
                     found = lambda_search(acts["train"], gold["train"], acts["dev"], gold["dev"], len(classes), grid,
                                           settings, ranker, ranker_options, config.fraction, config.alpha,
                                           config.beta, config.unseen_labels, config.grid_memory, advance, trainer)
+                if found.best_probe is not None:
+                    np.savez_compressed(steps_dir / SEARCH_PROBE, coef=found.best_probe[0],
+                                        intercept=found.best_probe[1])
                 return found.to_json()
 
             searched = LambdaSearch.from_json(self._step(steps_dir / "lambda-search.json", search, "lambda search"))
@@ -252,6 +271,8 @@ class Orchestrator:
         manifest["store_root"] = str(store.root)
         write_json(run_dir / "manifest.json", manifest)
         render_report(results, run_dir)
+        self.timings["total"] = round(time.perf_counter() - started, 3)
+        write_json(run_dir / "timings.json", self.timings)
         return results
 
     def _run_seed(self, config, seed, steps_dir, probe_cls, ranker, ranker_options, trainer, params, acts, task,
@@ -262,9 +283,16 @@ class Orchestrator:
 
         def oracle() -> dict[str, Any]:
             probe = probe_cls(seed=seed, **params)
-            with self.reporter.task(f"oracle seed {seed}", config.epochs * n_train) as advance:
+            prefit = None
+            searched_probe = steps_dir / SEARCH_PROBE
+            if config.search and seed == config.seeds[0] and searched_probe.is_file():
+                # the search trained this very probe (same lambdas, seed and settings)
+                with np.load(searched_probe) as saved:
+                    prefit = (saved["coef"], saved["intercept"])
+                self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {params['l1']}, {params['l2']}")
+            with self.reporter.task(f"oracle seed {seed}", None if prefit else config.epochs * n_train) as advance:
                 result, fitted = run_seed(probe, ranker, ranker_options, acts, task, config.fraction,
-                                          config.unseen_labels, advance)
+                                          config.unseen_labels, advance, prefit)
             np.savez_compressed(steps_dir / f"seed-{seed}-probe.npz", coef=fitted.coef_,
                                 intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
             return result.to_json()
@@ -292,7 +320,7 @@ class Orchestrator:
                 accs = {split: {"all": oracle_result.ablation[split]["all"],
                                 "selected": selected_set.dev_accuracy if split == "dev" else selected_set.test_accuracy}
                         for split in ("dev", "test")}
-                with self.reporter.task(f"control task seed {seed}", config.epochs * n_train) as advance:
+                with self.reporter.task(f"control task seed {seed}", 2 * config.epochs * n_train) as advance:
                     return control_step(trainer, params, acts, task, seed, selected, accs, config.unseen_labels,
                                         advance)
 

@@ -10,7 +10,7 @@ The paper writes the cross-entropy as a sum; we use the mean, as the authors'
 NeuroX toolkit does, so lambdas are comparable with Table 5 (docs/probe.md).
 
 The training core, :func:`train_elastic_net`, trains G settings at once: the
-weights are a (G, neurons, labels) tensor, every batch is read once and used
+weights are one (neurons, G x labels) matrix, every batch is read once and used
 by all G settings. The summed loss separates per setting and Adam is
 element-wise, so each setting follows exactly the trajectory it would follow
 alone over the same batch order. The lambda search reuses one data read for
@@ -52,21 +52,36 @@ def read_rows(X: Features, rows: slice | np.ndarray, neurons: np.ndarray | None)
         return X.rows(rows, neurons)
     block = X[rows]
     if neurons is not None:
-        block = block[:, neurons]
+        block = np.take(block, neurons, axis=1)
     return np.asarray(block, dtype=np.float32)
+
+
+def read_raw(X: Features, rows: np.ndarray, neurons: np.ndarray | None) -> torch.Tensor:
+    """Rows as stored, without conversion: float16 for an activation set, the array's own
+    float dtype for an in-memory array. The trainer converts them to its compute precision
+    on the training device (float16 travels to a GPU at half the bytes of float32)."""
+    if isinstance(X, ActivationSet):
+        block = X.raw_rows(rows)
+        if neurons is not None:
+            block = np.take(block, neurons, axis=1)
+    else:
+        block = X[rows] if neurons is None else np.take(X[rows], neurons, axis=1)
+        if block.dtype not in (np.float16, np.float32):
+            block = block.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(block))
 
 
 def prefetched_batches(X: Features, batches: Iterable[np.ndarray], neurons: np.ndarray | None
                        ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """(row indices, float32 tensor) per batch, the next batch read in a background thread
-    while the caller trains on the current one (positional reads and the float16
-    conversion release the GIL). Order and contents are exactly those of ``batches``.
-    Used when training on a GPU; on a CPU the reading thread competes with torch's own
-    threads for the same cores and measured slower (bench/RESULTS.md)."""
+    """(row indices, raw tensor) per batch, the next batch read in a background thread
+    while the caller trains on the current one (positional reads release the GIL).
+    Order and contents are exactly those of ``batches``. Used when training on a GPU;
+    on a CPU the reading thread competes with torch's own threads for the same cores
+    and measured slower (bench/RESULTS.md)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for idx in batches:
-            future = pool.submit(lambda i=idx: torch.from_numpy(read_rows(X, i, neurons)))
+            future = pool.submit(read_raw, X, idx, neurons)
             if pending is not None:
                 yield pending[0], pending[1].result()
             pending = (idx, future)
@@ -83,6 +98,7 @@ def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536
 
 
 L2_FORMS = ("squared", "norm")
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @attrs.frozen
@@ -92,6 +108,14 @@ class TrainSettings:
     ``shuffle`` False visits rows in corpus order every epoch, and ``l2_form``
     "norm" penalises ||W||_2 instead of ||W||_2^2: together they are NeuroX's
     training (docs/probe.md), for comparisons with it.
+
+    ``precision`` is the dtype of the two matrix products per batch (logits and
+    the weight gradient). "float32" (default) is the paper's arithmetic;
+    "bfloat16" multiplies bfloat16 activations and weights with float32
+    accumulation while weights, Adam state, softmax and penalties stay float32
+    (mixed precision). On CPUs with native bfloat16 (AVX512-BF16, AMX) and on
+    GPUs since Ampere the products run several times faster; outcomes measured
+    against float32 are in bench/RESULTS.md and docs/probe.md.
     """
 
     lr: float = 1e-3
@@ -101,6 +125,52 @@ class TrainSettings:
     device: str = "cpu"
     shuffle: bool = True
     l2_form: str = attrs.field(default="squared", validator=attrs.validators.in_(L2_FORMS))
+    precision: str = attrs.field(default="float32", validator=attrs.validators.in_(tuple(PRECISIONS)))
+
+
+def bfloat16_is_native(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products run in hardware here (CUDA since Ampere; CPUs
+    with AVX512-BF16 or AMX, as oneDNN reports); elsewhere they are emulated and slow."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def elastic_net_gradient(xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         l1: torch.Tensor | None, l2: torch.Tensor | None, l2_form: str = "squared",
+                         compute: torch.dtype = torch.float32) -> None:
+    """Write into ``weight.grad`` and ``bias.grad`` the gradient of the batch loss
+
+        sum over settings g of  mean_b CE(x_b W_g + b_g, y_b) + l1_g |W_g|_1 + l2_g |W_g|_2^2
+
+    (``l2_form`` "norm": l2_g ||W_g||_2). ``weight`` is (width, G, labels),
+    ``bias`` (G, labels), ``xb`` (batch, width) already in ``compute`` dtype,
+    ``l1``/``l2`` (G,) or None where every setting's lambda is 0.
+    The cross-entropy part is x^T (softmax - onehot) / batch, one matrix product
+    for all G settings; the subgradient of |w| at 0 is 0 (torch's sign, as
+    autograd), the norm's gradient W / ||W|| is 0 while ||W||^2 <= 1e-30.
+    """
+    batch, width = xb.shape
+    g, n_classes = bias.shape
+    rows = torch.arange(batch, device=xb.device)
+    logits = (xb @ weight.view(width, g * n_classes).to(compute)).float().view(batch, g, n_classes) + bias
+    residual = torch.softmax(logits, dim=2)
+    residual[rows, :, yb] -= 1.0
+    residual /= batch
+    torch.sum(residual, dim=0, out=bias.grad)
+    weight.grad.view(width, g * n_classes).copy_(xb.T @ residual.view(batch, g * n_classes).to(compute))
+    if l1 is not None:
+        weight.grad.addcmul_(torch.sign(weight), l1.view(1, -1, 1))
+    if l2 is not None:
+        if l2_form == "squared":
+            scale = 2.0 * l2
+        else:
+            squares = weight.pow(2).sum(dim=(0, 2))
+            scale = torch.where(squares > 1e-30, l2 / squares.clamp_min(1e-30).sqrt(), torch.zeros_like(squares))
+        weight.grad.addcmul_(weight, scale.view(1, -1, 1))
 
 
 def train_elastic_net(
@@ -114,6 +184,14 @@ def train_elastic_net(
     masks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train one probe per (l1, l2) in ``lambdas`` over one read of the data.
+
+    The weights of all G settings are one (neurons, G x labels) matrix, so each
+    batch costs two matrix products whatever G is: logits = x W and the weight
+    gradient x^T (softmax - onehot) / batch. The gradient of the loss in the
+    module docstring is written out (it is exact; no autograd graph is built),
+    the penalties' gradients are added per setting, and Adam steps all
+    settings; since the loss separates per setting and Adam is element-wise,
+    setting g follows the trajectory it would follow alone.
 
     ``masks`` (G, width) bool, optional, restricts setting g to the columns
     where ``masks[g]`` is true: the other weights stay exactly zero (zero
@@ -132,51 +210,42 @@ def train_elastic_net(
     if (y < 0).any() or (y >= n_classes).any():
         raise ValueError("y holds class ids outside [0, n_classes)")
     device = resolve_device(settings.device)
+    compute = PRECISIONS[settings.precision]
+    if compute is torch.bfloat16 and not bfloat16_is_native(device):
+        log.warning("precision bfloat16 on %s without native bfloat16 support: the products are emulated "
+                    "and may be slower than float32", device)
     width = n_columns(X) if neurons is None else len(neurons)
     g = len(lambdas)
     rng = np.random.default_rng(settings.seed)
-    torch.manual_seed(settings.seed)
     mask = None
     if masks is not None:
         masks = np.asarray(masks, dtype=bool)
         if masks.shape != (g, width):
             raise ValueError(f"masks have shape {masks.shape}, expected ({g}, {width})")
-        mask = torch.from_numpy(masks.astype(np.float32))[:, :, None].to(device)
-    weight = torch.zeros(g, width, n_classes, device=device, requires_grad=True)
-    bias = torch.zeros(g, n_classes, device=device, requires_grad=True)
-    l1 = torch.tensor([float(a) for a, _ in lambdas], device=device)
-    l2 = torch.tensor([float(b) for _, b in lambdas], device=device)
-    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr)
+        mask = torch.from_numpy(np.ascontiguousarray(masks.T, dtype=np.float32))[:, :, None].to(device)
+    weight = torch.zeros(width, g, n_classes, device=device)
+    bias = torch.zeros(g, n_classes, device=device)
+    weight.grad = torch.zeros_like(weight)
+    bias.grad = torch.zeros_like(bias)
+    l1 = torch.tensor([float(a) for a, _ in lambdas], device=device) if any(a for a, _ in lambdas) else None
+    l2 = torch.tensor([float(b) for _, b in lambdas], device=device) if any(b for _, b in lambdas) else None
+    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=True)
     y_all = torch.from_numpy(y)
     for epoch in range(settings.epochs):
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
         batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
-        for idx, x_cpu in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
-                           else ((i, torch.from_numpy(read_rows(X, i, neurons))) for i in batches)):
-            xb = x_cpu.to(device, non_blocking=True)
-            yb = y_all[idx].to(device)
-            effective = weight if mask is None else weight * mask
-            if g == 1:
-                logits = torch.addmm(bias[0], xb, effective[0])
-                ce = torch.nn.functional.cross_entropy(logits, yb).unsqueeze(0)
-            else:
-                # one (batch x neurons) @ (neurons x G*labels) product: faster than G batched ones
-                logits = torch.einsum("bd,gdt->gbt", xb, effective) + bias[:, None, :]
-                ce = torch.nn.functional.cross_entropy(
-                    logits.reshape(g * len(idx), n_classes), yb.repeat(g), reduction="none"
-                ).view(g, len(idx)).mean(dim=1)
-            squares = weight.pow(2).sum(dim=(1, 2))
-            penalty = l1 * weight.abs().sum(dim=(1, 2)) + l2 * (squares if settings.l2_form == "squared"
-                                                                else squares.clamp_min(1e-30).sqrt())
-            loss = (ce + penalty).sum()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+        for idx, raw in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
+                         else ((i, read_raw(X, i, neurons)) for i in batches)):
+            elastic_net_gradient(raw.to(device, non_blocking=True).to(compute), y_all[idx].to(device), weight, bias,
+                                 l1, l2, settings.l2_form, compute)
+            if mask is not None:
+                weight.grad.mul_(mask)
             optimiser.step()
             if progress:
                 progress(len(idx))
-        log.debug("epoch %d done, last batch loss %.4f", epoch + 1, loss.item() / g)
-    coef = weight.detach().permute(0, 2, 1).contiguous().cpu().numpy()
-    return coef, bias.detach().cpu().numpy()
+        log.debug("epoch %d of %d done", epoch + 1, settings.epochs)
+    coef = weight.permute(1, 2, 0).contiguous().cpu().numpy()
+    return coef, bias.cpu().numpy()
 
 
 @attrs.frozen
@@ -250,6 +319,7 @@ class ElasticNetProbe:
         neurons: Sequence[int] | None = None,
         shuffle: bool = True,
         l2_form: str = "squared",
+        precision: str = "float32",
     ):
         self.l1 = l1
         self.l2 = l2
@@ -261,6 +331,7 @@ class ElasticNetProbe:
         self.neurons = neurons
         self.shuffle = shuffle
         self.l2_form = l2_form
+        self.precision = precision
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -282,7 +353,8 @@ class ElasticNetProbe:
         return f"ElasticNetProbe({args})"
 
     def _settings(self) -> TrainSettings:
-        return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device, self.shuffle, self.l2_form)
+        return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device, self.shuffle, self.l2_form,
+                             self.precision)
 
     def _columns(self, X: Features) -> np.ndarray:
         if self.neurons is None:

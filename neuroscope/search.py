@@ -11,6 +11,10 @@ neurons (the rest zeroed), A_z the accuracy of the unregularised probe
 (l1 = l2 = 0) and A_l the accuracy of this probe with all neurons. The pair
 with the highest S wins; ties go to the pair listed first in the grid.
 
+The winner's probe is kept (``LambdaSearch.best_probe``): it was trained with
+the search's seed and settings, so it *is* that seed's oracle, and the
+orchestrator uses it instead of training the same probe again.
+
 All grid points train together over one read of the activations
 (:func:`neuroscope.probe.train_elastic_net`), in groups sized to a memory
 budget, and all 3 x G evaluations share one read of dev.
@@ -63,6 +67,8 @@ class LambdaSearch:
     beta: float
     fraction: float
     seed: int
+    #: (coef (labels, neurons), intercept (labels,)) of the chosen pair's probe; not in the JSON
+    best_probe: tuple[np.ndarray, np.ndarray] | None = attrs.field(default=None, eq=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"points": [attrs.asdict(p) for p in self.points], "unregularised": self.unregularised,
@@ -115,6 +121,8 @@ def lambda_search(
     dev_all: dict[tuple[float, float], float] = {}
     dev_top: dict[tuple[float, float], float] = {}
     dev_bottom: dict[tuple[float, float], float] = {}
+    position = {pair: i for i, pair in enumerate(grid)}
+    kept: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
     for start in range(0, len(settings_list), size):
         group = settings_list[start : start + size]
         coef, intercept = trainer(X_train, y_train, n_classes, group, settings, progress=progress)
@@ -130,6 +138,13 @@ def lambda_search(
             dev_all[pair] = accuracy(predictions[3 * k], y_dev, unseen)
             dev_top[pair] = accuracy(predictions[3 * k + 1], y_dev, unseen)
             dev_bottom[pair] = accuracy(predictions[3 * k + 2], y_dev, unseen)
+        kept.update({pair: (coef[k].copy(), intercept[k].copy()) for k, pair in enumerate(group) if pair in position})
+        if (0.0, 0.0) in dev_all:  # S is computable: keep only the best probe so far
+            def key(pair: tuple[float, float]) -> tuple[float, int]:
+                score = selection_score(dev_top[pair], dev_bottom[pair], dev_all[(0.0, 0.0)], dev_all[pair], alpha, beta)
+                return score, -position[pair]
+            leader = max(kept, key=key)
+            kept = {leader: kept[leader]}
     unregularised = dev_all[(0.0, 0.0)]
     points = tuple(
         GridPoint(a, b, dev_top[(a, b)], dev_bottom[(a, b)], dev_all[(a, b)],
@@ -137,5 +152,6 @@ def lambda_search(
         for a, b in grid
     )
     best = max(range(len(points)), key=lambda i: (points[i].score, -i))
-    return LambdaSearch(points, unregularised, (points[best].l1, points[best].l2), alpha, beta, fraction,
-                        settings.seed)
+    pair = (points[best].l1, points[best].l2)
+    return LambdaSearch(points, unregularised, pair, alpha, beta, fraction, settings.seed, kept.get(pair))
+

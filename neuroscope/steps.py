@@ -121,10 +121,22 @@ def run_seed(
     fraction: float,
     unseen: str,
     progress: Callable[[int], None] | None = None,
+    prefit: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[SeedResult, ElasticNetProbe]:
-    """Train the probe on train, rank its neurons, ablate top / random / bottom on dev and test."""
+    """Train the probe on train, rank its neurons, ablate top / random / bottom on dev and test.
+
+    ``prefit`` (coef, intercept) is this very probe already trained elsewhere (the lambda
+    search's winner, same seed and settings): it is used instead of training again."""
     train_labels = np.asarray(task.train.labels())
-    probe.fit(acts["train"], train_labels, progress=progress)
+    if prefit is None:
+        probe.fit(acts["train"], train_labels, progress=progress)
+    else:
+        probe.classes_ = np.unique(train_labels)
+        probe.coef_, probe.intercept_ = prefit
+        probe.neurons_ = np.arange(acts["train"].n_neurons)
+        if probe.coef_.shape != (len(probe.classes_), acts["train"].n_neurons):
+            raise ValueError(f"prefit coef has shape {probe.coef_.shape}, expected "
+                             f"{(len(probe.classes_), acts['train'].n_neurons)}")
     ranking = ranker(probe.coef_, **ranker_options)
     sets = ablation_sets(ranking, fraction, probe.seed)
     results: dict[str, dict[str, float]] = {}
@@ -161,22 +173,25 @@ def control_step(
     """Control task probes on all neurons and on ``selected``; selectivity on dev and test.
 
     ``task_accuracy[split]`` holds the task probe's accuracy with ``all`` neurons
-    (Acc_a) and the ``selected`` ones (Acc_t). Both control probes train together
-    over one read of the data (a masked pair).
+    (Acc_a) and the ``selected`` ones (Acc_t). The two control probes train
+    separately, the second on the selected columns only: as a masked pair over one
+    read both would multiply at full width, while the selected set is typically a
+    few % to a third of the network, so two reads cost less arithmetic.
     """
     labels = control_labels(task, seed)
     classes = np.unique(np.asarray(labels["train"]))
     y = np.searchsorted(classes, np.asarray(labels["train"]))
     n = acts["train"].n_neurons
-    masks = np.zeros((2, n), dtype=bool)
-    masks[0] = True
-    masks[1, selected] = True
+    selected = np.asarray(selected, dtype=np.int64)
     settings = TrainSettings(params["lr"], params["batch_size"], params["epochs"], seed, params["device"],
-                             params.get("shuffle", True), params.get("l2_form", "squared"))
-    lambdas = [(params["l1"], params["l2"])] * 2
-    coef, intercept = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress, masks=masks)
-    models = [LinearModel(coef[0], intercept[0], np.arange(n)),
-              LinearModel(coef[1][:, selected], intercept[1], np.asarray(selected))]
+                             params.get("shuffle", True), params.get("l2_form", "squared"),
+                             params.get("precision", "float32"))
+    lambdas = [(params["l1"], params["l2"])]
+    coef_all, intercept_all = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress)
+    coef_selected, intercept_selected = trainer(acts["train"], y, len(classes), lambdas, settings, neurons=selected,
+                                                progress=progress)
+    models = [LinearModel(coef_all[0], intercept_all[0], np.arange(n)),
+              LinearModel(coef_selected[0], intercept_selected[0], selected)]
     out: dict[str, Any] = {"selected": int(len(selected))}
     for split in ("dev", "test"):
         gold = labels_to_ids(labels[split], classes)

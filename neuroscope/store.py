@@ -172,7 +172,7 @@ class ActivationSet:
         """float32 copy of the given rows (a slice or sorted indices) and neurons."""
         block = self.raw_rows(rows)
         if neurons is not None:
-            block = block[:, neurons]
+            block = np.take(block, neurons, axis=1)
         return to_float32(block)
 
 

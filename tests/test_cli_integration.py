@@ -27,8 +27,16 @@ def test_run_directory_has_every_output(pos_run):
     for name in ("config.json", "manifest.json", "results.json", "tables.md", "report.html", "layers.png",
                  "neurons_per_label.png", "exclusivity.png", "label_layers.png", "lambda_grid.png", "minimal_scan.png",
                  "steps/data.json", "steps/lambda-search.json", "steps/seed-0.json", "steps/seed-1-probe.npz",
-                 "steps/seed-1-minimal.json", "steps/seed-1-control.json"):
+                 "steps/seed-1-minimal.json", "steps/seed-1-control.json", "steps/lambda-search-probe.npz",
+                 "timings.json"):
         assert (pos_run / name).is_file(), name
+    timings = json.loads((pos_run / "timings.json").read_text())
+    assert {"extraction", "lambda-search", "seed-0", "seed-1-minimal", "total"} <= set(timings)
+    assert timings["total"] >= timings["lambda-search"] > 0
+    # seed 0's oracle is the search's winning probe (same lambdas, seed, settings), not a second training
+    searched, oracle = np.load(pos_run / "steps" / "lambda-search-probe.npz"), np.load(pos_run / "steps" / "seed-0-probe.npz")
+    assert np.array_equal(searched["coef"], oracle["coef"])
+    assert not np.array_equal(oracle["coef"], np.load(pos_run / "steps" / "seed-1-probe.npz")["coef"])
     config = json.loads((pos_run / "config.json").read_text())
     assert config["model"] == "minilm" and config["seeds"] == [0, 1] and config["aggregation"] == "last"
     manifest = json.loads((pos_run / "manifest.json").read_text())
@@ -167,10 +175,12 @@ def test_compare_puts_runs_side_by_side(pos_run, tmp_path, data_dir, cache_dir):
 
 
 def test_chunking_on_real_slice(data_dir, cache_dir, tmp_path):
+    """Also the mixed-precision path end to end (--precision bfloat16)."""
     out = tmp_path / "chunk"
     assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "800,150,150", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
-                 "--cache-dir", str(cache_dir), "--quiet"]) == 0
+                 "--max-sentences", "800,150,150", "--l1", "1e-3", "--l2", "0", "--no-control", "--precision",
+                 "bfloat16", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["precision"] == "bfloat16"
     results = json.loads((out / "results.json").read_text())
     test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
     assert test["all"] > results["majority_baseline"]["test"] + 30

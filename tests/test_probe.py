@@ -119,3 +119,53 @@ def test_neurox_compatible_training_options():
     assert not np.allclose(norm.coef_, squared.coef_)
     with pytest.raises(ValueError):
         TrainSettings(l2_form="cubed")
+
+
+@pytest.mark.parametrize("l2_form", ["squared", "norm"])
+def test_written_out_gradient_equals_autograd(l2_form):
+    """elastic_net_gradient is the exact gradient of the summed per-setting loss (3 settings)."""
+    import torch
+
+    from neuroscope.probe import elastic_net_gradient
+
+    gen = torch.Generator().manual_seed(0)
+    batch, width, g, labels = 37, 11, 3, 5
+    xb = torch.randn(batch, width, generator=gen)
+    yb = torch.randint(0, labels, (batch,), generator=gen)
+    weight = torch.randn(width, g, labels, generator=gen)
+    weight[0, 1, :] = 0.0  # |w| at 0: subgradient 0, as autograd's
+    bias = torch.randn(g, labels, generator=gen)
+    l1, l2 = torch.tensor([0.0, 1e-2, 3e-1]), torch.tensor([2e-1, 0.0, 5e-2])
+    weight.grad, bias.grad = torch.zeros_like(weight), torch.zeros_like(bias)
+    elastic_net_gradient(xb, yb, weight, bias, l1, l2, l2_form)
+
+    w, b = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    loss = 0.0
+    for k in range(g):
+        ce = torch.nn.functional.cross_entropy(xb @ w[:, k, :] + b[k], yb)
+        l2_term = (w[:, k, :] ** 2).sum() if l2_form == "squared" else (w[:, k, :] ** 2).sum().sqrt()
+        loss = loss + ce + l1[k] * w[:, k, :].abs().sum() + l2[k] * l2_term
+    loss.backward()
+    torch.testing.assert_close(weight.grad, w.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bias.grad, b.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_precision_trains_the_same_probe_closely():
+    """Mixed precision: same accuracy and same planted neurons as float32, weights close, masks still exact."""
+    X, y = planted(n=12000)
+    full = ElasticNetProbe(l1=1e-3, l2=1e-3, epochs=5).fit(X[:10000], y[:10000])
+    mixed = ElasticNetProbe(l1=1e-3, l2=1e-3, epochs=5, precision="bfloat16").fit(X[:10000], y[:10000])
+    assert mixed.get_params()["precision"] == "bfloat16"
+    assert abs(mixed.score(X[10000:], y[10000:]) - full.score(X[10000:], y[10000:])) < 0.005
+    assert set(np.argsort(np.abs(mixed.coef_).sum(axis=0))[-3:].tolist()) == {3, 17, 29}
+    assert np.abs(mixed.coef_ - full.coef_).max() < 0.05 * np.abs(full.coef_).max()
+    assert not np.array_equal(mixed.coef_, full.coef_)  # the products really ran in bfloat16
+    ids = np.searchsorted(np.unique(y), y)
+    masks = np.zeros((2, 40), dtype=bool)
+    masks[0] = True
+    masks[1, [3, 17]] = True
+    coef, _ = train_elastic_net(X, ids, 3, [(1e-3, 1e-3)] * 2, TrainSettings(epochs=1, precision="bfloat16"),
+                                masks=masks)
+    assert np.count_nonzero(coef[1][:, ~masks[1]]) == 0 and np.count_nonzero(coef[1][:, masks[1]]) == 6
+    with pytest.raises(ValueError):
+        TrainSettings(precision="float8")

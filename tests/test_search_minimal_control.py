@@ -65,6 +65,11 @@ def test_lambda_search_records_every_point_and_picks_max_score():
     alone = ElasticNetProbe(l1=1e-2, epochs=3).fit(X[:3000], y[:3000])
     assert accuracy(np.searchsorted(alone.classes_, alone.predict(X[3000:])), y[3000:]) == pytest.approx(
         result.points[1].all)
+    # the winner's probe is kept: it is the probe the oracle would train again
+    coef, intercept = result.best_probe
+    winner = ElasticNetProbe(l1=result.best[0], l2=result.best[1], epochs=3).fit(X[:3000], y[:3000])
+    np.testing.assert_allclose(coef, winner.coef_, atol=1e-5)
+    np.testing.assert_allclose(intercept, winner.intercept_, atol=1e-5)
 
 
 def sequential_scan(X_train, y_train, X_dev, y_dev, ranking, lambdas, settings, oracle, delta):
@@ -137,3 +142,15 @@ def test_control_labels_follow_the_empirical_distribution():
 
 def test_selectivity_is_task_minus_control():
     assert selectivity(96.0, 70.5) == pytest.approx(25.5)
+
+
+def test_search_keeps_the_winners_probe_across_groups():
+    """One setting per group (tiny memory budget), (0, 0) not in the grid: trained last,
+    so S is unknown until the end and the leader must still be the winner."""
+    X, y = planted()
+    grid = [(1e-3, 1e-3), (1e-2, 0.0), (0.0, 1e-2)]
+    result = lambda_search(X[:3000], y[:3000], X[3000:], y[3000:], 4, grid, TrainSettings(epochs=2),
+                           weight_mass_ranking, {"stride": 100}, fraction=0.2, memory=1)
+    assert [(p.l1, p.l2) for p in result.points] == grid
+    winner = ElasticNetProbe(l1=result.best[0], l2=result.best[1], epochs=2).fit(X[:3000], y[:3000])
+    np.testing.assert_allclose(result.best_probe[0], winner.coef_, atol=1e-5)
