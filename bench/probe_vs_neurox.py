@@ -4,7 +4,8 @@ Both train logistic regression with cross-entropy + l1 |W|_1 + l2 ||W||_2 (Neuro
 penalty, so neuroscope runs with l2_form="norm"), Adam lr 1e-3, batches of 512, 10
 epochs, rows in corpus order (NeuroX does not shuffle; neuroscope with shuffle=False).
 NeuroX trains from an in-RAM float32 matrix in its own venv (.venv-neurox); neuroscope
-from its on-disk float16 store. Datasets: a synthetic store with planted informative
+from its on-disk float16 store, once with float32 products (NeuroX's arithmetic) and once
+with --precision bfloat16. Datasets: a synthetic store with planted informative
 neurons, and the real all-MiniLM-L6-v2 x PTB-sample store.
 
     python bench/probe_vs_neurox.py [--epochs 10] [--l1 1e-4] [--l2 1e-4]
@@ -51,7 +52,10 @@ def compare(name: str, acts: dict, gold: dict, n_classes: int, args, tmp: Path) 
     neurox = json.loads(result_path.read_text())
 
     ours = {}
-    for label, extra in (("same_objective", {"shuffle": False, "l2_form": "norm"}), ("paper_defaults", {})):
+    variants = (("same_objective", {"shuffle": False, "l2_form": "norm"}),
+                ("same_objective_bfloat16", {"shuffle": False, "l2_form": "norm", "precision": "bfloat16"}),
+                ("paper_defaults", {}))
+    for label, extra in variants:
         probe = ElasticNetProbe(l1=args.l1, l2=args.l2, epochs=args.epochs, batch_size=512, seed=0, **extra)
         with Timer() as t:
             probe.coef_, probe.intercept_ = probe.train_many(acts["train"], gold["train"], n_classes,
@@ -60,12 +64,13 @@ def compare(name: str, acts: dict, gold: dict, n_classes: int, args, tmp: Path) 
         model = LinearModel(probe.coef_, probe.intercept_, np.arange(acts["dev"].n_neurons))
         dev = accuracy(predict_many(acts["dev"], [model])[0], gold["dev"])
         ours[label] = {"train_seconds": t.seconds, "dev_accuracy": dev}
-    same = ours["same_objective"]
     return {
         "tokens": acts["train"].n_tokens, "neurons": acts["train"].n_neurons, "labels": n_classes,
         "neurox": neurox, "neuroscope": ours,
-        "speedup": neurox["train_seconds"] / same["train_seconds"],
-        "accuracy_difference": same["dev_accuracy"] - neurox["dev_accuracy"],
+        "speedup": {p: neurox["train_seconds"] / ours[k]["train_seconds"]
+                    for p, k in (("float32", "same_objective"), ("bfloat16", "same_objective_bfloat16"))},
+        "accuracy_difference": {p: ours[k]["dev_accuracy"] - neurox["dev_accuracy"]
+                                for p, k in (("float32", "same_objective"), ("bfloat16", "same_objective_bfloat16"))},
     }
 
 

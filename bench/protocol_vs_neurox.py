@@ -9,7 +9,7 @@ NeuroX's objective and batch order (neuroscope with --no-shuffle --l2-form norm)
 seed, 10 epochs, batches of 512, and the same control labels. Activations:
 all-MiniLM-L6-v2 x the PTB sample, extracted once beforehand (not timed).
 
-    python bench/protocol_vs_neurox.py [--grid 0,1e-3,1e-5] [--epochs 10]
+    python bench/protocol_vs_neurox.py [--grid 0,1e-3,1e-5] [--epochs 10] [--precisions float32,bfloat16]
 
 The default grid has 3 values (9 pairs) to keep NeuroX's side within the hour on 2
 cores; ``--grid 0,1e-1,1e-2,1e-3,1e-4,1e-5,1e-6,1e-7`` is the paper's 64 pairs.
@@ -35,6 +35,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default="0,1e-3,1e-5")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="neuroscope runs, one per probe precision (--precision of neuroscope run)")
     parser.add_argument("--max-sentences", type=int, default=None, help="only the first sentences of each split")
     parser.add_argument("--skip-neurox", action="store_true", help="reuse the NeuroX figures of an earlier run")
     args = parser.parse_args()
@@ -73,37 +75,50 @@ def main() -> int:
             neurox = json.loads((tmp / "neurox.json").read_text())
             neurox["wall_seconds"] = t.seconds
 
-        run_dir = tmp / "run"
-        argv = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(DATA), "--seeds", "1", "--grid",
-                args.grid, "--epochs", str(args.epochs), "--no-shuffle", "--l2-form", "norm", "--out", str(run_dir),
-                "--cache-dir", str(BENCH_CACHE), "--quiet"]
-        if args.max_sentences:
-            argv += ["--max-sentences", str(args.max_sentences)]
-        with Timer() as t:
-            code = neuroscope_main(argv)
-        if code != 0:
-            sys.exit(f"neuroscope run failed with code {code}")
-        results = json.loads((run_dir / "results.json").read_text())
-        seed = results["per_seed"][0]
-        ours = {
-            "wall_seconds": t.seconds,
-            "best": [results["lambdas"]["l1"], results["lambdas"]["l2"]],
-            "ablation_test": seed["ablation"]["test"],
-            "minimal": {s["delta"]: {"n_neurons": s["n_neurons"], "dev": s["dev_accuracy"], "test": s["test_accuracy"]}
-                        for s in seed["minimal"]["sets"]},
-            "selectivity_test": seed["control"]["test"]["selectivity"],
-        }
-    step = 0.01 * results["neurons"]
-    outcome = {
-        "same_lambdas": neurox["best"] == ours["best"],
-        "neu_t_difference_in_1pct_steps": {
-            d: abs(neurox["minimal"][str(d)]["n_neurons"] - ours["minimal"][d]["n_neurons"]) / step for d in (0.5, 2.0)},
-        "acc_t_test_difference": {
-            d: ours["minimal"][d]["test"] - neurox["minimal"][str(d)]["test"] for d in (0.5, 2.0)},
-    }
+        ours, outcome, speedup = {}, {}, {}
+        runs = [(p, False) for p in args.precisions.split(",")] + [(p, True) for p in args.precisions.split(",")]
+        for precision, fixed in runs:
+            # fixed: the lambdas NeuroX's search chose, no search; compares Neu_t / Acc_t at equal lambdas
+            name = f"{precision}-at-neurox-lambdas" if fixed else precision
+            run_dir = tmp / f"run-{name}"
+            argv = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(DATA), "--seeds", "1",
+                    "--epochs", str(args.epochs), "--no-shuffle", "--l2-form", "norm", "--precision",
+                    precision, "--out", str(run_dir), "--cache-dir", str(BENCH_CACHE), "--quiet"]
+            argv += (["--l1", str(neurox["best"][0]), "--l2", str(neurox["best"][1])] if fixed
+                     else ["--grid", args.grid])
+            if args.max_sentences:
+                argv += ["--max-sentences", str(args.max_sentences)]
+            with Timer() as t:
+                code = neuroscope_main(argv)
+            if code != 0:
+                sys.exit(f"neuroscope run failed with code {code}")
+            results = json.loads((run_dir / "results.json").read_text())
+            seed = results["per_seed"][0]
+            search = results["lambda_search"]
+            ours[name] = {
+                "wall_seconds": t.seconds,
+                "timings": json.loads((run_dir / "timings.json").read_text()),
+                "grid": None if search is None else search["points"],
+                "best": [results["lambdas"]["l1"], results["lambdas"]["l2"]],
+                "ablation_test": seed["ablation"]["test"],
+                "minimal": {s["delta"]: {"n_neurons": s["n_neurons"], "dev": s["dev_accuracy"],
+                                         "test": s["test_accuracy"]} for s in seed["minimal"]["sets"]},
+                "selectivity_test": seed["control"]["test"]["selectivity"],
+            }
+            step = 0.01 * results["neurons"]
+            outcome[name] = {
+                "same_lambdas": neurox["best"] == ours[name]["best"],
+                "neu_t_difference_in_1pct_steps": {
+                    d: abs(neurox["minimal"][str(d)]["n_neurons"] - ours[name]["minimal"][d]["n_neurons"]) / step
+                    for d in (0.5, 2.0)},
+                "acc_t_test_difference": {
+                    d: ours[name]["minimal"][d]["test"] - neurox["minimal"][str(d)]["test"] for d in (0.5, 2.0)},
+            }
+            if not fixed:
+                speedup[name] = neurox["wall_seconds"] / ours[name]["wall_seconds"]
     write_results("protocol_vs_neurox", {
         "settings": vars(args), "grid_pairs": len(grid) ** 2, "neurox": neurox, "neuroscope": ours,
-        "speedup": neurox["wall_seconds"] / ours["wall_seconds"], "outcome": outcome})
+        "speedup": speedup, "outcome": outcome})
     return 0
 
 
