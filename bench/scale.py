@@ -6,7 +6,7 @@ per label, goes through ``neuroscope run`` (lambda search on a reduced grid, ora
 ablations, minimal neuron set, control task) as a registered plugin model and task.
 Reports wall time per phase and the peak resident memory (RSS) of the process.
 
-    python bench/scale.py [--tokens 1000000] [--epochs 10] [--grid 0,1e-4] [--store DIR]
+    python bench/scale.py [--tokens 1000000] [--epochs 10] [--grid 0,1e-4] [--precision float32] [--store DIR]
 
 The store is written once under ``--store`` (default ~/.cache/neuroscope-bench) and
 reused. Writes bench/results/scale.json.
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--grid", default="0,1e-4")
     parser.add_argument("--store", type=Path, default=Path.home() / ".cache" / "neuroscope-bench")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
     from neuroscope.orchestrator import Orchestrator, RunConfig
     from neuroscope.progress import Reporter
@@ -59,20 +60,19 @@ def main() -> int:
     run_dir = args.store / f"run-{args.tokens}-{int(time.time())}"
     config = RunConfig(model="planted-bert-base", task="planted", data_dir=str(args.store), seeds=(0,),
                        grid=tuple(float(v) for v in args.grid.split(",")), epochs=args.epochs, device=args.device,
-                       cache_dir=str(args.store))
+                       precision=args.precision, cache_dir=str(args.store))
     reporter = Reporter(quiet=False)
     start = time.time()
     with reporter.running():
         results = Orchestrator(registry, reporter, sys.argv).run(config, run_dir)
     total = time.time() - start
-    steps = sorted((run_dir / "steps").iterdir(), key=lambda p: p.stat().st_mtime)
     store_bytes = sum(p.stat().st_size for p in (args.store / "activations").rglob("activations.npy"))
     seed = results["per_seed"][0]
     write_results("scale", {
         "settings": {k: str(v) for k, v in vars(args).items()},
         "tokens": args.tokens, "neurons": results["neurons"], "store_gb_on_disk": store_bytes / 1e9,
         "wall_seconds": total, "peak_rss_mb": peak_rss_mb(),
-        "step_finished_at": {p.name: p.stat().st_mtime - start for p in steps},
+        "timings": json.loads((run_dir / "timings.json").read_text()),
         "outcome": {"lambdas": results["lambdas"], "ablation_test": seed["ablation"]["test"],
                     "minimal": [{k: s[k] for k in ("delta", "n_neurons", "dev_accuracy", "test_accuracy")}
                                 for s in seed["minimal"]["sets"]]},

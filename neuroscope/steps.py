@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
 from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids
 from neuroscope.types import TaskData
-from neuroscope.model import ModelAdapter
+from neuroscope.model import ModelAdapter, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,19 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
 
 
 
+def reads_are_costly(X: ActivationSet, device: str) -> bool:
+    """Whether reading ``X`` once more costs more than extra arithmetic: on a GPU
+    (arithmetic is cheap there), or when the store is larger than half the physical
+    memory, so the operating system cannot keep it cached between passes."""
+    if resolve_device(device).type == "cuda":
+        return True
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return True
+    return 2 * X.n_tokens * X.n_neurons > memory / 2
+
+
 def control_step(
     trainer: Callable[..., tuple[np.ndarray, np.ndarray]],
     params: dict[str, Any],
@@ -173,10 +187,13 @@ def control_step(
     """Control task probes on all neurons and on ``selected``; selectivity on dev and test.
 
     ``task_accuracy[split]`` holds the task probe's accuracy with ``all`` neurons
-    (Acc_a) and the ``selected`` ones (Acc_t). The two control probes train
-    separately, the second on the selected columns only: as a masked pair over one
-    read both would multiply at full width, while the selected set is typically a
-    few % to a third of the network, so two reads cost less arithmetic.
+    (Acc_a) and the ``selected`` ones (Acc_t).
+
+    The two control probes are the same whether trained as a masked pair over one
+    read of the data or separately, the second on the selected columns only; which
+    is cheaper depends on what bounds the training (:func:`reads_are_costly`). A
+    pair multiplies at full width twice but reads once; separately, arithmetic is
+    1 + (selected share) widths but the data is read twice.
     """
     labels = control_labels(task, seed)
     classes = np.unique(np.asarray(labels["train"]))
@@ -187,9 +204,20 @@ def control_step(
                              params.get("shuffle", True), params.get("l2_form", "squared"),
                              params.get("precision", "float32"))
     lambdas = [(params["l1"], params["l2"])]
-    coef_all, intercept_all = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress)
-    coef_selected, intercept_selected = trainer(acts["train"], y, len(classes), lambdas, settings, neurons=selected,
-                                                progress=progress)
+    if reads_are_costly(acts["train"], params["device"]):
+        masks = np.zeros((2, n), dtype=bool)
+        masks[0] = True
+        masks[1, selected] = True
+        coef, intercept = trainer(acts["train"], y, len(classes), lambdas * 2, settings, progress=progress,
+                                  masks=masks)
+        coef_all, intercept_all = coef[:1], intercept[:1]
+        coef_selected, intercept_selected = coef[1:, :, selected], intercept[1:]
+        if progress:  # the caller counts two trainings' worth of rows
+            progress(params["epochs"] * acts["train"].n_tokens)
+    else:
+        coef_all, intercept_all = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress)
+        coef_selected, intercept_selected = trainer(acts["train"], y, len(classes), lambdas, settings,
+                                                    neurons=selected, progress=progress)
     models = [LinearModel(coef_all[0], intercept_all[0], np.arange(n)),
               LinearModel(coef_selected[0], intercept_selected[0], selected)]
     out: dict[str, Any] = {"selected": int(len(selected))}

@@ -6,7 +6,7 @@ import pytest
 from neuroscope import Corpus, Sentence, TaskData
 from neuroscope.control import control_labels, selectivity
 from neuroscope.minimal import first_within, minimal_neuron_scan, scan_sizes
-from neuroscope.probe import ElasticNetProbe, TrainSettings
+from neuroscope.probe import ElasticNetProbe, TrainSettings, train_elastic_net
 from neuroscope.ranking import weight_mass_ranking
 from neuroscope.search import group_size, lambda_grid, lambda_search, selection_score
 from neuroscope.ablation import accuracy
@@ -154,3 +154,54 @@ def test_search_keeps_the_winners_probe_across_groups():
     assert [(p.l1, p.l2) for p in result.points] == grid
     winner = ElasticNetProbe(l1=result.best[0], l2=result.best[1], epochs=2).fit(X[:3000], y[:3000])
     np.testing.assert_allclose(result.best_probe[0], winner.coef_, atol=1e-5)
+
+
+class _TypeAdapter:
+    """Word vectors seeded by the word form (so control labels, a function of the type, are learnable)."""
+
+    def __new__(cls):
+        import zlib
+
+        from neuroscope import ModelAdapter, NeuronIndex
+
+        class Adapter(ModelAdapter):
+            name = "type-hash"
+            neuron_index = NeuronIndex(("l0", "l1"), 8)
+
+            def identity(self):
+                return {"adapter": self.name}
+
+            def batches(self, sentences):
+                return [list(range(len(sentences)))]
+
+            def embed(self, sentences):
+                return [np.stack([np.random.default_rng(zlib.crc32(w.encode())).normal(size=(2, 8))
+                                  for w in words], axis=1).astype(np.float32) for words in sentences]
+
+        return Adapter()
+
+
+def test_control_step_pair_or_separate_trainings_agree(tmp_path, monkeypatch):
+    """The masked pair (one read) and the two separate trainings are the same control probes."""
+    import neuroscope.steps as steps
+    from neuroscope.store import ActivationStore
+
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(30)]
+    def corpus(name, n):
+        sents = [Sentence(list(rng.choice(vocab, size=6)), list(rng.choice(["A", "B", "C"], size=6))) for _ in range(n)]
+        return Corpus(name, sents)
+    task = TaskData("toy", corpus("train", 300), corpus("dev", 60), corpus("test", 60))
+    store = ActivationStore(tmp_path)
+    acts = {name: store.get_or_extract(_TypeAdapter(), c) for name, c in task.splits.items()}
+    params = {"l1": 1e-4, "l2": 0.0, "lr": 1e-2, "batch_size": 64, "epochs": 3, "device": "cpu"}
+    accs = {split: {"all": 50.0, "selected": 45.0} for split in ("dev", "test")}
+    selected = np.array([1, 4, 9, 12])
+    results = {}
+    for choice in (True, False):
+        monkeypatch.setattr(steps, "reads_are_costly", lambda X, device, c=choice: c)
+        results[choice] = steps.control_step(train_elastic_net, params, acts, task, 0, selected, accs, "error")
+    for split in ("dev", "test"):
+        for k in ("all", "selected"):
+            assert results[True][split]["control"][k] == pytest.approx(results[False][split]["control"][k], abs=1e-9)
+    assert results[True]["dev"]["control"]["all"] > 60  # control labels of seen types are learnable
