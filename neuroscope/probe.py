@@ -229,7 +229,8 @@ def train_elastic_net(
     bias.grad = torch.zeros_like(bias)
     l1 = torch.tensor([float(a) for a, _ in lambdas], device=device) if any(a for a, _ in lambdas) else None
     l2 = torch.tensor([float(b) for _, b in lambdas], device=device) if any(b for _, b in lambdas) else None
-    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=True)
+    # torch's fused Adam kernel (same update rule) where it exists; the default elsewhere
+    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=device.type in ("cpu", "cuda") or None)
     y_all = torch.from_numpy(y)
     for epoch in range(settings.epochs):
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
