@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ from neuroscope.errors import NeuroscopeError
 from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, predict_many
 from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
-from neuroscope.store import ActivationSet, ActivationStore, labels_to_ids
+from neuroscope.store import ActivationSet, ActivationStore, exceeds_page_cache, labels_to_ids
 from neuroscope.types import TaskData
 from neuroscope.model import ModelAdapter, resolve_device
 
@@ -164,13 +163,7 @@ def reads_are_costly(X: ActivationSet, device: str) -> bool:
     """Whether reading ``X`` once more costs more than extra arithmetic: on a GPU
     (arithmetic is cheap there), or when the store is larger than half the physical
     memory, so the operating system cannot keep it cached between passes."""
-    if resolve_device(device).type == "cuda":
-        return True
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return True
-    return 2 * X.n_tokens * X.n_neurons > memory / 2
+    return resolve_device(device).type == "cuda" or exceeds_page_cache(2 * X.n_tokens * X.n_neurons)
 
 
 def control_step(
