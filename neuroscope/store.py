@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import shutil
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -38,34 +36,6 @@ log = logging.getLogger(__name__)
 
 STORE_FORMAT_VERSION = 1
 DEFAULT_CHUNK_BYTES = 64 * 2**20
-#: positional reads in flight at once for scattered rows (a shuffled batch) of a store too
-#: large for the page cache: random reads from an SSD or network disk gain from queue
-#: depth (bench/RESULTS.md: 271 MB/s with one reader, 888 MB/s with 16, cold cache); rows
-#: already cached are read faster by one thread
-READ_THREADS = 16
-#: fewer row runs than this are read in the calling thread (dispatch would cost more)
-PARALLEL_MIN_RUNS = 64
-
-_read_pool: ThreadPoolExecutor | None = None
-_read_pool_lock = threading.Lock()
-
-
-def exceeds_page_cache(n_bytes: int) -> bool:
-    """Whether ``n_bytes`` of activations are more than half the physical memory, so the
-    operating system cannot be expected to keep them cached between passes."""
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return True
-    return n_bytes > memory / 2
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _read_pool
-    with _read_pool_lock:
-        if _read_pool is None:
-            _read_pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="neuroscope-read")
-        return _read_pool
 
 
 def store_key(identity: dict[str, Any], text_checksum: str) -> str:
@@ -85,6 +55,16 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def exceeds_page_cache(n_bytes: int) -> bool:
+    """Whether ``n_bytes`` of activations are more than half the physical memory, so the
+    operating system cannot be expected to keep them cached between passes."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return True
+    return n_bytes > memory / 2
 
 
 def to_float32(block: np.ndarray) -> np.ndarray:
@@ -134,8 +114,6 @@ class ActivationSet:
         if self.shape != expected:
             raise StoreError(f"{self.path}: activations have shape {self.shape}, manifest says {expected}")
         self._fd = os.open(self._file, os.O_RDONLY)
-        #: read scattered rows with several reads in flight (see READ_THREADS)
-        self.parallel_reads = exceeds_page_cache(self.shape[0] * self._row_bytes)
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)
@@ -194,18 +172,10 @@ class ActivationSet:
         if idx[0] < 0 or idx[-1] >= self.n_tokens or (len(idx) > 1 and (np.diff(idx) <= 0).any()):
             raise ValueError("row indices must be sorted, unique and within the store")
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-        runs = list(zip(np.concatenate([[0], breaks]).tolist(), np.concatenate([breaks, [len(idx)]]).tolist()))
-
-        def read_runs(part: list[tuple[int, int]]) -> None:
-            for a, b in part:
-                self._read(int(idx[a]), out[a:b])
-
-        if not self.parallel_reads or len(runs) < PARALLEL_MIN_RUNS:
-            read_runs(runs)
-        else:  # scattered rows: several reads in flight (os.preadv releases the GIL)
-            parts = [runs[k::READ_THREADS] for k in range(READ_THREADS)]
-            for future in [_pool().submit(read_runs, part) for part in parts]:
-                future.result()
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(idx)]])
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            self._read(int(idx[a]), out[a:b])
         return out
 
     def rows(self, rows: slice | np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
