@@ -77,7 +77,7 @@ def prefetched_batches(X: Features, batches: Iterable[np.ndarray], neurons: np.n
     while the caller trains on the current one (positional reads release the GIL).
     Order and contents are exactly those of ``batches``. Used when training on a GPU;
     on a CPU the reading thread competes with torch's own threads for the same cores
-    and measured slower (bench/RESULTS.md)."""
+    and measured no faster (bench/RESULTS.md)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for idx in batches:
