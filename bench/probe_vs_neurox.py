@@ -28,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_CACHE, PlantedAdapter, Timer, minilm_pos_store, planted_task, require_neurox, write_results  # noqa: E402
 
 
+#: precision -> the neuroscope variant trained with NeuroX's objective in that precision
+SAME_OBJECTIVE = {"float32": "same_objective", "bfloat16": "same_objective_bfloat16"}
+
+
 def to_npy(acts, directory: Path, name: str) -> str:
     path = directory / f"{name}.npy"
     np.save(path, np.concatenate([block for _, block in acts.chunks()]))
@@ -67,10 +71,8 @@ def compare(name: str, acts: dict, gold: dict, n_classes: int, args, tmp: Path) 
     return {
         "tokens": acts["train"].n_tokens, "neurons": acts["train"].n_neurons, "labels": n_classes,
         "neurox": neurox, "neuroscope": ours,
-        "speedup": {p: neurox["train_seconds"] / ours[k]["train_seconds"]
-                    for p, k in (("float32", "same_objective"), ("bfloat16", "same_objective_bfloat16"))},
-        "accuracy_difference": {p: ours[k]["dev_accuracy"] - neurox["dev_accuracy"]
-                                for p, k in (("float32", "same_objective"), ("bfloat16", "same_objective_bfloat16"))},
+        "speedup": {p: neurox["train_seconds"] / ours[k]["train_seconds"] for p, k in SAME_OBJECTIVE.items()},
+        "accuracy_difference": {p: ours[k]["dev_accuracy"] - neurox["dev_accuracy"] for p, k in SAME_OBJECTIVE.items()},
     }
 
 

@@ -86,7 +86,6 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
             ax.set_xticks(range(len(mean)), r["layers"], fontsize=6)
             ax.set_title(f"({chr(97 + i * len(models) + j)}) {task.upper()} - {model}", fontsize=8)
     fig.suptitle("Top neurons per layer (paper Figure 1)", fontsize=10)
-    fig.tight_layout()
     _save(fig, out / "compare_layers.png")
     figures["compare_layers"] = out / "compare_layers.png"
 
@@ -104,7 +103,6 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
         ax.set_ylabel("neurons")
         ax.set_title(f"{task.upper()}: neurons per label across models (paper Figures 3, 4)", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
         path = out / f"compare_labels_{task}.png"
         _save(fig, path)
         figures[f"compare_labels_{task}"] = path

@@ -138,8 +138,10 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
 
 
 def _save(fig: Any, path: Path) -> None:
+    """Lay out, write (temp name + rename) and close a figure."""
     import matplotlib.pyplot as plt
 
+    fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
@@ -163,6 +165,10 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     name = f"{results['model']} x {results['task']}"
     out: dict[str, Path] = {}
 
+    def finish(fig: Any, key: str) -> None:
+        out[key] = run_dir / f"{key}.png"
+        _save(fig, out[key])
+
     mean = np.asarray(s["layer_distribution"]["mean"])
     std = np.asarray(s["layer_distribution"]["std"])
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
@@ -171,9 +177,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_xlabel("layer")
     ax.set_ylabel("neurons")
     ax.set_title(f"{name}: minimal set (delta {results['deltas'][0]:g}) per layer")
-    fig.tight_layout()
-    _save(fig, run_dir / "layers.png")
-    out["layers"] = run_dir / "layers.png"
+    finish(fig, "layers")
 
     labels = results["labels"]
     counts = [s["neurons_per_label"][lab]["mean"] for lab in labels]
@@ -182,9 +186,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
     ax.set_ylabel("neurons")
     ax.set_title(f"{name}: neurons per label")
-    fig.tight_layout()
-    _save(fig, run_dir / "neurons_per_label.png")
-    out["neurons_per_label"] = run_dir / "neurons_per_label.png"
+    finish(fig, "neurons_per_label")
 
     hist: dict[int, float] = {}
     for seed in results["per_seed"]:
@@ -196,9 +198,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_xlabel("labels a top neuron serves")
     ax.set_ylabel("neurons")
     ax.set_title(f"{name}: exclusivity of top neurons")
-    fig.tight_layout()
-    _save(fig, run_dir / "exclusivity.png")
-    out["exclusivity"] = run_dir / "exclusivity.png"
+    finish(fig, "exclusivity")
 
     matrix = np.array([s["dominant_layer"][lab]["per_layer"] for lab in labels], dtype=float)
     totals = matrix.sum(axis=1, keepdims=True)
@@ -209,9 +209,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("layer")
     ax.set_title(f"{name}: where each label's neurons are", fontsize=9)
-    fig.tight_layout()
-    _save(fig, run_dir / "label_layers.png")
-    out["label_layers"] = run_dir / "label_layers.png"
+    finish(fig, "label_layers")
 
     search = results.get("lambda_search")
     if search:
@@ -228,9 +226,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         ax.set_ylabel("L1")
         ax.set_title(f"{name}: selection score S on dev", fontsize=9)
         fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        _save(fig, run_dir / "lambda_grid.png")
-        out["lambda_grid"] = run_dir / "lambda_grid.png"
+        finish(fig, "lambda_grid")
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     for seed in results["per_seed"]:
@@ -243,9 +239,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("dev accuracy")
     ax.set_title(f"{name}: minimal-set scan (dotted: oracle - delta)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, run_dir / "minimal_scan.png")
-    out["minimal_scan"] = run_dir / "minimal_scan.png"
+    finish(fig, "minimal_scan")
     return out
 
 
