@@ -3,8 +3,10 @@
 Exactly AllenNLP's ``ELMoCharacterMapper`` conventions (Peters et al. 2018): a
 word is its UTF-8 bytes, cut to 48, framed by begin-of-word (258) and
 end-of-word (259) and padded with 260 to 50 characters; the sentence markers
-``<S>`` / ``</S>`` are the single characters 256 / 257 framed the same way;
-every id is then shifted by one so that 0 marks a padded (absent) word.
+``<S>`` / ``</S>`` are the single characters 256 / 257 framed the same way,
+and so is a *word* that reads exactly ``<S>`` or ``</S>`` (AllenNLP's
+``convert_word_to_char_ids`` checks the text before encoding it); every id is
+then shifted by one so that 0 marks a padded (absent) word.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ BOS_IDS = _special(BOS_CHAR)
 EOS_IDS = _special(EOS_CHAR)
 
 
+BOS_WORD, EOS_WORD = "<S>", "</S>"
+
+
 def word_to_ids(word: str) -> list[int]:
+    if word == BOS_WORD:
+        return list(BOS_IDS)
+    if word == EOS_WORD:
+        return list(EOS_IDS)
     encoded = word.encode("utf-8", "ignore")[: MAX_WORD_LENGTH - 2]
     ids = [PAD_CHAR] * MAX_WORD_LENGTH
     ids[0] = BOW_CHAR

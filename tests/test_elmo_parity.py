@@ -71,6 +71,16 @@ def test_character_ids_follow_allennlp():
     assert word_to_ids("é")[1:3] == [0xC3 + 1, 0xA9 + 1]  # UTF-8 bytes
 
 
+def test_marker_words_get_allennlps_character_ids():
+    """The literal words <S> and </S> are AllenNLP's sentence-marker characters; <unk>, <pad>,
+    a lone non-breaking space, <S>x and </s> are their bytes (ids recorded from AllenNLP)."""
+    recorded = json.loads((FIXTURES / "sentences.json").read_text(encoding="utf-8"))["char_ids"]
+    assert set(recorded) >= {"<S>", "</S>", "<unk>", "<pad>", "\u00a0"}
+    for word, ids in recorded.items():
+        assert word_to_ids(word) == ids, word
+    assert any("<S>" in s for s in SENTENCES) and any("</S>" in s for s in SENTENCES)
+
+
 def test_identity_is_content_addressed(elmo, telmo):
     assert len(elmo.identity()["weights_sha256"]) == 64
     assert telmo.identity()["adapter"] == "telmo"

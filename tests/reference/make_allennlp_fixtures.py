@@ -43,7 +43,15 @@ SENTENCES = [
     ["Zürich", "naïve", "café", "—", "日本語", "😀", "?"],
     ["A", ",", "(", "b", ")", ";", "'s", "--", "$", "3.14"],
     ["Short"],
+    # literal sentence markers and marker-like words: AllenNLP maps the words <S> and </S>
+    # to its begin- and end-of-sentence character ids, the others to their bytes
+    ["He", "typed", "<S>", "and", "</S>", "here", "."],
+    ["<unk>", "<pad>", "\u00a0", "<S>x", "</s>", "<S>"],
+    ["</S>"],
 ]
+
+#: words whose AllenNLP character ids are recorded in sentences.json
+MARKER_WORDS = ["<S>", "</S>", "<unk>", "<pad>", "\u00a0", "<S>x", "</s>"]
 
 ELMO_OPTIONS = {
     "lstm": {"use_skip_connections": True, "projection_dim": 16, "cell_clip": 3.0, "proj_clip": 3.0,
@@ -195,15 +203,20 @@ def telmo_outputs(archive: Path) -> list:
 
 
 def main() -> int:
+    """``--outputs-only`` keeps the committed checkpoints and recomputes the outputs (after
+    SENTENCES changed); without it everything is written anew."""
     import allennlp
+    from allennlp.data.token_indexers.elmo_indexer import ELMoCharacterMapper
 
-    rng = np.random.default_rng(20201116)
-    torch.manual_seed(0)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    write_elmo(OUT / "elmo", rng)
-    archive = write_telmo(OUT / "telmo", seed=7)
+    archive = OUT / "telmo" / "model.tar.gz"
+    if "--outputs-only" not in sys.argv[1:]:
+        rng = np.random.default_rng(20201116)
+        torch.manual_seed(0)
+        if OUT.exists():
+            shutil.rmtree(OUT)
+        OUT.mkdir(parents=True)
+        write_elmo(OUT / "elmo", rng)
+        archive = write_telmo(OUT / "telmo", seed=7)
     arrays = {}
     for i, layer in enumerate(elmo_outputs(OUT / "elmo")):
         arrays[f"elmo_layer{i}"] = layer
@@ -212,6 +225,7 @@ def main() -> int:
     np.savez_compressed(OUT / "outputs.npz", **arrays)
     (OUT / "sentences.json").write_text(json.dumps(
         {"sentences": SENTENCES, "allennlp": allennlp.__version__, "torch": torch.__version__,
+         "char_ids": {w: ELMoCharacterMapper().convert_word_to_char_ids(w) for w in MARKER_WORDS},
          "python": sys.version.split()[0]}, ensure_ascii=False, indent=1))
     for name, value in arrays.items():
         print(name, value.shape)
