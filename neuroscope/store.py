@@ -1,15 +1,28 @@
-"""The activation store: word activations on disk, memory-mapped, float16.
+"""The activation store: word activations on disk, float16, read in chunks.
 
 Activations are written once per (adapter, checkpoint identity, aggregation,
-corpus text checksum, store format version) and reused by every run and task
-that shares them (DESIGN.md, "Out-of-core"). One store entry is a directory
+extraction batch size and device kind, corpus text checksum, store format
+version) and reused by every run and task that shares them (DESIGN.md,
+"Out-of-core"). The batch size is part of the key because padding changes the
+float32 arithmetic and so, now and then, the float16 value stored; the device
+kind for the same reason (docs/architecture.md, "The activation store"). One
+store entry is a directory
 
     <root>/<key>/activations.npy   float16, (tokens, layers * hidden), .npy header
                  offsets.npy       int64, (sentences + 1,), row of each sentence
                  manifest.json     shape, layers, neuron index, identity, checksums
 
-Extraction writes into ``<key>.partial`` with a per-sentence "done" mask, so an
-interrupted extraction resumes where it stopped; the directory is renamed to
+Integrity: extraction refuses NaN and inf, and records a CRC-32 of every block
+of ``chunk_rows`` rows (about 16 MiB) in the manifest. A reader checks each
+block the first time any of its rows is read (and that it holds no NaN or
+inf), so a damaged entry (bytes zeroed, overwritten, truncated) is an error
+naming the entry and the way out, never a silently different result. The
+check costs one pass over the entry per process (bench/RESULTS.md).
+
+Extraction writes into ``<key>.partial`` with a per-sentence "done" mask,
+saved every ``flush_every`` batches and at least every ``flush_seconds``, so
+an interrupted extraction resumes where it stopped, in the same batches as an
+uninterrupted one (so with identical values); the directory is renamed to
 ``<key>`` only when every sentence is written. Consumers read rows in chunks;
 nothing here loads the whole tokens x neurons matrix.
 """
@@ -23,9 +36,13 @@ import json
 import logging
 import os
 import shutil
+import threading
+import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import attrs
 import numpy as np
 
 from neuroscope.errors import StoreError
@@ -34,18 +51,42 @@ from neuroscope.types import Corpus, NeuronIndex
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: bytes per checksummed block of rows
+CHECK_BYTES = 16 * 2**20
+#: float16 bits of the exponent; all set means inf or NaN
+_F16_EXPONENT = 0x7C00
+
+WAY_OUT = ("remove it with `neuroscope cache remove {key}` (or `neuroscope cache prune`) and run again to "
+           "re-extract")
 
 
-def store_key(identity: dict[str, Any], text_checksum: str) -> str:
-    """Content address of one store entry."""
+def store_key(identity: dict[str, Any], text_checksum: str, extraction: dict[str, Any] | None = None) -> str:
+    """Content address of one store entry: everything its values depend on."""
     payload = json.dumps(
-        {"identity": identity, "text": text_checksum, "format": STORE_FORMAT_VERSION},
+        {"identity": identity, "extraction": extraction or {}, "text": text_checksum, "format": STORE_FORMAT_VERSION},
         sort_keys=True,
         separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def extraction_settings(adapter: ModelAdapter) -> dict[str, Any]:
+    """The settings of the forward passes that change stored values beside the adapter's identity."""
+    return {"batch_size": int(adapter.batch_size), "device": adapter.device_name().split(":")[0]}
+
+
+def check_rows(n_neurons: int) -> int:
+    """Rows per checksummed block: about :data:`CHECK_BYTES` of float16 rows."""
+    return max(1, CHECK_BYTES // (2 * n_neurons))
+
+
+def non_finite_row(block: np.ndarray) -> int | None:
+    """Index of the first row of a float16 block holding NaN or inf, or None."""
+    bad = (np.ascontiguousarray(block).view(np.uint16) & _F16_EXPONENT) == _F16_EXPONENT
+    rows = np.flatnonzero(bad.any(axis=1))
+    return int(rows[0]) if len(rows) else None
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -86,15 +127,31 @@ class ActivationSet:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.key = self.path.name
         manifest_path = self.path / "manifest.json"
         if not manifest_path.is_file():
             raise StoreError(f"{self.path}: not a complete activation store (no manifest.json)")
+        try:
+            self._open(manifest_path)
+        except StoreError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise StoreError(f"activation store entry {self.path} is damaged ({type(exc).__name__}: {exc}); "
+                             + WAY_OUT.format(key=self.key)) from None
+        self._verified = np.zeros(len(self._checksums), dtype=bool)
+        self._verify_lock = threading.Lock()
+        self._fd = os.open(self._file, os.O_RDONLY)
+
+    def _damaged(self, what: str) -> StoreError:
+        return StoreError(f"activation store entry {self.path} is damaged: {what}; " + WAY_OUT.format(key=self.key))
+
+    def _open(self, manifest_path: Path) -> None:
         with open(manifest_path, encoding="utf-8") as fh:
             self.manifest: dict[str, Any] = json.load(fh)
-        if self.manifest.get("format") != STORE_FORMAT_VERSION:
-            raise StoreError(
-                f"{manifest_path}: store format {self.manifest.get('format')}, expected {STORE_FORMAT_VERSION}"
-            )
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != STORE_FORMAT_VERSION:
+            found = self.manifest.get("format") if isinstance(self.manifest, dict) else None
+            raise StoreError(f"{manifest_path}: store format {found}, expected {STORE_FORMAT_VERSION}; "
+                             + WAY_OUT.format(key=self.key))
         self._file = self.path / "activations.npy"
         with open(self._file, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -102,18 +159,27 @@ class ActivationSet:
             shape, fortran, dtype = read_header(fh)
             self._offset = fh.tell()
         if fortran or dtype != np.float16 or len(shape) != 2:
-            raise StoreError(f"{self._file}: expected a C-ordered 2-D float16 array, found {dtype} {shape}")
+            raise self._damaged(f"{self._file.name} holds {dtype} {shape}, expected a C-ordered 2-D float16 array")
         self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
         self._row_bytes = 2 * self.shape[1]
         expected_size = self._offset + self.shape[0] * self._row_bytes
         if self._file.stat().st_size != expected_size:
-            raise StoreError(f"{self._file}: {self._file.stat().st_size} bytes, expected {expected_size} (truncated?)")
+            raise self._damaged(f"{self._file.name} has {self._file.stat().st_size} bytes, expected "
+                                f"{expected_size} (truncated?)")
         self.offsets: np.ndarray = np.load(self.path / "offsets.npy")
         self.index = NeuronIndex.from_json(self.manifest["neuron_index"])
         expected = (int(self.manifest["n_tokens"]), self.index.n_neurons)
         if self.shape != expected:
-            raise StoreError(f"{self.path}: activations have shape {self.shape}, manifest says {expected}")
-        self._fd = os.open(self._file, os.O_RDONLY)
+            raise self._damaged(f"activations have shape {self.shape}, the manifest says {expected}")
+        offsets = self.offsets
+        if (offsets.shape != (int(self.manifest["n_sentences"]) + 1,) or offsets.dtype.kind not in "iu"
+                or offsets[0] != 0 or offsets[-1] != self.shape[0] or (np.diff(offsets) <= 0).any()):
+            raise self._damaged("offsets.npy does not match the manifest (sentence boundaries)")
+        checks = self.manifest["checksums"]
+        self.check_rows = int(checks["chunk_rows"])
+        self._checksums = np.asarray(checks["crc32"], dtype=np.int64)
+        if checks["algorithm"] != "crc32" or len(self._checksums) != -(-self.shape[0] // self.check_rows):
+            raise self._damaged("the manifest's checksums do not cover the activations")
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)
@@ -145,14 +211,47 @@ class ActivationSet:
         for start in range(0, self.n_tokens, step):
             yield start, self.rows(slice(start, min(start + step, self.n_tokens)), neurons)
 
+    def _check_block(self, block: int) -> None:
+        """Read block ``block`` of rows, compare its CRC-32 with the manifest's and refuse NaN / inf."""
+        start = block * self.check_rows
+        data = np.empty((min(self.check_rows, self.shape[0] - start), self.shape[1]), dtype=np.float16)
+        self._pread(start, data)
+        if zlib.crc32(data) != self._checksums[block]:
+            raise self._damaged(f"rows {start}..{start + len(data) - 1} do not match their checksum")
+        bad = non_finite_row(data)
+        if bad is not None:
+            raise self._damaged(f"row {start + bad} holds NaN or inf")
+
+    def _ensure_verified(self, first: int, last: int) -> None:
+        """Check every not yet checked block holding rows ``first`` .. ``last`` (once per block
+        and process)."""
+        blocks = range(first // self.check_rows, last // self.check_rows + 1)
+        if self._verified[blocks.start : blocks.stop].all():
+            return
+        with self._verify_lock:
+            for block in blocks:
+                if not self._verified[block]:
+                    self._check_block(block)
+                    self._verified[block] = True
+
+    def verify(self) -> None:
+        """Check every block now (``neuroscope cache verify``); raises StoreError on damage."""
+        if self.shape[0]:
+            self._ensure_verified(0, self.shape[0] - 1)
+
     def _read(self, start: int, out: np.ndarray) -> None:
+        """Rows ``start`` .. ``start + len(out)`` into ``out``, checked against their checksums."""
+        self._ensure_verified(start, start + len(out) - 1)
+        self._pread(start, out)
+
+    def _pread(self, start: int, out: np.ndarray) -> None:
         view = memoryview(out).cast("B")
         position = self._offset + start * self._row_bytes
         done = 0
         while done < len(view):
             n = os.preadv(self._fd, [view[done:]], position + done)
             if n <= 0:
-                raise StoreError(f"{self._file}: unexpected end of file at byte {position + done}")
+                raise self._damaged(f"{self._file.name} ends early, at byte {position + done} (truncated?)")
             done += n
 
     def raw_rows(self, rows: slice | np.ndarray) -> np.ndarray:
@@ -171,11 +270,12 @@ class ActivationSet:
             return out
         if idx[0] < 0 or idx[-1] >= self.n_tokens or (len(idx) > 1 and (np.diff(idx) <= 0).any()):
             raise ValueError("row indices must be sorted, unique and within the store")
+        self._ensure_verified(int(idx[0]), int(idx[-1]))
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
         starts = np.concatenate([[0], breaks])
         ends = np.concatenate([breaks, [len(idx)]])
         for a, b in zip(starts.tolist(), ends.tolist()):
-            self._read(int(idx[a]), out[a:b])
+            self._pread(int(idx[a]), out[a:b])
         return out
 
     def rows(self, rows: slice | np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
@@ -184,6 +284,25 @@ class ActivationSet:
         if neurons is not None:
             block = np.take(block, neurons, axis=1)
         return to_float32(block)
+
+
+@attrs.frozen
+class StoreEntry:
+    """One directory of the store, as ``neuroscope cache list`` shows it."""
+
+    key: str
+    state: str  # complete, partial (being extracted or interrupted), damaged, old format
+    model: str
+    corpus: str
+    sentences: int | str
+    tokens: int | str
+    neurons: int | str
+    size: int
+
+
+def _describe_identity(identity: dict[str, Any]) -> str:
+    where = identity.get("checkpoint") or identity.get("archive_sha256", "")[:12] or identity.get("weights_sha256", "")[:12]
+    return f"{identity.get('adapter', '?')} {where}".strip()
 
 
 class ActivationStore:
@@ -195,28 +314,47 @@ class ActivationStore:
     def path_for(self, key: str) -> Path:
         return self.root / key
 
+    def open(self, key: str) -> ActivationSet:
+        return ActivationSet(self.path_for(key))
+
     def get_or_extract(
         self,
         adapter: ModelAdapter,
         corpus: Corpus,
         progress: Callable[[int], None] | None = None,
         flush_every: int = 50,
+        flush_seconds: float = 10.0,
     ) -> ActivationSet:
         """The activations of ``corpus`` under ``adapter``, extracted if not stored yet."""
         identity = adapter.identity()
-        key = store_key(identity, corpus.text_checksum())
+        extraction = extraction_settings(adapter)
+        key = store_key(identity, corpus.text_checksum(), extraction)
         final = self.path_for(key)
         if (final / "manifest.json").is_file():
             log.info("reusing activations %s for %s", final, corpus.name)
             if progress:
                 progress(len(corpus))
             return ActivationSet(final)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         with self._lock(key):
             if (final / "manifest.json").is_file():
                 return ActivationSet(final)
-            self._extract(adapter, corpus, identity, key, progress, flush_every)
+            self._extract(adapter, corpus, identity, extraction, key, progress, flush_every, flush_seconds)
         return ActivationSet(final)
+
+    def _make_root(self) -> None:
+        """Create the store's directory, or say clearly why it cannot be used."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"activation store {self.root}: a file is in the way (expected a directory); "
+                             "pass --cache-dir elsewhere") from None
+        except OSError as exc:
+            raise StoreError(f"activation store {self.root}: cannot create it ({exc.strerror}); "
+                             "pass --cache-dir elsewhere") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreError(f"activation store {self.root}: not writable; pass --cache-dir elsewhere, e.g. "
+                             "--cache-dir ~/neuroscope-cache")
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
@@ -228,14 +366,29 @@ class ActivationStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _busy(self, key: str) -> bool:
+        """Whether another process holds the extraction lock of ``key`` now."""
+        lock_path = self.root / f"{key}.lock"
+        if not lock_path.exists():
+            return False
+        with open(lock_path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
     def _extract(
         self,
         adapter: ModelAdapter,
         corpus: Corpus,
         identity: dict[str, Any],
+        extraction: dict[str, Any],
         key: str,
         progress: Callable[[int], None] | None,
         flush_every: int,
+        flush_seconds: float,
     ) -> None:
         index = adapter.neuron_index
         words = corpus.words()
@@ -252,6 +405,7 @@ class ActivationStore:
                 with open(partial / "layout.json", encoding="utf-8") as fh:
                     resumed = json.load(fh) == layout
                 done = np.load(done_path)
+                resumed = resumed and done.shape == (len(words),) and done.dtype == bool
                 writer = _RowWriter.open(array_path, (n_tokens, index.n_neurons))
             except (OSError, ValueError, StoreError):
                 resumed = False
@@ -267,10 +421,11 @@ class ActivationStore:
             log.info("resuming extraction in %s: %d of %d sentences done", partial, int(done.sum()), len(words))
             if progress:
                 progress(int(done.sum()))
-        todo = [i for i in range(len(words)) if not done[i]]
-        todo_words = [words[i] for i in todo]
-        for n_batch, batch in enumerate(adapter.batches(todo_words)):
-            ids = [todo[i] for i in batch]
+        # the batches of an uninterrupted extraction; a resumed one skips those already written,
+        # so every sentence is embedded in the same batch, with the same padding, either way
+        batches = [b for b in adapter.batches(words) if not done[b].all()]
+        last_flush = time.monotonic()
+        for n_batch, ids in enumerate(batches):
             vectors = adapter.embed([words[i] for i in ids])
             for sid, vec in zip(ids, vectors):
                 n_layers, n_words, hidden = vec.shape
@@ -287,12 +442,13 @@ class ActivationStore:
                         f"sentence {sid} of {corpus.name}: {' '.join(words[sid][:20])}"
                     )
                 writer.write(int(offsets[sid]), rows)
-                done[sid] = True
+            done[ids] = True
             if progress:
                 progress(len(ids))
-            if (n_batch + 1) % flush_every == 0:
+            if (n_batch + 1) % flush_every == 0 or time.monotonic() - last_flush >= flush_seconds:
                 writer.sync()
                 _save_atomic(done_path, done)
+                last_flush = time.monotonic()
         writer.sync()
         writer.close()
         np.save(partial / "offsets.npy", offsets)
@@ -300,11 +456,13 @@ class ActivationStore:
             "format": STORE_FORMAT_VERSION,
             "key": key,
             "identity": identity,
+            "extraction": extraction,
             "corpus": {"name": corpus.name, "source": corpus.source, "text_sha256": corpus.text_checksum()},
             "n_sentences": len(words),
             "n_tokens": n_tokens,
             "dtype": "float16",
             "neuron_index": index.to_json(),
+            "checksums": _checksums(array_path, (n_tokens, index.n_neurons)),
         }
         os.remove(done_path)
         os.remove(partial / "layout.json")
@@ -312,6 +470,87 @@ class ActivationStore:
         os.replace(partial, self.path_for(key))
         log.info("stored activations of %s (%d tokens x %d neurons) in %s", corpus.name, n_tokens,
                  index.n_neurons, self.path_for(key))
+
+    def entries(self) -> list[StoreEntry]:
+        """Every entry directory of the store, complete or not, sorted by key."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for path in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            key = path.name
+            if key.endswith(".partial"):
+                state = "extracting" if self._busy(key[: -len(".partial")]) else "interrupted"
+                out.append(StoreEntry(key, state, "-", "-", "-", "-", "-", size))
+                continue
+            try:
+                with open(path / "manifest.json", encoding="utf-8") as fh:
+                    manifest = json.load(fh)
+                model = _describe_identity(manifest["identity"])
+                corpus = f"{manifest['corpus']['name']}: {manifest['corpus']['source']}"
+                counts = (manifest["n_sentences"], manifest["n_tokens"],
+                          NeuronIndex.from_json(manifest["neuron_index"]).n_neurons)
+                state = "complete" if manifest.get("format") == STORE_FORMAT_VERSION else \
+                    f"old format {manifest.get('format')}"
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                out.append(StoreEntry(key, f"damaged ({type(exc).__name__})", "-", "-", "-", "-", "-", size))
+                continue
+            out.append(StoreEntry(key, state, model, corpus, *counts, size))
+        return out
+
+    def match(self, prefixes: Sequence[str]) -> list[str]:
+        """Entry keys for key prefixes; a prefix that matches none or several is an error."""
+        keys = [e.key for e in self.entries()]
+        out = []
+        for prefix in prefixes:
+            found = [k for k in keys if k.startswith(prefix)]
+            if len(found) != 1:
+                raise StoreError(f"{self.root}: {len(found)} entries match {prefix!r}"
+                                 + (f" ({', '.join(found)})" if found else "") + "; `neuroscope cache list` shows them")
+            out.append(found[0])
+        return out
+
+    def prunable(self) -> list[str]:
+        """Entries no run can use: interrupted extractions nobody continues, damaged or
+        old-format entries, and complete entries that fail verification."""
+        out = []
+        for entry in self.entries():
+            if entry.state == "complete":
+                try:
+                    self.open(entry.key).verify()
+                    continue
+                except StoreError:
+                    pass
+            elif entry.state == "extracting":
+                continue
+            out.append(entry.key)
+        return out
+
+    def remove(self, key: str) -> int:
+        """Delete one entry (and its lock file); returns the bytes freed."""
+        base = key[: -len(".partial")] if key.endswith(".partial") else key
+        if self._busy(base):
+            raise StoreError(f"{self.path_for(key)}: an extraction is writing it now; wait for it to finish")
+        path = self.path_for(key)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path)
+        lock = self.root / f"{base}.lock"
+        if lock.exists() and not any(self.path_for(k).exists() for k in (base, base + ".partial")):
+            lock.unlink()
+        return size
+
+
+def _checksums(array_path: Path, shape: tuple[int, int]) -> dict[str, Any]:
+    """CRC-32 of every block of :func:`check_rows` rows of a finished activations file."""
+    rows = check_rows(shape[1])
+    with open(array_path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+        values = []
+        for start in range(0, shape[0], rows):
+            data = fh.read(min(rows, shape[0] - start) * 2 * shape[1])
+            values.append(zlib.crc32(data))
+    return {"algorithm": "crc32", "chunk_rows": rows, "crc32": values}
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
