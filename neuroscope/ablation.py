@@ -12,8 +12,10 @@ from typing import Mapping
 
 import numpy as np
 
-from neuroscope.probe import ElasticNetProbe, Features, predict_many
+from neuroscope.errors import ValidationError
+from neuroscope.probe import ElasticNetProbe, Features, n_rows, predict_many
 from neuroscope.ranking import Ranking
+from neuroscope.validation import check_choice, check_class_ids
 
 UNSEEN_RULES = ("error", "exclude")
 
@@ -25,15 +27,15 @@ def accuracy(predicted: np.ndarray, gold: np.ndarray, unseen: str = "error") -> 
     keeps those tokens and counts them wrong, as the probe can never output
     them; ``exclude`` leaves them out of the denominator (docs/data.md).
     """
-    if unseen not in UNSEEN_RULES:
-        raise ValueError(f"unseen rule must be one of {UNSEEN_RULES}, got {unseen!r}")
+    check_choice("unseen", unseen, UNSEEN_RULES)
     predicted = np.asarray(predicted)
-    gold = np.asarray(gold)
+    gold = check_class_ids("gold", gold, len(predicted))
     if unseen == "exclude":
         keep = gold >= 0
         predicted, gold = predicted[keep], gold[keep]
     if len(gold) == 0:
-        return float("nan")
+        raise ValidationError("accuracy over no tokens: the split is empty"
+                              + (", or every label in it is unseen in train (rule exclude)" if unseen == "exclude" else ""))
     return float(np.mean(predicted == gold) * 100.0)
 
 
@@ -53,7 +55,11 @@ def evaluate_ablations(
     gold: np.ndarray,
     unseen: str = "error",
 ) -> dict[str, float]:
-    """Accuracy (in %) of the probe with each kept set; ``None`` keeps all neurons."""
+    """Accuracy (in %) of the probe with each kept set; ``None`` keeps all neurons.
+
+    ``gold`` are class ids into ``probe.classes_`` (-1: a label unseen in training),
+    e.g. ``labels_to_ids(labels, probe.classes_)``; label strings are refused."""
+    gold = check_class_ids("gold", gold, n_rows(X))
     names = list(keep_sets)
     models = [probe.linear_model(keep_sets[n]) for n in names]
     predictions = predict_many(X, models, probe.device)

@@ -24,15 +24,16 @@ import attrs
 import numpy as np
 
 from neuroscope.ablation import accuracy
-from neuroscope.probe import Features, LinearModel, TrainSettings, predict_many, train_elastic_net
+from neuroscope.errors import ValidationError
+from neuroscope.probe import Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net
 from neuroscope.ranking import Ranking
+from neuroscope.validation import check_number
 
 
 def scan_sizes(n_neurons: int, step: float = 0.01) -> list[int]:
     """N for every step of the scan: k * step * neurons rounded half up, k = 1, 2, ...;
     at least 1, each size once, ending at all neurons."""
-    if not 0 < step <= 1:
-        raise ValueError(f"step must be in (0, 1], got {step}")
+    check_number("step", step, low=0, high=1, low_open=True)
     sizes: list[int] = []
     k = 1
     while True:
@@ -104,6 +105,15 @@ def minimal_neuron_scan(
     trainer: Callable[..., tuple[np.ndarray, np.ndarray]] = train_elastic_net,
 ) -> MinimalScan:
     """The smallest top-N set (N in steps of ``step`` of the network) within each delta of the oracle on dev."""
+    check_number("oracle_dev", oracle_dev, low=0, high=100)
+    if not deltas:
+        raise ValidationError("deltas: one or more accuracy margins are needed")
+    for delta in deltas:
+        check_number("delta", delta, low=0, high=100)
+    check_number("block", block, low=1, integer=True)
+    if ranking.n_neurons != n_columns(X_train):
+        raise ValidationError(f"the ranking orders {ranking.n_neurons} neurons, the activations have "
+                              f"{n_columns(X_train)}")
     sizes = scan_sizes(ranking.n_neurons, step)
     pending = sorted(set(float(d) for d in deltas), reverse=True)  # larger delta stops first
     found: dict[float, tuple[int, LinearModel, float]] = {}

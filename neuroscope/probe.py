@@ -31,7 +31,10 @@ import numpy as np
 import torch
 
 from neuroscope.model import resolve_device
+from neuroscope.errors import ValidationError
 from neuroscope.store import ActivationSet
+from neuroscope.validation import (check_class_ids, check_finite_array, check_number,
+                                   check_training_labels)
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +205,16 @@ def train_elastic_net(
     Returns ``coef`` (G, labels, neurons) and ``intercept`` (G, labels) as float32.
     """
     if len(lambdas) == 0:
-        raise ValueError("at least one (l1, l2) setting is needed")
-    y = np.asarray(y, dtype=np.int64)
+        raise ValidationError("lambdas: at least one (l1, l2) setting is needed")
     total = n_rows(X)
-    if y.shape != (total,):
-        raise ValueError(f"y has shape {y.shape}, expected ({total},)")
-    if (y < 0).any() or (y >= n_classes).any():
-        raise ValueError("y holds class ids outside [0, n_classes)")
+    check_training_labels("probe training", total, n_classes)
+    y = check_class_ids("y", y, total, n_classes)
+    check_settings(settings)
+    for l1, l2 in lambdas:
+        check_number("l1", l1, low=0)
+        check_number("l2", l2, low=0)
+    if not isinstance(X, ActivationSet):  # a store entry checks its own blocks when they are read
+        check_features("X", X)
     device = resolve_device(settings.device)
     compute = PRECISIONS[settings.precision]
     if compute is torch.bfloat16 and not bfloat16_is_native(device):
@@ -246,7 +252,37 @@ def train_elastic_net(
                 progress(len(idx))
         log.debug("epoch %d of %d done", epoch + 1, settings.epochs)
     coef = weight.permute(1, 2, 0).contiguous().cpu().numpy()
-    return coef, bias.cpu().numpy()
+    intercept = bias.cpu().numpy()
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        raise ValidationError(f"probe training diverged: the weights became NaN or inf (learning rate "
+                              f"{settings.lr:g}); lower the learning rate")
+    return coef, intercept
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """The optimisation settings a probe can be trained with (section 3)."""
+    check_number("lr", settings.lr, low=0, low_open=True)
+    check_number("batch_size", settings.batch_size, low=1, integer=True)
+    check_number("epochs", settings.epochs, low=1, integer=True)
+    check_number("seed", settings.seed, low=0, integer=True)
+
+
+def check_features(name: str, X: np.ndarray) -> None:
+    """A 2-D in-memory activation matrix of real, finite numbers, checked in row blocks
+    (a memory-mapped file is read once, never copied whole)."""
+    if getattr(X, "ndim", None) != 2:
+        raise ValidationError(f"{name}: expected a 2-D (rows, neurons) array, found shape "
+                              f"{getattr(X, 'shape', type(X).__name__)}")
+    if X.dtype.kind not in "fiu":
+        raise ValidationError(f"{name}: expected real numbers, found dtype {X.dtype}")
+    for start in range(0, X.shape[0], 65536):
+        block = np.asarray(X[start : start + 65536])
+        try:
+            check_finite_array(name, block)
+        except ValidationError:
+            row, column = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
+            raise ValidationError(f"{name}: non-finite value {block[row, column]!r} at row {start + row}, "
+                                  f"column {column}; NaN and inf are not allowed") from None
 
 
 @attrs.frozen
@@ -364,6 +400,8 @@ class ElasticNetProbe:
 
     def fit(self, X: Features, y: Sequence[Any], progress: Callable[[int], None] | None = None) -> "ElasticNetProbe":
         y = np.asarray(y)
+        if y.shape != (n_rows(X),):
+            raise ValidationError(f"y: shape {y.shape}, expected ({n_rows(X)},): one label per row of X")
         self.classes_ = np.unique(y)
         ids = np.searchsorted(self.classes_, y)
         columns = self._columns(X)

@@ -23,6 +23,9 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from neuroscope.errors import ValidationError
+from neuroscope.validation import check_finite_array, check_number
+
 
 @attrs.frozen
 class Ranking:
@@ -38,8 +41,7 @@ class Ranking:
 
     def count(self, fraction: float) -> int:
         """Number of neurons in ``fraction`` of the network (rounded, at least 1)."""
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        check_number("fraction", fraction, low=0, high=1, low_open=True)
         return max(1, int(round(fraction * self.n_neurons)))
 
     def top(self, fraction: float) -> np.ndarray:
@@ -90,16 +92,16 @@ def weight_mass_ranking(coef: np.ndarray, stride: int | None = 100) -> Ranking:
     ``None`` orders by the exact entry share (the limit of a very fine stride).
     """
     coef = np.asarray(coef)
-    if coef.ndim != 2:
-        raise ValueError(f"coef must be (labels, neurons), got shape {coef.shape}")
+    if coef.ndim != 2 or 0 in coef.shape:
+        raise ValidationError(f"coef must be a non-empty (labels, neurons) matrix, got shape {coef.shape}")
+    check_finite_array("coef", coef)
     shares = label_entry_shares(coef)
     entry = shares.min(axis=0)
     total = np.abs(coef.astype(np.float64)).sum(axis=0)
     if stride is None:
         step = np.where(np.isfinite(entry), 0, 1)
     else:
-        if stride < 1:
-            raise ValueError("stride must be a positive integer")
+        check_number("stride", stride, low=1, integer=True)
         # selected at p = m / stride when entry < p (entry == 0 is selected at p = 0)
         step = np.where(entry == 0, 0, np.floor(np.minimum(entry, 1.0) * stride) + 1)
         step = np.where(np.isfinite(entry), step, stride + 2)
