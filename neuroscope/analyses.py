@@ -59,20 +59,21 @@ def labels_per_neuron(sets: Sequence[np.ndarray], top: np.ndarray | Sequence[int
 
 
 def exclusivity(per_neuron: dict[int, int]) -> dict[str, Any]:
-    """Summary of :func:`labels_per_neuron`: mean labels per neuron, share serving exactly one, histogram."""
+    """Summary of :func:`labels_per_neuron`: mean labels per neuron, percentage serving exactly one, histogram."""
     values = np.array(list(per_neuron.values()), dtype=np.int64)
     if len(values) == 0:
-        return {"mean_labels_per_neuron": 0.0, "exclusive_share": 0.0, "histogram": {}}
+        return {"mean_labels_per_neuron": 0.0, "exclusive_percent": 0.0, "histogram": {}}
     hist = np.bincount(values)
     return {
         "mean_labels_per_neuron": float(values.mean()),
-        "exclusive_share": float(np.mean(values == 1)),
+        "exclusive_percent": float(100 * np.mean(values == 1)),
         "histogram": {str(k): int(v) for k, v in enumerate(hist) if v},
     }
 
 
 def dominant_layers(sets: Sequence[np.ndarray], index: NeuronIndex) -> list[dict[str, Any]]:
-    """For each label: its neurons per layer, and the layer holding most of them (ties: lower layer)."""
+    """For each label: its neurons per layer, and the layer holding most of them (ties: lower layer)
+    with the percentage of the label's neurons there."""
     out = []
     for s in sets:
         per_layer = layer_distribution(s, index)
@@ -81,7 +82,7 @@ def dominant_layers(sets: Sequence[np.ndarray], index: NeuronIndex) -> list[dict
         out.append({
             "per_layer": per_layer,
             "layer": None if layer is None else index.layer_names[layer],
-            "share": 0.0 if not total else per_layer[layer] / total,
+            "share": 0.0 if not total else 100 * per_layer[layer] / total,
         })
     return out
 

@@ -115,6 +115,8 @@ def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
         raise NeuroscopeError("name at least one run directory")
     runs = [load_results(Path(d)) for d in run_dirs]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NeuroscopeError(f"{out} is a file; --out must name a directory")
     out.mkdir(parents=True, exist_ok=True)
     tables = compare_tables(runs)
     figures = compare_figures(runs, out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -30,18 +31,23 @@ import attrs
 import numpy as np
 
 from neuroscope.analyses import analyse
-from neuroscope.errors import NeuroscopeError
+from neuroscope.ablation import UNSEEN_RULES
+from neuroscope.errors import NeuroscopeError, RunDirectoryError, ValidationError
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan, minimal_neuron_scan
 from neuroscope.model import AGGREGATIONS
-from neuroscope.probe import TrainSettings
+from neuroscope.probe import L2_FORMS, PRECISIONS, TrainSettings
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
+from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION
 from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
-from neuroscope.steps import (SeedResult, control_step, data_summary, extract, load_model, load_task,
+from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json
+from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, load_model, load_task,
                               majority_baseline, run_seed)
+from neuroscope.types import TaskData
 from neuroscope.store import ActivationStore, labels_to_ids
+from neuroscope.validation import check_choice, check_number
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,20 @@ def default_cache_dir() -> Path:
 def default_data_dir() -> Path:
     env = os.environ.get("NEUROSCOPE_DATA")
     return Path(env) if env else default_cache_dir() / "data"
+
+
+#: the largest lambda accepted: the paper's grid tops out at 0.1, and at 1 the penalty
+#: on a few thousand weights already dwarfs the mean cross-entropy
+MAX_LAMBDA = 1.0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_bytes(value: Any) -> Any:
+    """Byte counts may arrive as floats (GiB x 2**30); non-finite values pass through to validation."""
+    return int(value) if _is_number(value) else value
 
 
 @attrs.frozen
@@ -93,25 +113,59 @@ class RunConfig:
     stride: int = 100
     unseen_labels: str = "error"
     max_sentences: tuple[int | None, int | None, int | None] = (None, None, None)
-    grid_memory: int = DEFAULT_MEMORY
+    grid_memory: int = attrs.field(default=DEFAULT_MEMORY, converter=lambda v: _as_bytes(v))
     shuffle: bool = True
     l2_form: str = "squared"
     precision: str = "float32"
     cache_dir: str = ""
 
     def __attrs_post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
-            raise NeuroscopeError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}")
-        if not 0 < self.fraction < 1:
-            raise NeuroscopeError(f"--fraction must be in (0, 1), got {self.fraction}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse every value the protocol cannot use, naming the command-line option,
+        before anything is loaded (docs/cli.md, "Allowed values")."""
+        check_choice("--aggregation", self.aggregation, AGGREGATIONS)
+        check_choice("--unseen-labels", self.unseen_labels, UNSEEN_RULES)
+        check_choice("--l2-form", self.l2_form, L2_FORMS)
+        check_choice("--precision", self.precision, tuple(PRECISIONS))
         if not self.seeds:
-            raise NeuroscopeError("at least one seed is needed")
+            raise ValidationError("--seeds: 0 is not allowed; expected an integer >= 1")
+        for seed in self.seeds:
+            check_number("seed", seed, low=0, integer=True)
         if (self.l1 is None) != (self.l2 is None):
-            raise NeuroscopeError("give both --l1 and --l2 to fix the lambdas, or neither to search them")
-        if any(v is not None and v < 0 for v in (self.l1, self.l2)) or any(v < 0 for v in self.grid):
-            raise NeuroscopeError("lambdas must be non-negative")
-        if not self.deltas or any(d < 0 for d in self.deltas):
-            raise NeuroscopeError("--deltas needs one or more non-negative accuracy margins")
+            raise ValidationError("give both --l1 and --l2 to fix the lambdas, or neither to search them")
+        for name, value in (("--l1", self.l1), ("--l2", self.l2)):
+            if value is not None:
+                check_number(name, value, low=0, high=MAX_LAMBDA)
+        if not self.grid:
+            raise ValidationError("--grid: expected one or more lambda values")
+        for value in self.grid:
+            check_number("--grid", value, low=0, high=MAX_LAMBDA)
+        check_number("--alpha", self.alpha, low=0)
+        check_number("--beta", self.beta, low=0)
+        if self.alpha == 0 and self.beta == 0:
+            raise ValidationError("--alpha and --beta are both 0, so the lambda search's score S is always 0; "
+                                  "give at least one of them a positive weight")
+        check_number("--fraction", self.fraction, low=0, high=1, low_open=True, high_open=True)
+        if not self.deltas:
+            raise ValidationError("--deltas: expected one or more accuracy margins")
+        for value in self.deltas:
+            check_number("--deltas", value, low=0, high=100)
+        check_number("--scan-step", self.scan_step, low=0, high=1, low_open=True)
+        check_number("--scan-block", self.scan_block, low=1, integer=True)
+        check_number("--epochs", self.epochs, low=1, integer=True)
+        check_number("--lr", self.lr, low=0, high=1, low_open=True)
+        check_number("--batch-size", self.batch_size, low=1, integer=True)
+        check_number("--extract-batch-size", self.extract_batch_size, low=1, integer=True)
+        check_number("--stride", self.stride, low=1, integer=True)
+        check_number("--grid-memory", self.grid_memory / 2**30 if _is_number(self.grid_memory) else self.grid_memory,
+                     low=1 / 1024)
+        if len(self.max_sentences) != 3:
+            raise ValidationError("--max-sentences: expected N or TRAIN,DEV,TEST")
+        for split, value in zip(("train", "dev", "test"), self.max_sentences):
+            if value is not None:
+                check_number(f"--max-sentences ({split})", value, low=1, integer=True)
 
     @property
     def search(self) -> bool:
@@ -150,10 +204,6 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def mean_std(values: list[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=0)), "values": [float(v) for v in arr]}
@@ -174,43 +224,49 @@ class Orchestrator:
         if path.is_file():
             self.reporter.log(f"{label}: reusing finished step {path.name}")
             self.timings[path.stem] = None
-            return read_json(path)
+            return read_json(path, "step file")
         start = time.perf_counter()
         data = compute()
         self.timings[path.stem] = round(time.perf_counter() - start, 3)
         write_json(path, data)
         return data
 
-    def _prepare(self, config: RunConfig, run_dir: Path, resume: bool) -> Path:
+    def _prepare(self, config: RunConfig, run_dir: Path, resume: bool, data: dict[str, Any]) -> Path:
+        """Write config.json and steps/data.json into the claimed ``run_dir``; a resumed run
+        must have the same settings and data."""
         steps_dir = run_dir / "steps"
         config_path = run_dir / "config.json"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not resume:
-                raise NeuroscopeError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
-            if config_path.is_file():
-                saved = read_json(config_path)
-                if saved != config.to_json():
-                    diff = sorted(k for k in set(saved) | set(config.to_json())
-                                  if saved.get(k) != config.to_json().get(k))
-                    raise NeuroscopeError(f"{run_dir}: cannot resume with different settings ({', '.join(diff)})")
+        if check_usable(run_dir, resume) is State.RUN:
+            saved = read_json(config_path, "run configuration")
+            if saved != config.to_json():
+                diff = sorted(k for k in set(saved) | set(config.to_json())
+                              if saved.get(k) != config.to_json().get(k))
+                raise RunDirectoryError(f"{run_dir}: cannot resume with different settings ({', '.join(diff)})")
+            saved = read_json(steps_dir / "data.json", "data summary")
+            if {k: v["sha256"] for k, v in saved["splits"].items()} != \
+                    {k: v["sha256"] for k, v in data["splits"].items()}:
+                raise RunDirectoryError(f"{run_dir}: the data changed since this run started; start a new run")
         steps_dir.mkdir(parents=True, exist_ok=True)
         write_json(config_path, config.to_json())
+        write_json(steps_dir / "data.json", data)
         return steps_dir
 
     def run(self, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+        """Run one model x task cell into ``run_dir`` (created once the data is read, locked
+        while the run writes it)."""
         run_dir = Path(run_dir)
         started = time.perf_counter()
         self.timings = {}
-        steps_dir = self._prepare(config, run_dir, resume)
-
+        check_usable(run_dir, resume)
         task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
+        check_task(task)
         data = data_summary(task)
-        data_step = steps_dir / "data.json"
-        if data_step.is_file():
-            saved = read_json(data_step)
-            if {k: v["sha256"] for k, v in saved["splits"].items()} != {k: v["sha256"] for k, v in data["splits"].items()}:
-                raise NeuroscopeError(f"{run_dir}: the data changed since this run started; start a new run")
-        write_json(data_step, data)
+        with claim(run_dir):
+            steps_dir = self._prepare(config, run_dir, resume, data)
+            return self._run(config, run_dir, steps_dir, task, data, started)
+
+    def _run(self, config: RunConfig, run_dir: Path, steps_dir: Path, task: TaskData, data: dict[str, Any],
+             started: float) -> dict[str, Any]:
         for split, stats in data["splits"].items():
             if stats["unseen_labels"]:
                 log.warning("%s: %d %s tokens carry labels unseen in train %s (rule: %s)", config.task,
@@ -287,8 +343,8 @@ class Orchestrator:
             searched_probe = steps_dir / SEARCH_PROBE
             if config.search and seed == config.seeds[0] and searched_probe.is_file():
                 # the search trained this very probe (same lambdas, seed and settings)
-                with np.load(searched_probe) as saved:
-                    prefit = (saved["coef"], saved["intercept"])
+                saved = read_arrays(searched_probe, ("coef", "intercept"))
+                prefit = (saved["coef"], saved["intercept"])
                 self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {params['l1']}, {params['l2']}")
             with self.reporter.task(f"oracle seed {seed}", None if prefit else config.epochs * n_train) as advance:
                 result, fitted = run_seed(probe, ranker, ranker_options, acts, task, config.fraction,
@@ -298,7 +354,7 @@ class Orchestrator:
             return result.to_json()
 
         oracle_result = SeedResult.from_json(self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}"))
-        coef = np.load(steps_dir / f"seed-{seed}-probe.npz")["coef"]
+        coef = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef",))["coef"]
 
         def minimal() -> dict[str, Any]:
             with self.reporter.task(f"minimal set seed {seed}", None) as advance:
@@ -327,11 +383,15 @@ class Orchestrator:
             control = self._step(steps_dir / f"seed-{seed}-control.json", control_run, f"control task seed {seed}")
 
         top = np.asarray(oracle_result.kept["top"])
+        minimal_json = scan.to_json()
+        for chosen in minimal_json["sets"]:  # one unit per quantity in results.json: percent
+            chosen["share"] = 100 * chosen["share"]
         return {
             "seed": seed,
             "train_accuracy": oracle_result.train_accuracy,
             "ablation": oracle_result.ablation,
-            "minimal": scan.to_json(),
+            "ranking": {"method": oracle_result.ranking.method, "order": oracle_result.ranking.order.tolist()},
+            "minimal": minimal_json,
             "control": control,
             "analyses": analyse(coef, selected, index, list(task.labels)),
             "top_fraction_layer_distribution": analyse(coef, top, index, list(task.labels))["layer_distribution"],
@@ -346,7 +406,7 @@ class Orchestrator:
             sets = [MinimalScan.from_json(s["minimal"]).for_delta(delta) for s in seeds]
             summary["minimal"][str(delta)] = {
                 "n_neurons": mean_std([m.n_neurons for m in sets]),
-                "share": mean_std([100 * m.share for m in sets]),
+                "share": mean_std([m.share for m in sets]),
                 "dev": {"all": mean_std([s["ablation"]["dev"]["all"] for s in seeds]),
                         "selected": mean_std([m.dev_accuracy for m in sets])},
                 "test": {"all": mean_std([s["ablation"]["test"]["all"] for s in seeds]),
@@ -368,19 +428,21 @@ class Orchestrator:
             lab: mean_std([s["analyses"]["neurons_per_label"][lab] for s in seeds]) for lab in labels}
         summary["exclusivity"] = {
             "mean_labels_per_neuron": mean_std([s["analyses"]["exclusivity"]["mean_labels_per_neuron"] for s in seeds]),
-            "exclusive_percent": mean_std([100 * s["analyses"]["exclusivity"]["exclusive_share"] for s in seeds]),
+            "exclusive_percent": mean_std([s["analyses"]["exclusivity"]["exclusive_percent"] for s in seeds]),
         }
         per_layer = np.array([[s["analyses"]["dominant_layer"][lab]["per_layer"] for lab in labels] for s in seeds],
                              dtype=np.float64).sum(axis=0)
         summary["dominant_layer"] = {
             lab: {"layer": index.layer_names[int(np.argmax(row))] if row.sum() else None,
-                  "share": float(row.max() / row.sum()) if row.sum() else 0.0, "per_layer": row.tolist()}
+                  "share": float(100 * row.max() / row.sum()) if row.sum() else 0.0, "per_layer": row.tolist()}
             for lab, row in zip(labels, per_layer)}
         summary["train_accuracy"] = mean_std([s["train_accuracy"] for s in seeds])
         return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
             "model": config.model,
             "task": config.task,
             "neurons": index.n_neurons,
+            "neuron_ids": NEURON_ID_LAYOUT,
             "layers": list(index.layer_names),
             "hidden_size": index.hidden_size,
             "lambdas": {"l1": lambdas[0], "l2": lambdas[1], "chosen_by": "search" if searched else "fixed"},

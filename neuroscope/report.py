@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +17,7 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
-from neuroscope.errors import NeuroscopeError
+from neuroscope.results import load_results
 
 
 @attrs.frozen
@@ -116,7 +115,7 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
     counts = results["label_counts"]
     label_rows = tuple(
         (lab, fmt(s["neurons_per_label"][lab], 1), s["dominant_layer"][lab]["layer"] or "-",
-         f"{100 * s['dominant_layer'][lab]['share']:.0f}%",
+         f"{s['dominant_layer'][lab]['share']:.0f}%",
          *(str(counts.get(split, {}).get(lab, 0)) for split in ("train", "dev", "test")))
         for lab in results["labels"])
     tables.append(Table("Labels: neurons per label (Figures 2, 4), dominant layer (Figure 5), tokens per split",
@@ -290,13 +289,6 @@ def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     _write_text(run_dir / "tables.md", "\n".join(md))
     _write_text(run_dir / "report.html", html_page(title, intro(results), tables, figures))
     return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]
-
-
-def load_results(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise NeuroscopeError(f"{run_dir}: no results.json; is this a finished run directory?")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def rerender(run_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from neuroscope.ablation import ablation_sets, accuracy, evaluate_ablations
 from neuroscope.control import control_labels, selectivity
-from neuroscope.errors import NeuroscopeError
+from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, predict_many
 from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
@@ -36,6 +36,12 @@ def load_task(registry: Registry, spec: str, data_dir: Path) -> TaskData:
     options = dict(resolved.options)
     if "task" in inspect.signature(reader).parameters:
         options.setdefault("task", spec)
+    try:
+        inspect.signature(reader).bind(Path(data_dir), **options)
+    except TypeError as exc:
+        accepted = [p for p in inspect.signature(reader).parameters if p not in ("data_dir", "task")]
+        raise NeuroscopeError(f"task {spec!r} (reader {resolved.entry.name!r}, options from {resolved.origin}): "
+                              f"{exc}; the reader takes: {', '.join(accepted)}") from None
     data = reader(Path(data_dir), **options)
     if not isinstance(data, TaskData):
         raise NeuroscopeError(f"task reader {resolved.entry.name!r} returned {type(data).__name__}, not TaskData")
@@ -43,6 +49,20 @@ def load_task(registry: Registry, spec: str, data_dir: Path) -> TaskData:
         if len(corpus) == 0:
             raise NeuroscopeError(f"task {spec!r}: the {name} split is empty ({corpus.source})")
     return attrs.evolve(data, name=spec)
+
+
+def check_task(task: TaskData) -> None:
+    """A probing task needs sentences in every split and at least two labels in train
+    (after any rare-label collapse and ``--max-sentences``): with one label every
+    accuracy is 100 % and no neuron means anything."""
+    for name, corpus in task.splits.items():
+        if len(corpus) == 0:
+            raise ValidationError(f"task {task.name!r}: the {name} split is empty ({corpus.source})")
+    labels = task.labels
+    if len(labels) < 2:
+        raise ValidationError(f"task {task.name!r}: train has {len(labels)} label{'' if len(labels) == 1 else 's'} "
+                              f"({', '.join(labels) or 'none'}; {task.train.source}); a probing task needs at "
+                              "least two labels to tell apart")
 
 
 def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32) -> ModelAdapter:

@@ -33,7 +33,7 @@ def test_exclusivity_counts_labels_per_neuron():
     assert per_neuron == {0: 1, 1: 1, 4: 2, 5: 1}
     summary = exclusivity(per_neuron)
     assert summary["mean_labels_per_neuron"] == pytest.approx(1.25)
-    assert summary["exclusive_share"] == pytest.approx(0.75)
+    assert summary["exclusive_percent"] == pytest.approx(75.0)
     assert summary["histogram"] == {"1": 3, "2": 1}
 
 
@@ -42,7 +42,7 @@ def test_layer_distribution_and_dominant_layer():
     sets = [np.array([0]), np.array([1, 4]), np.array([4, 5])]
     dom = dominant_layers(sets, INDEX)
     assert [d["layer"] for d in dom] == ["emb", "emb", "1"]  # B ties 1-1: lower layer
-    assert dom[2]["share"] == 1.0 and dom[1]["per_layer"] == [1, 1]
+    assert dom[2]["share"] == 100.0 and dom[1]["per_layer"] == [1, 1]
 
 
 def test_analyse_is_keyed_by_label():

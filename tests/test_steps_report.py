@@ -68,8 +68,8 @@ def fake_results():
                     "layer_distribution": {"mean": [1.5, 0.5], "std": [0.5, 0.5]},
                     "neurons_per_label": {"A": stat(1.0), "B": stat(2.0)},
                     "exclusivity": {"mean_labels_per_neuron": stat(1.5), "exclusive_percent": stat(50.0)},
-                    "dominant_layer": {"A": {"layer": "emb", "share": 1.0, "per_layer": [2, 0]},
-                                       "B": {"layer": "1", "share": 0.75, "per_layer": [1, 3]}},
+                    "dominant_layer": {"A": {"layer": "emb", "share": 100.0, "per_layer": [2, 0]},
+                                       "B": {"layer": "1", "share": 75.0, "per_layer": [1, 3]}},
                     "train_accuracy": stat(99.0)},
     }
 
@@ -93,9 +93,13 @@ def test_render_and_rerender(tmp_path):
                                          "label_layers.png", "lambda_grid.png", "minimal_scan.png", "report.html"]
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<td>Sel_t</td>" in html
+    # rerender validates results.json against its schema first: this hand-made one lacks fields
+    # (a real run's is re-rendered in test_cli_integration.py)
     (tmp_path / "results.json").write_text(json.dumps(fake_results()))
-    (tmp_path / "tables.md").unlink()
-    rerender(tmp_path)
-    assert (tmp_path / "tables.md").is_file()
-    with pytest.raises(NeuroscopeError, match="no results.json"):
+    with pytest.raises(NeuroscopeError, match="incomplete or damaged results .*schema_version|schema version"):
+        rerender(tmp_path)
+    with pytest.raises(NeuroscopeError, match="no such run directory"):
         rerender(tmp_path / "nothing")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(NeuroscopeError, match="no results.json"):
+        rerender(tmp_path / "elsewhere")

@@ -1,0 +1,116 @@
+"""The run directory: who may write it, whether it holds a run, and reading its files.
+
+A run directory is claimed with an exclusive lock (``.lock``, ``flock``) for
+the whole run, so two runs started together with the same ``--out`` never
+both write: the second is refused at once. It is created only after the
+settings are validated and the data read, and a directory with no finished
+step (e.g. left by a run that failed while loading its model) counts as
+free. A directory holding other files is never used: neither a new run nor
+``--resume`` writes beside files that are not a run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from neuroscope.errors import RunDirectoryError
+
+LOCK_NAME = ".lock"
+#: files a run writes at its start, before any protocol step finishes
+START_FILES = ("config.json", "steps", LOCK_NAME)
+
+
+class State(enum.Enum):
+    FREE = "free"  # absent, empty, or a run that finished no step
+    RUN = "run"  # a run with finished steps
+    FOREIGN = "foreign"  # other files: not a neuroscope run
+
+
+def finished_steps(run_dir: Path) -> list[Path]:
+    """Step files of the protocol that a run finished (``steps/data.json`` is written at the start)."""
+    steps = Path(run_dir) / "steps"
+    if not steps.is_dir():
+        return []
+    return sorted(p for p in steps.iterdir() if p.name != "data.json" and not p.name.endswith(".tmp"))
+
+
+def state_of(run_dir: Path) -> State:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir} is a file; --out must name a directory")
+    if not run_dir.exists():
+        return State.FREE
+    names = {p.name for p in run_dir.iterdir()}
+    if "config.json" in names and finished_steps(run_dir):
+        return State.RUN
+    if names <= set(START_FILES):
+        return State.FREE
+    return State.FOREIGN
+
+
+def check_usable(run_dir: Path, resume: bool) -> State:
+    """Refuse a directory that a run (with ``resume``) or a new run (without) may not use."""
+    state = state_of(run_dir)
+    if state is State.FOREIGN:
+        raise RunDirectoryError(f"{run_dir} holds files that are not a neuroscope run; pass --out with a new or "
+                                "empty directory")
+    if state is State.RUN and not resume:
+        raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it, or --out elsewhere")
+    return state
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path) -> Iterator[None]:
+    """Create ``run_dir`` and hold its lock while the body runs."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(run_dir / LOCK_NAME, "a")
+    except (FileExistsError, NotADirectoryError):
+        raise RunDirectoryError(f"{run_dir}: a file is in the way; --out must name a directory") from None
+    except OSError as exc:
+        raise RunDirectoryError(f"{run_dir}: cannot create or write it ({exc.strerror})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryError(f"{run_dir}: another neuroscope run is writing into it now; wait for it, or "
+                                    "pass --out elsewhere") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    """A JSON file of a run directory, or an error naming it and what to do."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path}: no such {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirectoryError(f"{path}: damaged {what}, not valid JSON ({exc}); "
+                                + ("delete it and continue with --resume, which recomputes it"
+                                   if path.parent.name == "steps" else "re-create it")) from None
+
+
+def read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Arrays saved by a step (``.npz``), or an error naming the file and what to do."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with np.load(path) as saved:
+            return {k: saved[k] for k in keys}
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path}: missing; delete the step's .json beside it and continue with --resume, "
+                                "which recomputes both") from None
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise RunDirectoryError(f"{path}: damaged ({type(exc).__name__}: {exc}); delete it and the step's .json "
+                                "beside it and continue with --resume, which recomputes both") from None
