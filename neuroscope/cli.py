@@ -6,13 +6,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.logging import RichHandler
 from rich.table import Table
 
 from neuroscope import __version__
-from neuroscope.errors import NeuroscopeError
+from neuroscope.errors import NeuroscopeError, StoreError
 from neuroscope.model import AGGREGATIONS
 from neuroscope.ablation import UNSEEN_RULES
 from neuroscope.search import PAPER_VALUES
@@ -49,77 +52,139 @@ def _floats(value: str) -> tuple[float, ...]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuroscope", description="Neuron-level analysis of pre-trained language models.")
-    parser.add_argument("--version", action="version", version=f"neuroscope {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default as "(default: ...)" and keeps the examples' line breaks."""
 
-    run = sub.add_parser("run", help="run the paper's protocol for models x tasks")
-    run.add_argument("--model", type=_split_list, default=["minilm"],
-                     help="model names or aliases, comma-separated; hf:<name-or-path> for any transformers encoder")
-    run.add_argument("--task", type=_split_list, default=["pos"], help="task names, comma-separated")
+
+RUN_EXAMPLES = """examples:
+  neuroscope run --model minilm --task pos --data-dir ../shared/data
+  neuroscope run --model minilm --task pos,chunk --seeds 1 --max-sentences 600,200,200
+  neuroscope run --model elmo:/models/elmo --task sem --l1 1e-5 --l2 1e-5
+  neuroscope run --out runs/my-run --resume          # continue an interrupted run
+
+model and task names: `neuroscope plugins` lists them (registry.toml aliases and
+registered adapters and readers); docs/cli.md describes every option."""
+
+
+def _sub(sub: Any, name: str, help: str, examples: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                          epilog="examples:\n" + examples, formatter_class=_HelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuroscope", formatter_class=_HelpFormatter,
+        description="Neuron-level analysis of pre-trained language models (Durrani et al., EMNLP 2020).",
+        epilog="examples:\n  neuroscope run --model minilm --task pos --data-dir ../shared/data\n"
+               "  neuroscope report runs/2026-11-24-minilm-pos\n  neuroscope plugins\n\n"
+               "`neuroscope COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"neuroscope {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug); shows the traceback of an unexpected error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the paper's protocol for models x tasks", epilog=RUN_EXAMPLES,
+                         description="Run the paper's protocol (lambda search, oracle probe, ranking, ablation, "
+                                     "minimal neuron set, control task) for every model x task.",
+                         formatter_class=_HelpFormatter)
+    run.add_argument("--model", type=_split_list, default=["minilm"], metavar="NAME[,NAME...]",
+                     help="models, comma-separated: names from `neuroscope plugins`, hf:<name-or-path> for any "
+                          "transformers encoder, elmo:DIR, telmo:PATH")
+    run.add_argument("--task", type=_split_list, default=["pos"], metavar="NAME[,NAME...]",
+                     help="tasks, comma-separated: names from `neuroscope plugins` (pos, chunk, sem, ccg, ...)")
     run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
-                     "then the user cache)")
-    run.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1); paper: 3")
-    run.add_argument("--l1", type=float, default=None, help="fix the L1 lambda (with --l2) and skip the search")
-    run.add_argument("--l2", type=float, default=None, help="fix the L2 lambda (with --l1) and skip the search")
+                     "then ~/.cache/neuroscope/data)")
+    run.add_argument("--seeds", type=int, default=3, help="number of seeds, 0 .. N-1 (paper: 3)")
+    run.add_argument("--l1", type=float, default=None, help="fix the L1 lambda (with --l2) and skip the search; "
+                     "0 .. 1")
+    run.add_argument("--l2", type=float, default=None, help="fix the L2 lambda (with --l1) and skip the search; "
+                     "0 .. 1")
     run.add_argument("--grid", type=_floats, default=PAPER_VALUES, metavar="V,V,...",
-                     help="lambda values; the search tries every (l1, l2) pair (paper: 0,1e-1,...,1e-7)")
-    run.add_argument("--alpha", type=float, default=0.5, help="weight of At - Ab in S (paper: 0.5)")
-    run.add_argument("--beta", type=float, default=0.5, help="weight of Az - Al in S (paper: 0.5)")
-    run.add_argument("--fraction", type=float, default=0.2, help="M, share of neurons kept in ablations (paper: 0.2)")
+                     help="lambda values, 0 .. 1; the search tries every (l1, l2) pair (paper: 0,1e-1,...,1e-7)")
+    run.add_argument("--alpha", type=float, default=0.5, help="weight of At - Ab in the search score S (paper)")
+    run.add_argument("--beta", type=float, default=0.5, help="weight of Az - Al in the search score S (paper)")
+    run.add_argument("--fraction", type=float, default=0.2, help="M, share of neurons kept in ablations, "
+                     "between 0 and 1 (paper)")
     run.add_argument("--deltas", type=_floats, default=(0.5, 2.0), metavar="D,D,...",
-                     help="accuracy margins to the oracle for the minimal neuron set (paper: 0.5 and 2)")
+                     help="accuracy margins (points) to the oracle for the minimal neuron set (paper)")
     run.add_argument("--scan-step", type=float, default=0.01, help="minimal-set scan step, share of the network "
-                     "(paper: 0.01)")
+                     "(paper)")
     run.add_argument("--scan-block", type=int, default=8, help="scan sizes trained together over one data read")
     run.add_argument("--no-control", action="store_true", help="skip the control task and selectivity")
     run.add_argument("--grid-memory", type=float, default=2.0, help="GiB for the weights of lambda settings "
                      "trained together")
-    run.add_argument("--aggregation", choices=AGGREGATIONS, default="last", help="sub-word to word (paper: last)")
+    run.add_argument("--aggregation", choices=AGGREGATIONS, default="last", help="sub-words to word (paper: last)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    run.add_argument("--epochs", type=int, default=10)
-    run.add_argument("--lr", type=float, default=1e-3)
-    run.add_argument("--batch-size", type=int, default=512, help="probe mini-batch size (paper: 512)")
-    run.add_argument("--no-shuffle", action="store_true", help="visit training rows in corpus order (NeuroX); "
-                     "default: shuffled mini-batches (paper)")
+    run.add_argument("--epochs", type=int, default=10, help="probe training epochs (paper)")
+    run.add_argument("--lr", type=float, default=1e-3, help="probe learning rate, Adam (paper)")
+    run.add_argument("--batch-size", type=int, default=512, help="probe mini-batch size (paper)")
+    run.add_argument("--no-shuffle", action="store_true", help="visit training rows in corpus order (NeuroX) "
+                     "instead of shuffled mini-batches (paper)")
     run.add_argument("--l2-form", choices=("squared", "norm"), default="squared",
-                     help="L2 penalty: squared norm (default) or the norm itself (NeuroX)")
+                     help="L2 penalty: squared norm, or the norm itself (NeuroX)")
     run.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                     help="probe matrix products in float32 (default) or bfloat16 with float32 weights "
+                     help="probe matrix products in float32, or bfloat16 with float32 weights "
                           "(faster on CPUs with AVX512-BF16/AMX and recent GPUs; docs/probe.md)")
     run.add_argument("--extract-batch-size", type=int, default=32, help="sentences per forward pass")
-    run.add_argument("--stride", type=int, default=100, help="weight-mass steps of the ranking (NeuroX: 100)")
+    run.add_argument("--stride", type=int, default=100, help="weight-mass steps of the ranking (NeuroX)")
     run.add_argument("--unseen-labels", choices=UNSEEN_RULES, default="error",
                      help="dev/test tokens whose label is not in train: count as errors, or exclude")
     run.add_argument("--max-sentences", type=_limits, default=(None, None, None), metavar="N|TRAIN,DEV,TEST",
-                     help="use only the first sentences of each split (quick runs)")
-    run.add_argument("--out", type=Path, default=None, help="run directory (one model x task only)")
+                     help="use only the first sentences of each split (quick runs; default: all)")
+    run.add_argument("--out", type=Path, default=None, help="run directory (one model x task only; default: "
+                     "RUNS_DIR/<date>-<model>-<task>)")
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="parent of run directories")
     run.add_argument("--cache-dir", type=Path, default=None, help="activation store (default: $NEUROSCOPE_CACHE "
                      "or ~/.cache/neuroscope)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
-    sub.add_parser("plugins", help="list loaded plugins, their hooks and versions")
+    _sub(sub, "plugins", "list loaded plugins, their hooks and versions, conflicts, and every model and task name",
+         "  neuroscope plugins")
 
-    report = sub.add_parser("report", help="re-render tables, figures and report.html of a run from results.json")
-    report.add_argument("run_dir", type=Path)
+    report = _sub(sub, "report", "re-render tables, figures and report.html of a run from its results.json",
+                  "  neuroscope report runs/2026-11-24-minilm-pos")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
 
-    data = sub.add_parser("data", help="list, fetch and verify datasets")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    data_list = data_sub.add_parser("list", help="every known dataset: where, present, size, labels, licence")
-    data_list.add_argument("--data-dir", type=Path, default=None)
-    data_list.add_argument("--verify", action="store_true", help="check every present file's sha256")
-    data_fetch = data_sub.add_parser("fetch", help="download a public dataset (or copy it from --from), checksummed")
+    data = _sub(sub, "data", "list, fetch and verify datasets",
+                "  neuroscope data list --data-dir ../shared/data --verify\n"
+                "  neuroscope data fetch chunk --data-dir data --from ../shared/data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    data_list = _sub(data_sub, "list", "every known dataset: where, present, size, labels, licence",
+                     "  neuroscope data list --data-dir ../shared/data")
+    data_list.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
+                           "then ~/.cache/neuroscope/data)")
+    data_list.add_argument("--verify", action="store_true", help="check every present file's sha256; exit 2 on a "
+                           "mismatch")
+    data_fetch = _sub(data_sub, "fetch", "download a public dataset (or copy it from --from), checksummed",
+                      "  neuroscope data fetch chunk --data-dir data")
     data_fetch.add_argument("name", help="dataset name (or a task that uses it)")
-    data_fetch.add_argument("--data-dir", type=Path, default=None)
+    data_fetch.add_argument("--data-dir", type=Path, default=None, help="data directory (default: "
+                            "$NEUROSCOPE_DATA, then ~/.cache/neuroscope/data)")
     data_fetch.add_argument("--from", dest="source", type=Path, default=None,
                             help="copy from a local mirror with the same layout instead of downloading")
 
-    comp = sub.add_parser("compare", help="put several runs (models, tasks) side by side")
-    comp.add_argument("run_dirs", type=Path, nargs="+")
+    cache = _sub(sub, "cache", "list, verify and remove entries of the activation store",
+                 "  neuroscope cache list\n  neuroscope cache verify\n  neuroscope cache remove 3f2a9c\n"
+                 "  neuroscope cache prune")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_help = "activation store (default: $NEUROSCOPE_CACHE or ~/.cache/neuroscope)"
+    cache_list = _sub(cache_sub, "list", "every entry: key, model, corpus, size, state", "  neuroscope cache list")
+    cache_verify = _sub(cache_sub, "verify", "check every chunk checksum of complete entries; exit 2 if any is "
+                        "damaged", "  neuroscope cache verify\n  neuroscope cache verify 3f2a9c")
+    cache_verify.add_argument("keys", nargs="*", metavar="KEY", help="entries to verify (a key or its prefix; "
+                              "default: all)")
+    cache_remove = _sub(cache_sub, "remove", "delete entries (they are re-extracted when a run needs them)",
+                        "  neuroscope cache remove 3f2a9c")
+    cache_remove.add_argument("keys", nargs="+", metavar="KEY", help="entries to delete (a key or its prefix)")
+    cache_prune = _sub(cache_sub, "prune", "delete interrupted extractions no run is continuing, and entries that "
+                       "fail verification", "  neuroscope cache prune")
+    for p in (cache_list, cache_verify, cache_remove, cache_prune):
+        p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
+
+    comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
+                "  neuroscope compare runs/2026-11-24-minilm-pos runs/2026-11-24-minilm-chunk")
+    comp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished run directories")
     comp.add_argument("--out", type=Path, default=None, help="output directory (default: runs/compare-<date>)")
     return parser
 
@@ -135,70 +200,85 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
 
-    registry = Registry()
+    data_dir = args.data_dir or default_data_dir()
+    cache_dir = args.cache_dir or default_cache_dir()
     cells = [(m, t) for m in args.model for t in args.task]
+    # every setting is validated before a plugin, a model or a corpus is loaded
+    configs = [RunConfig(
+        model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(max(args.seeds, 0))),
+        l1=args.l1, l2=args.l2, grid=args.grid, alpha=args.alpha, beta=args.beta, deltas=args.deltas,
+        scan_step=args.scan_step, scan_block=args.scan_block, control=not args.no_control,
+        grid_memory=args.grid_memory * 2**30, shuffle=not args.no_shuffle, l2_form=args.l2_form,
+        precision=args.precision, fraction=args.fraction, aggregation=args.aggregation, device=args.device,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size,
+        stride=args.stride, unseen_labels=args.unseen_labels, max_sentences=args.max_sentences,
+        cache_dir=str(Path(cache_dir).resolve()),
+    ) for model, task in cells]
+    if args.out is not None and len(cells) > 1:
+        raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
+    if args.resume and args.out is None:
+        raise NeuroscopeError("--resume continues the run in --out; name it with --out RUN_DIR")
+    registry = Registry()
     for model, task in cells:
         registry.resolve_model(model)
         registry.resolve_task(task)
-    if args.out is not None and len(cells) > 1:
-        raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
     reporter = Reporter(quiet=args.quiet, console=console)
     orchestrator = Orchestrator(registry, reporter, sys.argv)
-    data_dir = args.data_dir or default_data_dir()
-    cache_dir = args.cache_dir or default_cache_dir()
-    for model, task in cells:
-        config = RunConfig(
-            model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(args.seeds)),
-            l1=args.l1, l2=args.l2, grid=args.grid, alpha=args.alpha, beta=args.beta, deltas=args.deltas,
-            scan_step=args.scan_step, scan_block=args.scan_block, control=not args.no_control,
-            grid_memory=int(args.grid_memory * 2**30), shuffle=not args.no_shuffle, l2_form=args.l2_form,
-            precision=args.precision,
-            fraction=args.fraction, aggregation=args.aggregation, device=args.device, epochs=args.epochs,
-            lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size, stride=args.stride,
-            unseen_labels=args.unseen_labels, max_sentences=args.max_sentences, cache_dir=str(Path(cache_dir).resolve()),
-        )
-        run_dir = args.out or default_run_dir(args.runs_dir, model, task)
+    for config in configs:
+        run_dir = args.out or default_run_dir(args.runs_dir, config.model, config.task)
         with reporter.running():
             results = orchestrator.run(config, run_dir, resume=args.resume)
         if not args.quiet:
-            summary = results["summary"]
-            test = summary["ablation"]["test"]
-            lam = results["lambdas"]
-            minimal = summary["minimal"][str(config.deltas[0])]
-            console.print(f"[bold green]{model} x {task}[/]: lambdas {lam['l1']:g}, {lam['l2']:g} ({lam['chosen_by']}); "
-                          f"test accuracy all {test['all']['mean']:.2f}, top {test['top']['mean']:.2f}, "
-                          f"random {test['random']['mean']:.2f}, bottom {test['bottom']['mean']:.2f} "
-                          f"(majority {results['majority_baseline']['test']:.2f})")
-            line = (f"minimal set (delta {config.deltas[0]:g}): {minimal['n_neurons']['mean']:.0f} neurons "
-                    f"({minimal['share']['mean']:.1f}%), test Acc_t {minimal['test']['selected']['mean']:.2f} "
-                    f"vs Acc_a {minimal['test']['all']['mean']:.2f}")
-            if summary["selectivity"]:
-                sel = summary["selectivity"]["test"]
-                line += f"; selectivity Sel_a {sel['all']['mean']:.2f}, Sel_t {sel['selected']['mean']:.2f}"
-            console.print(line)
-            console.print(f"run directory: {run_dir} (report.html, tables.md)")
+            _print_summary(console, config, results, run_dir)
     return 0
+
+
+def _print_summary(console: Console, config: Any, results: dict[str, Any], run_dir: Path) -> None:
+    summary = results["summary"]
+    test = summary["ablation"]["test"]
+    lam = results["lambdas"]
+    minimal = summary["minimal"][str(config.deltas[0])]
+    console.print(Text.assemble((f"{config.model} x {config.task}", "bold green"),
+                                f": lambdas {lam['l1']:g}, {lam['l2']:g} ({lam['chosen_by']}); "
+                                f"test accuracy all {test['all']['mean']:.2f}, top {test['top']['mean']:.2f}, "
+                                f"random {test['random']['mean']:.2f}, bottom {test['bottom']['mean']:.2f} "
+                                f"(majority {results['majority_baseline']['test']:.2f})"))
+    line = (f"minimal set (delta {config.deltas[0]:g}): {minimal['n_neurons']['mean']:.0f} neurons "
+            f"({minimal['share']['mean']:.1f}%), test Acc_t {minimal['test']['selected']['mean']:.2f} "
+            f"vs Acc_a {minimal['test']['all']['mean']:.2f}")
+    if summary["selectivity"]:
+        sel = summary["selectivity"]["test"]
+        line += f"; selectivity Sel_a {sel['all']['mean']:.2f}, Sel_t {sel['selected']['mean']:.2f}"
+    console.print(line, markup=False, highlight=False)
+    console.print(f"run directory: {run_dir} (report.html, tables.md)", markup=False, highlight=False)
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table whose cells wrap instead of being cut (pipes and narrow terminals included)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.registry import Registry
 
     registry = Registry()
-    table = Table(title="neuroscope plugins")
-    for column in ("plugin", "origin", "distribution", "version", "hooks", "provides"):
-        table.add_column(column)
+    table = _table("neuroscope plugins", ("plugin", "origin", "distribution", "version", "hooks", "provides"))
     for p in registry.plugins:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
-        table.add_row(p.name, p.origin, p.distribution, p.version, ", ".join(p.hooks), provides)
+        table.add_row(*(escape(c) for c in (p.name, p.origin, p.distribution, p.version, ", ".join(p.hooks),
+                                            provides)))
     console.print(table)
     for failure in registry.failures:
-        console.print(f"[red]failed[/] {failure.name}: {failure.error}")
-    aliases = Table(title="models and tasks (registry.toml)")
-    for column in ("kind", "name", "uses", "description"):
-        aliases.add_column(column)
+        console.print(Text.assemble(("failed ", "red"), f"{failure.name}: {failure.error}"))
+    for problem in registry.problems():
+        console.print(Text.assemble(("conflict ", "red"), problem))
+    aliases = _table("models and tasks (registry.toml)", ("kind", "name", "uses", "description"))
     for kind, key in (("models", "adapter"), ("tasks", "reader")):
         for name, entry in sorted(registry.file[kind].items()):
-            aliases.add_row(kind[:-1], name, entry[key], entry.get("description", ""))
+            aliases.add_row(*(escape(c) for c in (kind[:-1], name, entry[key], entry.get("description", ""))))
     console.print(aliases)
     return 0
 
@@ -207,7 +287,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.report import rerender
 
     for path in rerender(args.run_dir):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False, highlight=False)
     return 0
 
 
@@ -218,7 +298,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
     out = args.out or Path("runs") / f"compare-{dt.date.today().isoformat()}"
     for path in compare(args.run_dirs, out):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False, highlight=False)
     return 0
 
 
@@ -232,28 +312,34 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
     registry = Registry()
     data_dir = args.data_dir or default_data_dir()
     if args.data_command == "list":
-        console.print(f"[bold]datasets under {data_dir}[/]")
+        mismatched = []
+        console.print(Text(f"datasets under {data_dir}", style="bold"))
         for ds in datasets(registry):
             st = status(ds, data_dir, registry, verify=args.verify)
             if st["present"]:
                 state = "[green]present[/]"
                 if "verified" in st:
                     state += ", sha256 ok" if st["verified"] else ", [red]SHA256 MISMATCH[/]"
+                    if not st["verified"]:
+                        mismatched.append(ds.name)
                 state += f", {st['size'] / 2**20:.1f} MiB"
             else:
-                state = "[yellow]licensed: obtain it[/]" if ds.licensed else f"[yellow]missing[/]: neuroscope data fetch {ds.name}"
+                state = ("[yellow]licensed: obtain it[/]" if ds.licensed
+                         else f"[yellow]missing[/]: neuroscope data fetch {escape(ds.name)}")
             labels = ", ".join(f"{t} ({n} labels)" if isinstance(n, int) else f"{t} ({n})" for t, n in st["labels"].items())
-            console.print(f"\n[bold]{ds.name}[/]  {state}")
-            console.print(f"  {ds.description}")
-            console.print(f"  tasks: {labels or ', '.join(ds.tasks) or '-'}")
-            for path in st["expected"]:
-                console.print(f"  {path}", highlight=False)
-            console.print(f"  licence: {ds.licence}")
+            console.print(f"\n[bold]{escape(ds.name)}[/]  {state}")
+            plain = [f"  {ds.description}", f"  tasks: {labels or ', '.join(ds.tasks) or '-'}"]
+            plain += [f"  {path}" for path in st["expected"]] + [f"  licence: {ds.licence}"]
             if ds.licensed and not st["present"]:
-                console.print(f"  obtain: {ds.obtain}")
+                plain.append(f"  obtain: {ds.obtain}")
+            for line in plain:
+                console.print(line, markup=False, highlight=False)
+        if mismatched:
+            raise NeuroscopeError(f"sha256 mismatch in {', '.join(mismatched)}: the files differ from the published "
+                                  f"ones; fetch them again with `neuroscope data fetch NAME`")
         return 0
     ds = get_dataset(registry, args.name)
-    with Progress(TextColumn(f"[bold]{ds.name}"), BarColumn(), DownloadColumn(), console=console,
+    with Progress(TextColumn(f"[bold]{escape(ds.name)}"), BarColumn(), DownloadColumn(), console=console,
                   disable=not console.is_terminal) as bar:
         task = bar.add_task("fetch", total=None)
 
@@ -262,22 +348,84 @@ def cmd_data(args: argparse.Namespace, console: Console) -> int:
 
         paths = fetch(ds, data_dir, args.source, advance)
     for path in paths:
-        console.print(f"{path}: sha256 verified")
-    console.print(f"licence: {ds.licence}")
+        console.print(f"{path}: sha256 verified", markup=False, highlight=False)
+    console.print(f"licence: {ds.licence}", markup=False, highlight=False)
     return 0
 
 
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.orchestrator import default_cache_dir
+    from neuroscope.store import ActivationStore
+
+    store = ActivationStore(Path(args.cache_dir or default_cache_dir()) / "activations")
+    if args.cache_command == "list":
+        entries = store.entries()
+        table = _table(f"activation store {store.root}", ("key", "state", "model", "corpus", "sentences", "tokens",
+                                                         "neurons", "size"))
+        for e in entries:
+            table.add_row(*(escape(str(c)) for c in (e.key, e.state, e.model, e.corpus, e.sentences, e.tokens,
+                                                     e.neurons, f"{e.size / 2**20:.1f} MiB")))
+        console.print(table)
+        console.print(f"{len(entries)} entries, {sum(e.size for e in entries) / 2**30:.2f} GiB", markup=False)
+        return 0
+    if args.cache_command == "verify":
+        damaged = []
+        for key in store.match(args.keys) if args.keys else [e.key for e in store.entries() if e.state == "complete"]:
+            try:
+                store.open(key).verify()
+                console.print(Text.assemble((key, "bold"), ": ok"))
+            except StoreError as exc:
+                damaged.append(key)
+                console.print(Text.assemble((key, "bold red"), f": {exc}"))
+        if damaged:
+            raise StoreError(f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'}: "
+                             f"{', '.join(damaged)}; `neuroscope cache remove KEY` (or `prune`) deletes them and "
+                             "the next run re-extracts")
+        return 0
+    keys = store.match(args.keys) if args.cache_command == "remove" else store.prunable()
+    for key in keys:
+        freed = store.remove(key)
+        console.print(f"removed {key} ({freed / 2**20:.1f} MiB)", markup=False)
+    if not keys:
+        console.print("nothing to remove", markup=False)
+    return 0
+
+
+def _print_error(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "bold red"), message))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=False, soft_wrap=True)
+    """Exit status: 0 success, 2 an error the user can fix (one line on stderr), 1 a bug
+    in neuroscope (the traceback with -v), 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     _setup_logging(args.verbose, Console(stderr=True))
     handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
-                "data": cmd_data}
+                "data": cmd_data, "cache": cmd_cache}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        _print_error(str(exc))
         return 2
+    except OSError as exc:  # the environment: a missing, unreadable or unwritable file or directory
+        _print_error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _print_error("interrupted; `neuroscope run --out RUN_DIR --resume` continues a run where it stopped")
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            Console(stderr=True).print_exception()
+        _print_error(f"unexpected {type(exc).__name__}: {exc}")
+        Console(stderr=True, soft_wrap=True).print(
+            "This is a bug in neuroscope. Please report it with the command you ran and the traceback "
+            "(run again with -v to see it).", markup=False, highlight=False)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ that every name is attributed to the plugin that registered it.
   always load: they are part of neuroscope.
 * A plugin that fails to import or whose hook raises is recorded with its name
   and error and skipped; the rest keep working.
-* Two plugins registering the same name (or alias) of one kind is an error
-  naming both.
+* Two plugins registering the same name (or alias) of one kind is a conflict:
+  the name is unusable, and only a command that asks for it fails, naming both
+  plugins; ``neuroscope plugins`` still lists everything and shows the
+  conflict. A plugin name that a registry.toml alias shadows is warned about.
 """
 
 from __future__ import annotations
@@ -106,7 +108,12 @@ class Registry:
         self.failures: list[PluginFailure] = []
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
         self._names: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        #: kind -> name -> the plugins that all registered it (the name is then unusable)
+        self.conflicts: dict[str, dict[str, list[str]]] = {k: {} for k in KINDS}
         self._load(extra_plugins or {})
+        self.shadowed = self._shadowed()
+        for message in self.shadowed:
+            log.warning("%s", message)
 
     def _load(self, extra_plugins: Mapping[str, Any]) -> None:
         candidates: list[tuple[str, str, Callable[[], Any], str, str]] = []
@@ -180,21 +187,47 @@ class Registry:
 
     def _add(self, entry: Entry) -> None:
         names = self._names[entry.kind]
+        conflicts = self.conflicts[entry.kind]
         for name in (entry.name, *entry.aliases):
-            if name in names:
-                other = names[name].plugin
-                raise RegistryError(
-                    f"{entry.kind[:-1]} name {name!r} is registered by both plugin {other!r} "
-                    f"and plugin {entry.plugin!r}; uninstall one or set NEUROSCOPE_LOAD_PLUGINS"
-                )
-        self._entries[entry.kind][entry.name] = entry
-        for name in (entry.name, *entry.aliases):
-            names[name] = entry
+            if name in conflicts:
+                conflicts[name].append(entry.plugin)
+            elif name in names and names[name].plugin != entry.plugin:
+                conflicts[name] = [names.pop(name).plugin, entry.plugin]
+            else:
+                names[name] = entry
+            if name in conflicts:
+                log.warning("%s", self._conflict_message(entry.kind, name))
+        if entry.name not in self._entries[entry.kind]:
+            self._entries[entry.kind][entry.name] = entry
+
+    def _conflict_message(self, kind: str, name: str) -> str:
+        plugins = " and ".join(repr(p) for p in self.conflicts[kind][name])
+        return (f"{kind[:-1]} name {name!r} is registered by plugins {plugins}, so it cannot be used; uninstall one "
+                "of them or set NEUROSCOPE_LOAD_PLUGINS to the plugins to load")
+
+    def _shadowed(self) -> list[str]:
+        """Names a plugin registers that a registry.toml alias of the same kind hides."""
+        out = []
+        for kind, key in (("models", "adapter"), ("tasks", "reader")):
+            for name, entry in sorted(self._names[kind].items()):
+                alias = self.file[kind].get(name)
+                if alias is not None and alias.get(key) != name:
+                    out.append(f"plugin {entry.plugin!r} registers {kind[:-1]} {name!r}, but {alias['_origin']} "
+                               f"defines the alias [{kind}.{name}] (using {alias.get(key)!r}), which takes "
+                               f"precedence: the plugin's {kind[:-1]} is unreachable under that name")
+        return out
+
+    def problems(self) -> list[str]:
+        """Conflicting and shadowed names, one sentence each (for ``neuroscope plugins``)."""
+        return [self._conflict_message(kind, name) for kind in KINDS for name in sorted(self.conflicts[kind])] + \
+            list(self.shadowed)
 
     def entries(self, kind: str) -> list[Entry]:
         return [self._entries[kind][k] for k in sorted(self._entries[kind])]
 
     def get(self, kind: str, name: str) -> Entry:
+        if name in self.conflicts[kind]:
+            raise RegistryError(self._conflict_message(kind, name))
         try:
             return self._names[kind][name]
         except KeyError:
@@ -213,18 +246,18 @@ class Registry:
         return msg
 
     def model_names(self) -> list[str]:
-        return sorted(set(self.file["models"]) | set(self._names["models"]))
+        return sorted(set(self.file["models"]) | set(self._names["models"]) | set(self.conflicts["models"]))
 
     def task_names(self) -> list[str]:
-        return sorted(set(self.file["tasks"]) | set(self._names["tasks"]))
+        return sorted(set(self.file["tasks"]) | set(self._names["tasks"]) | set(self.conflicts["tasks"]))
 
     def resolve_model(self, spec: str) -> Resolved:
         """A registry.toml alias, a registered adapter name, or ``ADAPTER:LOCATION`` (e.g.
         ``hf:bert-base-cased``, ``elmo:/models/elmo``): the adapter with option ``location``."""
         if spec not in self.file["models"] and ":" in spec:
             prefix, _, location = spec.partition(":")
-            if prefix in self._names["models"] and location:
-                return Resolved("models", spec, self._names["models"][prefix], {"location": location}, "command line")
+            if (prefix in self._names["models"] or prefix in self.conflicts["models"]) and location:
+                return Resolved("models", spec, self.get("models", prefix), {"location": location}, "command line")
         return self._resolve("models", spec, "adapter", self.model_names())
 
     def resolve_task(self, spec: str) -> Resolved:
@@ -239,6 +272,7 @@ class Registry:
             except RegistryError as exc:
                 raise RegistryError(f"{alias['_origin']}: [{kind}.{spec}] {key} = {alias[key]!r}: {exc}") from None
             return Resolved(kind, spec, entry, options, alias["_origin"])
-        if spec in self._names[kind]:
-            return Resolved(kind, spec, self._names[kind][spec], {}, f"plugin {self._names[kind][spec].plugin}")
+        if spec in self._names[kind] or spec in self.conflicts[kind]:
+            entry = self.get(kind, spec)
+            return Resolved(kind, spec, entry, {}, f"plugin {entry.plugin}")
         raise RegistryError(self._unknown(kind, spec, known))

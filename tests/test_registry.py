@@ -92,8 +92,34 @@ def test_name_collision_names_both_plugins(tmp_path, monkeypatch):
                      "    register('ptb', lambda data_dir: None)\n")
     site = install_plugin(tmp_path / "site", clash, name="neuroscope-clash", entry="clash = neuroscope_clash")
     monkeypatch.syspath_prepend(str(site))
-    with pytest.raises(RegistryError, match=r"task name 'ptb' is registered by both plugin 'ptb' and plugin 'clash'"):
-        Registry()
+    registry = Registry()
+    message = r"task name 'ptb' is registered by plugins 'ptb' and 'clash', so it cannot be used"
+    with pytest.raises(RegistryError, match=message):
+        registry.resolve_task("ptb")
+    with pytest.raises(RegistryError, match=message):  # the alias pos uses the reader ptb
+        registry.resolve_task("pos")
+    assert registry.resolve_task("chunk").entry.name == "conll2000"  # other names keep working
+    assert any("'ptb'" in p and "'clash'" in p for p in registry.problems())
+    # the diagnosing command lists everything and shows the conflict
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    shown = subprocess.run([sys.executable, "-m", "neuroscope.cli", "plugins"], env=env, capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "clash" in shown.stdout and "conflict" in shown.stdout and "transformers_models" in shown.stdout
+
+
+def test_plugin_name_shadowed_by_an_alias_is_warned(tmp_path, monkeypatch, caplog):
+    shadow = tmp_path / "src" / "neuroscope_shadow.py"
+    shadow.parent.mkdir()
+    shadow.write_text("import neuroscope\n\n@neuroscope.hookimpl\ndef register_models(register):\n"
+                      "    register('minilm', lambda **kw: None)\n")
+    site = install_plugin(tmp_path / "site", shadow, name="neuroscope-shadow", entry="shadow = neuroscope_shadow")
+    monkeypatch.syspath_prepend(str(site))
+    with caplog.at_level("WARNING"):
+        registry = Registry()
+    text = " ".join(registry.problems())
+    assert "plugin 'shadow' registers model 'minilm'" in text and "[models.minilm]" in text
+    assert "unreachable" in caplog.text
 
 
 def test_user_registry_toml_adds_and_overrides(tmp_path):
