@@ -7,10 +7,20 @@ the file, the line number and what was expected; nothing is skipped quietly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from neuroscope.errors import DataFormatError, NeuroscopeError
 from neuroscope.types import Corpus, Sentence, TaskData
+
+
+def task_option(task: str, name: str, value: Any, choices: Iterable[str]) -> Any:
+    """``value`` if it is one of ``choices`` (a task reader's option from registry.toml), else
+    an error naming the task, the option and what is allowed. With a mapping of choices,
+    the value it maps to."""
+    if value not in choices:
+        raise NeuroscopeError(f"task {task!r}: option {name} must be one of {', '.join(map(str, choices))}, "
+                              f"got {value!r}")
+    return choices[value] if isinstance(choices, Mapping) else value
 
 
 def data_file(data_dir: Path, relative: str, task: str) -> Path:
@@ -24,6 +34,32 @@ def data_file(data_dir: Path, relative: str, task: str) -> Path:
     return path
 
 
+def decode_text(data: bytes, where: str | Path) -> str:
+    """UTF-8 text of a file's bytes, or a DataFormatError naming the file, the line and the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(where, line, "UTF-8 text", f"byte 0x{data[exc.start]:02x}") from None
+
+
+def read_text(path: Path) -> str:
+    """A whole UTF-8 text file (see :func:`decode_text`)."""
+    return decode_text(Path(path).read_bytes(), path)
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a UTF-8 text file, streamed; a line that is not
+    UTF-8 is a DataFormatError naming the file and the line."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(path, number, "UTF-8 text", f"byte 0x{raw[exc.start]:02x}") from None
+            yield number, line.rstrip("\r\n")
+
+
 def column_blocks(path: Path, comment: str | None = "#") -> Iterator[list[tuple[int, str]]]:
     """Blank-line separated blocks of (line number, line) from a text file.
 
@@ -32,18 +68,16 @@ def column_blocks(path: Path, comment: str | None = "#") -> Iterator[list[tuple[
     """
     block: list[tuple[int, str]] = []
     seen = False
-    with open(path, encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\r\n")
-            if comment is not None and line.startswith(comment):
-                continue
-            if not line.strip():
-                if block:
-                    yield block
-                    seen = True
-                block = []
-                continue
-            block.append((number, line))
+    for number, line in text_lines(path):
+        if comment is not None and line.startswith(comment):
+            continue
+        if not line.strip():
+            if block:
+                yield block
+                seen = True
+            block = []
+            continue
+        block.append((number, line))
     if block:
         seen = True
         yield block

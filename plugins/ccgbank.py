@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from neuroscope import Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import collapse_rare_labels, data_file, split_documents
+from neuroscope.plugin import (Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, collapse_rare_labels,
+                               data_file, hookimpl, split_documents, text_lines)
 
 NODE = re.compile(r"\(<(T|L) ([^<>]*)>|\)|\s+|[^\s()<>]+|.")
 AUTO_NAME = re.compile(r"wsj_(\d\d)(\d\d)\.auto$")
@@ -77,21 +77,19 @@ def parse_derivation(line: str, path: str, number: int) -> list[tuple[str, str]]
 def read_auto(path: Path) -> list[Sentence]:
     sentences = []
     header: int | None = None
-    with open(path, encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line.startswith("ID="):
-                if header is not None:
-                    raise DataFormatError(path, number, f"a derivation after the header on line {header}", line)
-                header = number
-                continue
-            if header is None:
-                raise DataFormatError(path, number, "a header line 'ID=...' before the derivation", line[:40])
-            leaves = parse_derivation(line, str(path), number)
-            sentences.append(Sentence([w for w, _ in leaves], [c for _, c in leaves]))
-            header = None
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        if line.startswith("ID="):
+            if header is not None:
+                raise DataFormatError(path, number, f"a derivation after the header on line {header}", line)
+            header = number
+            continue
+        if header is None:
+            raise DataFormatError(path, number, "a header line 'ID=...' before the derivation", line[:40])
+        leaves = parse_derivation(line, str(path), number)
+        sentences.append(Sentence([w for w, _ in leaves], [c for _, c in leaves]))
+        header = None
     if header is not None:
         raise DataFormatError(path, header, "a derivation after this header", "end of file")
     if not sentences:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import NeuroscopeError, TaskData, hookimpl
-from neuroscope.readers import read_columns, task_from_files
+from neuroscope.plugin import NeuroscopeError, TaskData, hookimpl, read_columns, task_from_files, task_option
 
 SEPARATORS = {"tab": "\t", "space": " ", "whitespace": None}
 
@@ -37,13 +36,12 @@ def read_column_task(
     min_count: int = 1,
     task: str = "columns",
 ) -> TaskData:
-    if separator not in SEPARATORS:
-        raise NeuroscopeError(f"task {task!r}: separator must be one of {', '.join(SEPARATORS)}")
+    sep = task_option(task, "separator", separator, SEPARATORS)
     if not (1 <= word <= columns and 1 <= label <= columns):
         raise NeuroscopeError(f"task {task!r}: word and label must be column numbers between 1 and {columns}")
     return task_from_files(
         data_dir, task, {"train": train, "dev": dev, "test": test},
-        lambda path: read_columns(path, word - 1, label - 1, columns, sep=SEPARATORS[separator],
+        lambda path: read_columns(path, word - 1, label - 1, columns, sep=sep,
                                   comment=comment or None),
         f"column file task (word column {word}, label column {label})", min_count)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import Corpus, NeuroscopeError, TaskData, hookimpl
-from neuroscope.readers import data_file, read_columns
+from neuroscope.plugin import Corpus, NeuroscopeError, TaskData, data_file, hookimpl, read_columns
 
 
 def read_conll2000(

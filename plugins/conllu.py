@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import NeuroscopeError, TaskData, hookimpl
-from neuroscope.readers import read_columns, task_from_files
+from neuroscope.plugin import TaskData, hookimpl, read_columns, task_from_files, task_option
 
 COLUMNS = {"upos": 3, "xpos": 4}
 
@@ -23,11 +22,10 @@ def _is_range_or_empty(cols: list[str]) -> bool:
 def read_conllu(
     data_dir: Path, *, train: str, dev: str, test: str, column: str = "xpos", task: str = "conllu"
 ) -> TaskData:
-    if column not in COLUMNS:
-        raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
+    label_column = task_option(task, "column", column, COLUMNS)
     return task_from_files(
         data_dir, task, {"train": train, "dev": dev, "test": test},
-        lambda path: read_columns(path, 1, COLUMNS[column], 10, sep="\t", comment="#", skip=_is_range_or_empty),
+        lambda path: read_columns(path, 1, label_column, 10, sep="\t", comment="#", skip=_is_range_or_empty),
         f"CoNLL-U {column.upper()} tagging")
 
 

@@ -16,8 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from neuroscope import ModelLoadError
-from neuroscope.datasets import sha256_of
+from neuroscope.plugin import ModelLoadError, sha256_of
 
 
 def _cache_root() -> Path:
@@ -30,8 +29,11 @@ def is_url(location: str) -> bool:
     return urlparse(location).scheme in ("http", "https")
 
 
-def fetch_file(location: str, sha256: str | None = None, what: str = "model file") -> Path:
-    """A local file for ``location`` (a path or an http(s) URL), verified when a digest is known."""
+def fetch_file(location: str, sha256: str | None = None, what: str = "model file",
+               offline_hint: str = "pass a local path instead") -> Path:
+    """A local file for ``location`` (a path or an http(s) URL), verified when a digest is known.
+
+    ``offline_hint`` ends the error when the download fails: how to use a local copy."""
     if not is_url(location):
         path = Path(location).expanduser()
         if not path.is_file():
@@ -58,7 +60,7 @@ def fetch_file(location: str, sha256: str | None = None, what: str = "model file
     except OSError as exc:
         if part.exists():
             part.unlink()
-        raise ModelLoadError(f"cannot download {what} {location}: {exc}; pass a local path instead") from exc
+        raise ModelLoadError(f"cannot download {what} {location}: {exc}; {offline_hint}") from exc
     digest = sha256_of(part)
     if sha256 and digest != sha256:
         part.unlink()

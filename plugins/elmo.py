@@ -28,10 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from neuroscope import ModelAdapter, ModelLoadError, NeuronIndex, hookimpl
-from neuroscope.model import resolve_device
-
-from neuroscope.datasets import sha256_of
+from neuroscope.plugin import ModelAdapter, ModelLoadError, NeuronIndex, hookimpl, resolve_device, sha256_of
 
 from neuroscope_plugins.downloads import fetch_file
 from neuroscope_plugins.elmo_chars import batch_char_ids
@@ -257,8 +254,11 @@ class ElmoAdapter(CharacterLmAdapter):
 
     def __init__(self, *, options: str, weights: str, device: str = "auto", aggregation: str = "last",
                  batch_size: int = 32, options_sha256: str | None = None, weights_sha256: str | None = None):
-        self.options_path = fetch_file(options, options_sha256, "ELMo options file")
-        self.weights_path = fetch_file(weights, weights_sha256, "ELMo weight file")
+        hint = (f"to use a local copy, download the two files of this checkpoint, {options} and {weights}, into "
+                "one directory DIR and pass --model elmo:DIR (neuroscope finds *options.json and *weights.hdf5 "
+                "there)")
+        self.options_path = fetch_file(options, options_sha256, "ELMo options file", hint)
+        self.weights_path = fetch_file(weights, weights_sha256, "ELMo weight file", hint)
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         model, opts = load_elmo(self.options_path, self.weights_path)

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from neuroscope import ModelLoadError
+from neuroscope.plugin import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope import NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import read_columns, task_from_files
+from neuroscope.plugin import Sentence, TaskData, hookimpl, read_columns, task_from_files, task_option
 
 COLUMNS = {"sem": 3, "ccg": 4}
 MULTIWORD = ("keep", "split")
@@ -47,14 +46,12 @@ def read_pmb(
     min_count: int = 1,
     task: str = "sem",
 ) -> TaskData:
-    if column not in COLUMNS:
-        raise NeuroscopeError(f"task {task!r}: column must be one of {', '.join(COLUMNS)}, got {column!r}")
-    if multiword not in MULTIWORD:
-        raise NeuroscopeError(f"task {task!r}: multiword must be one of {', '.join(MULTIWORD)}, got {multiword!r}")
+    label_column = task_option(task, "column", column, COLUMNS)
+    task_option(task, "multiword", multiword, MULTIWORD)
     what = "semantic tags" if column == "sem" else "CCG categories (PMB notation)"
     return task_from_files(
         data_dir, task, {"train": train, "dev": dev, "test": test},
-        lambda path: read_columns(path, 0, COLUMNS[column], 7, sep="\t", comment="#"),
+        lambda path: read_columns(path, 0, label_column, 7, sep="\t", comment="#"),
         f"PMB 4.0.0 gold {what}; multiword tokens: {multiword}", min_count,
         split_multiwords if multiword == "split" else None)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from neuroscope import hookimpl
-from neuroscope.probe import ElasticNetProbe
-from neuroscope.ranking import weight_mass_ranking
+from neuroscope.plugin import ElasticNetProbe, hookimpl, weight_mass_ranking
 
 
 @hookimpl

@@ -13,15 +13,15 @@ name and split by document: the first 80 % train, the next 10 % dev, the last
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
-from neuroscope import Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, hookimpl
-from neuroscope.readers import data_file, split_documents
+from neuroscope.plugin import (Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, data_file, decode_text,
+                               hookimpl, read_text, split_documents)
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,16 @@ def _documents(path: Path) -> list[tuple[str, str]]:
     """(name, text) of every .mrg document, sorted by name."""
     docs = []
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                if name.endswith(".mrg"):
-                    docs.append((f"{path}!{name}", io.TextIOWrapper(zf.open(name), encoding="utf-8").read()))
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for name in zf.namelist():
+                    if name.endswith(".mrg"):
+                        docs.append((f"{path}!{name}", decode_text(zf.read(name), f"{path}!{name}")))
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise DataFormatError(path, None, "a readable zip of .mrg files", f"{type(exc).__name__}: {exc}") from None
     elif path.is_dir():
         for file in path.rglob("*.mrg"):
-            docs.append((str(file), file.read_text(encoding="utf-8")))
+            docs.append((str(file), read_text(file)))
     else:
         raise NeuroscopeError(f"{path}: expected a directory of .mrg files or a zip of them")
     if not docs:

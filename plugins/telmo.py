@@ -31,9 +31,7 @@ from typing import Any
 
 import torch
 
-from neuroscope import ModelLoadError, NeuronIndex, hookimpl
-from neuroscope.datasets import sha256_of
-from neuroscope.model import resolve_device
+from neuroscope.plugin import ModelLoadError, NeuronIndex, hookimpl, resolve_device, sha256_of
 
 from neuroscope_plugins.downloads import fetch_file
 from neuroscope_plugins.elmo import CharacterLmAdapter, Highway
@@ -258,7 +256,9 @@ class TelmoAdapter(CharacterLmAdapter):
 
     def __init__(self, *, archive: str, device: str = "auto", aggregation: str = "last", batch_size: int = 32,
                  archive_sha256: str | None = None):
-        self.archive_path = fetch_file(archive, archive_sha256, "Transformer-ELMo archive")
+        self.archive_path = fetch_file(archive, archive_sha256, "Transformer-ELMo archive",
+                                       f"to use a local copy, download {archive} and pass --model telmo:PATH with "
+                                       "PATH the downloaded .tar.gz (an AllenNLP model archive)")
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.model = load_telmo(self.archive_path).to(self.device)

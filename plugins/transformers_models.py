@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from neuroscope import AGGREGATIONS, ModelAdapter, ModelLoadError, NeuronIndex, NeuroscopeError, hookimpl
-from neuroscope.model import resolve_device
+from neuroscope.plugin import (AGGREGATIONS, ModelAdapter, ModelLoadError, NeuronIndex, NeuroscopeError, hookimpl,
+                               resolve_device)
 
 from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
 
@@ -94,8 +94,10 @@ class TransformersAdapter(ModelAdapter):
             if "ByteLevel" in str(getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", "")):
                 tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False, add_prefix_space=True)
             model = AutoModel.from_pretrained(self.path, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{self.path}: cannot load a transformers model: {exc}") from exc
+        except Exception as exc:  # damaged or foreign files surface as many types (OSError, SafetensorError, ...)
+            raise ModelLoadError(f"{self.path}: cannot load a transformers model ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check that the "
+                                 "checkpoint's files are complete (e.g. download them again)") from exc
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError(f"{self.path}: needs a fast tokenizer (tokenizer.json) to align sub-words with word_ids()")
         if getattr(model.config, "is_encoder_decoder", False):

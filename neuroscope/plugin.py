@@ -1,0 +1,65 @@
+"""Everything a plugin author needs, in one module: ``from neuroscope.plugin import ...``.
+
+The built-in plugins (``plugins/``, installed as ``neuroscope_plugins``) import
+neuroscope only through this module, exactly as a third-party package would
+(a test enforces it), so whatever a built-in can do, a plugin written against
+``docs/plugins.md`` can do too. Names here are the stable plugin API; other
+modules of neuroscope may change between versions.
+
+* hooks: :data:`hookimpl`
+* errors: :class:`NeuroscopeError` and its kinds (each can be raised with one
+  message; :class:`DataFormatError` also as ``(path, line, expected, found)``)
+* data: :class:`Sentence`, :class:`Corpus`, :class:`TaskData` and the reader
+  helpers (file lookup, UTF-8 lines, column files, document splits, rare labels)
+* models: :class:`ModelAdapter`, :class:`NeuronIndex`, :data:`AGGREGATIONS`,
+  :func:`resolve_device`, :func:`sha256_of`
+* probes and rankers: :class:`ElasticNetProbe`, :func:`train_elastic_net`,
+  :class:`TrainSettings`, :class:`LinearModel`, :class:`Ranking`,
+  :func:`weight_mass_ranking`
+"""
+
+from neuroscope.datasets import sha256_of
+from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
+                               ValidationError)
+from neuroscope.hookspecs import hookimpl
+from neuroscope.model import AGGREGATIONS, ModelAdapter, resolve_device
+from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, train_elastic_net
+from neuroscope.ranking import Ranking, weight_mass_ranking
+from neuroscope.readers import (RARE_LABEL, collapse_rare_labels, column_blocks, data_file, decode_text, read_columns,
+                                read_text, split_documents, task_from_files, task_option, text_lines)
+from neuroscope.types import Corpus, NeuronIndex, Sentence, TaskData
+
+__all__ = [
+    "AGGREGATIONS",
+    "Corpus",
+    "DataFormatError",
+    "ElasticNetProbe",
+    "LinearModel",
+    "ModelAdapter",
+    "ModelLoadError",
+    "NeuronIndex",
+    "NeuroscopeError",
+    "RARE_LABEL",
+    "Ranking",
+    "RegistryError",
+    "Sentence",
+    "StoreError",
+    "TaskData",
+    "TrainSettings",
+    "ValidationError",
+    "collapse_rare_labels",
+    "column_blocks",
+    "data_file",
+    "decode_text",
+    "hookimpl",
+    "read_columns",
+    "read_text",
+    "resolve_device",
+    "sha256_of",
+    "split_documents",
+    "task_from_files",
+    "task_option",
+    "text_lines",
+    "train_elastic_net",
+    "weight_mass_ranking",
+]
