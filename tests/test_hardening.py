@@ -1,0 +1,437 @@
+"""Bad input never gives a traceback or an exit status 0 with meaningless numbers (issue 11).
+
+Each class of failure has a table here: every numeric option of ``neuroscope run``,
+damaged files of the store and of run directories, malformed corpora and
+registry files, conflicting plugins, messages with square brackets.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroscope.cli import build_parser, main
+from neuroscope.errors import DataFormatError, NeuroscopeError, ValidationError
+
+REPO = Path(__file__).resolve().parent.parent
+ELMO = REPO / "tests" / "reference" / "fixtures" / "elmo"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of the command; argparse's own usage errors (a value of the
+    wrong type, e.g. --epochs nan) exit 2 naming the option too."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+# ---- 1. every numeric option of `neuroscope run` is validated before anything loads
+
+NUMERIC_TYPES = ("int", "float", "_floats", "_limits")
+
+
+def numeric_options() -> list[str]:
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
+    return sorted(a.option_strings[-1] for a in run._actions
+                  if a.option_strings and getattr(a.type, "__name__", "") in NUMERIC_TYPES)
+
+
+#: values that must be refused, beyond nan, inf and -1 (refused for every option)
+MORE_BAD = {"--seeds": ["0"], "--l1": ["10"], "--l2": ["10"], "--grid": ["0,2"], "--fraction": ["0", "1"],
+            "--deltas": ["101"], "--scan-step": ["0", "1.5"], "--scan-block": ["0"], "--grid-memory": ["0"],
+            "--epochs": ["0"], "--lr": ["0", "5"], "--batch-size": ["0"], "--extract-batch-size": ["0"],
+            "--stride": ["0"], "--max-sentences": ["0", "5,0,5"], "--alpha": [], "--beta": []}
+
+
+def test_the_table_covers_every_numeric_option():
+    assert set(numeric_options()) == set(MORE_BAD), "a new numeric option needs its bad values here"
+
+
+@pytest.mark.parametrize("option", sorted(MORE_BAD))
+def test_bad_numeric_values_are_refused_before_loading(option, capsys, tmp_path):
+    extra = ["--l1", "0", "--l2", "0"] if option in ("--l1", "--l2") else []
+    extra = ["--l2", "0"] if option == "--l1" else ["--l1", "0"] if option == "--l2" else extra
+    for value in ["nan", "inf", "-1"] + MORE_BAD[option]:
+        # a data directory that does not exist: reading any data or model first would fail differently
+        code, out, err = run_cli(capsys, "run", "--data-dir", str(tmp_path / "nowhere"), option + "=" + value,
+                                 *extra, "--out", str(tmp_path / "run"))
+        assert code == 2, (option, value, err)
+        assert "Traceback" not in err
+        assert option in err or option.lstrip("-") in err, (option, value, err)
+        assert "nowhere" not in err, (option, value, err)
+        assert not (tmp_path / "run").exists()
+
+
+def test_alpha_and_beta_both_zero_is_refused(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--alpha", "0", "--beta", "0", "--data-dir", str(tmp_path))
+    assert_clean_error(code, err, "--alpha", "--beta")
+
+
+# ---- 1. the library refuses what would give meaningless numbers
+
+def test_library_functions_refuse_bad_inputs():
+    from neuroscope.ablation import accuracy, evaluate_ablations
+    from neuroscope.probe import ElasticNetProbe, TrainSettings, train_elastic_net
+    from neuroscope.ranking import weight_mass_ranking
+
+    X = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    y = np.arange(40) % 2
+    with pytest.raises(ValidationError, match="empty"):
+        train_elastic_net(X[:0], y[:0], 2, [(0, 0)])
+    with pytest.raises(ValidationError, match="at least two"):
+        train_elastic_net(X, np.zeros(40, dtype=int), 1, [(0, 0)])
+    with pytest.raises(ValidationError, match="at least two"):
+        ElasticNetProbe(epochs=1).fit(X, ["A"] * 40)
+    bad = X.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValidationError, match="row 7, column 3"):
+        train_elastic_net(bad, y, 2, [(0, 0)])
+    for settings in (TrainSettings(lr=float("nan")), TrainSettings(epochs=0), TrainSettings(batch_size=0)):
+        with pytest.raises(ValidationError):
+            train_elastic_net(X, y, 2, [(0, 0)], settings)
+    with pytest.raises(ValidationError, match="l1"):
+        train_elastic_net(X, y, 2, [(float("inf"), 0)])
+    with pytest.raises(ValidationError, match="diverged"):
+        train_elastic_net(X * 1e30, y, 2, [(0, 0)], TrainSettings(lr=1e30, epochs=3, batch_size=4))
+    with pytest.raises(ValidationError, match="non-finite"):
+        weight_mass_ranking(np.array([[1.0, np.nan]]))
+    probe = ElasticNetProbe(epochs=1).fit(X, np.array(["A", "B"] * 20))
+    with pytest.raises(ValidationError, match="integer class ids"):
+        evaluate_ablations(probe, {"all": None}, X, np.array(["A", "B"] * 20))
+    with pytest.raises(ValidationError, match="no tokens"):
+        accuracy(np.array([0, 1]), np.array([-1, -1]), "exclude")
+    assert isinstance(ValidationError("x"), ValueError)  # what scikit-learn users catch
+
+
+# ---- 2. expected failures of the environment: one line, exit 2, the file named
+
+def column_task(tmp_path: Path, train: str, dev: str | None = None, test: str | None = None,
+                extra: str = "") -> None:
+    for name, text in (("train", train), ("dev", dev or train), ("test", test or train)):
+        (tmp_path / f"{name}.txt").write_bytes(text.encode() if isinstance(text, str) else text)
+    (tmp_path / "registry.toml").write_text(
+        '[tasks.toy]\nreader = "columns"\ntrain = "train.txt"\ndev = "dev.txt"\ntest = "test.txt"\n'
+        f'columns = 2\nword = 1\nlabel = 2\nseparator = "whitespace"\n{extra}')
+
+
+def toy_corpus(n: int = 60) -> str:
+    rng = np.random.default_rng(1)
+    lines = []
+    for _ in range(n):
+        for _ in range(4):
+            word = "".join(rng.choice(list("abcdeiou"), 3))
+            lines.append(f"{word} {'V' if word[0] in 'aeiou' else 'C'}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def toy_run(tmp_path: Path, *more: str) -> list[str]:
+    return ["run", "--model", f"elmo:{ELMO}", "--task", "toy", "--data-dir", str(tmp_path), "--seeds", "1",
+            "--l1", "0", "--l2", "0", "--epochs", "2", "--no-control", "--quiet",
+            "--cache-dir", str(tmp_path / "cache"), *more]
+
+
+def test_a_task_with_one_label_is_an_error(capsys, tmp_path):
+    column_task(tmp_path, "a X\nb X\n\nc X\n")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(tmp_path / "run")))
+    assert_clean_error(code, err, "train has 1 label (X", "at least two labels")
+    assert not (tmp_path / "run").exists()  # nothing written before the data is read
+
+
+def test_corpus_of_random_bytes_names_file_and_line(capsys, tmp_path):
+    column_task(tmp_path, b"ok A\nfine B\n\n" + bytes(range(128, 256)) + b"\n")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path))
+    assert_clean_error(code, err, "train.txt, line 4", "UTF-8")
+
+
+def test_typo_in_a_registry_task_option(capsys, tmp_path):
+    column_task(tmp_path, toy_corpus(), extra="seperator = 'tab'\n")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path))
+    assert_clean_error(code, err, "task 'toy'", "seperator", "registry.toml", "separator")
+
+
+def test_square_brackets_reach_the_user_intact(capsys, tmp_path):
+    (tmp_path / "registry.toml").write_text('[plugins]\nbuiltin = []\n')
+    code, _, err = run_cli(capsys, "plugins")
+    assert_clean_error(code, err, "unknown section [plugins]")
+    (tmp_path / "registry.toml").write_text('[models.foo]\ncheckpoint = "x"\n')
+    code, _, err = run_cli(capsys, "plugins")
+    assert_clean_error(code, err, "[models.foo] needs a 'adapter' key")
+
+
+def test_data_format_error_with_one_argument():
+    assert str(DataFormatError("bad header in my.conll")) == "bad header in my.conll"
+    assert str(DataFormatError("f.txt", 3, "two columns", "x")) == "f.txt, line 3: expected two columns, found 'x'"
+
+
+def test_a_bug_in_a_plugin_is_reported_as_a_bug(capsys, tmp_path, monkeypatch):
+    buggy = types.ModuleType("neuroscope_buggy")
+    exec("import neuroscope.plugin as p\n@p.hookimpl\ndef register_tasks(register):\n"
+         "    register('buggy', lambda data_dir: 1 / 0)\n", buggy.__dict__)
+    from neuroscope import registry as registry_module
+
+    real = registry_module.Registry
+    monkeypatch.setattr(registry_module, "Registry", lambda *a, **k: real(extra_plugins={"buggy": buggy}))
+    code, _, err = run_cli(capsys, "run", "--task", "buggy", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert code == 1 and "unexpected ZeroDivisionError" in err and "bug" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "-v", "run", "--task", "buggy", "--data-dir", str(tmp_path))
+    assert code == 1 and "Traceback" in err
+
+
+def test_bare_command_prints_the_help(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and "COMMAND" in out and "examples:" in out and "error" not in err
+
+
+def test_run_help_shows_defaults_and_where_names_are(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 10)" in out and "(default: 0.001)" in out and "neuroscope plugins" in out
+
+
+# ---- 2 and 4. run directories
+
+def test_out_that_is_a_file(capsys, tmp_path):
+    column_task(tmp_path, toy_corpus())
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(tmp_path / "afile")))
+    assert_clean_error(code, err, "afile", "is a file")
+
+
+def test_failed_run_leaves_a_free_directory_and_foreign_ones_are_refused(capsys, tmp_path):
+    column_task(tmp_path, toy_corpus())
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(out), "--model", "elmo:/no/such/dir"))
+    assert_clean_error(code, err, "/no/such/dir")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(out)))  # the corrected command runs
+    assert code == 0, err
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for resume in ([], ["--resume"]):
+        code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(foreign), *resume))
+        assert_clean_error(code, err, "not a neuroscope run")
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_two_runs_into_one_directory_do_not_both_write(tmp_path):
+    from neuroscope.errors import RunDirectoryError
+    from neuroscope.rundir import claim
+
+    with claim(tmp_path / "run"):
+        with pytest.raises(RunDirectoryError, match="another neuroscope run is writing"):
+            with claim(tmp_path / "run"):
+                pass
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "incomplete", "foreign"])
+def test_report_and_compare_on_damaged_results(capsys, tmp_path, damage):
+    run = tmp_path / "run"
+    run.mkdir()
+    text = {"truncated": '{"schema_version": 1, "model": "m', "empty": "",
+            "incomplete": json.dumps({"schema_version": 1, "model": "m", "task": "t"}),
+            "foreign": json.dumps([1, 2])}[damage]
+    (run / "results.json").write_text(text)
+    code, _, err = run_cli(capsys, "report", str(run))
+    assert_clean_error(code, err, "results.json")
+    code, _, err = run_cli(capsys, "compare", str(run), "--out", str(tmp_path / "cmp"))
+    assert_clean_error(code, err, "results.json")
+
+
+def test_compare_out_that_is_a_file(capsys, tmp_path, finished_toy_run):
+    (tmp_path / "afile").write_text("")
+    code, _, err = run_cli(capsys, "compare", str(finished_toy_run), "--out", str(tmp_path / "afile"))
+    assert_clean_error(code, err, "afile")
+
+
+@pytest.fixture
+def finished_toy_run(tmp_path, capsys):
+    column_task(tmp_path, toy_corpus())
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--out", str(tmp_path / "toy-run")))
+    assert code == 0, err
+    return tmp_path / "toy-run"
+
+
+def test_results_json_follows_its_documented_schema(finished_toy_run):
+    from neuroscope.results import markdown_table, validate
+
+    results = json.loads((finished_toy_run / "results.json").read_text())
+    validate(results)
+    assert results["schema_version"] == 1
+    seed = results["per_seed"][0]
+    assert sorted(seed["ranking"]["order"]) == list(range(results["neurons"]))
+    assert 0 < seed["minimal"]["sets"][0]["share"] <= 100  # percent, like the summary
+    assert results["summary"]["minimal"]["0.5"]["share"]["mean"] == seed["minimal"]["sets"][0]["share"]
+    docs = (REPO / "docs" / "results.md").read_text()
+    assert markdown_table() in docs, "regenerate the table of docs/results.md: python -m neuroscope.results"
+
+
+# ---- 1 and 2. the store detects damage and says what to do
+
+@pytest.fixture
+def stored(tmp_path):
+    from test_store import WordHashAdapter, corpus
+
+    from neuroscope.store import ActivationStore
+
+    store = ActivationStore(tmp_path / "cache" / "activations")
+    acts = store.get_or_extract(WordHashAdapter(hidden=2000), corpus(40))
+    return store, acts
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "random", "nan", "manifest", "offsets", "header", "truncated"])
+def test_damaged_store_entry_is_an_error_naming_it(stored, damage):
+    from neuroscope.errors import StoreError
+    from neuroscope.store import ActivationSet
+
+    store, acts = stored
+    array = acts.path / "activations.npy"
+    data = bytearray(array.read_bytes())
+    offset = len(data) - 40 * 2000
+    if damage == "zeroed":
+        data[offset : offset + 1000] = bytes(1000)
+    elif damage == "random":
+        data[offset + 5000 : offset + 6000] = np.random.default_rng(0).bytes(1000)
+    elif damage == "nan":
+        data[offset + 10 : offset + 12] = np.array([np.nan], dtype=np.float16).tobytes()
+    elif damage == "header":
+        data[:10] = b"garbage!!!"
+    elif damage == "truncated":
+        data = data[:-100]
+    if damage == "manifest":
+        manifest = acts.path / "manifest.json"
+        manifest.write_text(manifest.read_text()[:50])
+    elif damage == "offsets":
+        (acts.path / "offsets.npy").unlink()
+    else:
+        array.write_bytes(bytes(data))
+    with pytest.raises(StoreError) as caught:
+        ActivationSet(acts.path).rows(slice(0, 5))
+    message = str(caught.value)
+    assert acts.path.name in message and "neuroscope cache" in message, message
+    assert store.prunable() == [acts.path.name]
+
+
+def test_store_key_holds_the_extraction_batch_size(tmp_path):
+    """Padding changes stored values, so entries extracted in batches of different size never mix."""
+    from test_store import WordHashAdapter, corpus
+
+    from neuroscope.store import ActivationStore
+
+    store = ActivationStore(tmp_path)
+    small, large = WordHashAdapter(), WordHashAdapter()
+    small.batch_size, large.batch_size = 2, 4
+    a = store.get_or_extract(small, corpus())
+    b = store.get_or_extract(large, corpus())
+    again = store.get_or_extract(small, corpus())
+    assert a.path != b.path and again.path == a.path
+    assert a.manifest["extraction"] == {"batch_size": 2, "device": "cpu"}
+
+
+def test_interrupted_extraction_resumes_in_the_same_batches(tmp_path):
+    """A resumed extraction embeds every sentence in the batch an uninterrupted one would."""
+    from test_store import WordHashAdapter, corpus
+
+    from neuroscope.store import ActivationStore
+
+    class Batched(WordHashAdapter):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.seen: list[tuple[str, ...]] = []
+
+        def batches(self, sentences):
+            return [list(range(i, min(i + 3, len(sentences)))) for i in range(0, len(sentences), 3)]
+
+        def embed(self, sentences):
+            self.seen.append(tuple(s[0] for s in sentences))
+            return super().embed(sentences)
+
+    whole = Batched()
+    ActivationStore(tmp_path / "a").get_or_extract(whole, corpus(12))
+    broken = Batched(fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        ActivationStore(tmp_path / "b").get_or_extract(broken, corpus(12), flush_every=1000, flush_seconds=0)
+    resumed = Batched()
+    ActivationStore(tmp_path / "b").get_or_extract(resumed, corpus(12))
+    assert broken.seen[:2] + resumed.seen == whole.seen  # time-based flush kept the first two batches
+
+
+def test_cache_command_lists_verifies_and_removes(stored, capsys):
+    store, acts = stored
+    key = acts.path.name
+    cache = ["--cache-dir", str(store.root.parent)]
+    code, out, _ = run_cli(capsys, "cache", "list", *cache)
+    assert code == 0 and key in out and "complete" in out and "word-hash" in out
+    code, out, _ = run_cli(capsys, "cache", "verify", *cache)
+    assert code == 0 and f"{key}: ok" in out
+    array = acts.path / "activations.npy"
+    data = bytearray(array.read_bytes())
+    data[-10:] = bytes(10)
+    array.write_bytes(bytes(data))
+    code, out, err = run_cli(capsys, "cache", "verify", *cache)
+    assert_clean_error(code, err, "damaged", key[:8])
+    code, out, _ = run_cli(capsys, "cache", "remove", key[:6], *cache)
+    assert code == 0 and f"removed {key}" in out and not acts.path.exists()
+    code, _, err = run_cli(capsys, "cache", "remove", "zz", *cache)
+    assert_clean_error(code, err, "0 entries match 'zz'")
+
+
+def test_cache_dir_that_is_a_file(capsys, tmp_path):
+    column_task(tmp_path, toy_corpus())
+    (tmp_path / "afile").write_text("")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--cache-dir", str(tmp_path / "afile")))
+    assert_clean_error(code, err, "afile", "--cache-dir")
+
+
+def test_data_list_verify_fails_on_a_mismatch(capsys, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("not the published bytes")
+    (tmp_path / "registry.toml").write_text(
+        '[datasets.mine]\ndescription = "mine"\nlicence = "CC0"\n'
+        f'files = [{{ path = "f.txt", sha256 = "{"0" * 64}" }}]\n')
+    code, out, err = run_cli(capsys, "data", "list", "--data-dir", str(tmp_path / "d"), "--verify")
+    assert "SHA256 MISMATCH" in out
+    assert_clean_error(code, err, "mine")
+
+
+# ---- 6. the plugin author's API
+
+def test_builtin_plugins_import_neuroscope_only_through_the_public_module():
+    for path in sorted((REPO / "plugins").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "neuroscope":
+                assert node.module == "neuroscope.plugin", f"{path.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name.split(".")[0] != "neuroscope", f"{path.name} imports {alias.name}"
+
+
+def test_docs_plugin_examples_run(tmp_path, monkeypatch):
+    text = (REPO / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    module = types.ModuleType("neuroscope_mymodels")
+    monkeypatch.setitem(sys.modules, "neuroscope_mymodels", module)
+    for block in blocks:
+        exec(compile(block, "docs/plugins.md", "exec"), module.__dict__)
+    assert math.isfinite(module.results["summary"]["ablation"]["test"]["all"]["mean"])
