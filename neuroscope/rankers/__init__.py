@@ -1,0 +1,142 @@
+"""The ranker contract: what a neuron-ranking method is given and what it declares.
+
+A ranker is a function ``rank(inputs, **options) -> Ranking`` marked with
+:func:`ranker`, which declares what it needs (``"probe"``: the fitted oracle
+probe's weights; ``"activations"``: the train activations and labels), the
+paper it implements and its cost. :class:`RankerInputs` gives it the fitted
+probe (None when it declares it needs none), an out-of-core reader over the
+train activations (chunks, never the whole matrix in RAM), the class id of
+every train row, the label names, the :class:`~neuroscope.types.NeuronIndex`
+and the seed. Statistics several rankers share (class counts and means) are
+computed once per run in one pass over the store (:meth:`RankerInputs.class_means`).
+
+A plain function ``f(coef, **options)`` (the contract before rankers could
+read activations) still works: it is taken as a ranker that needs the probe.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+import numpy as np
+
+from neuroscope.errors import ValidationError
+from neuroscope.probe import Features, iter_chunks, n_columns
+from neuroscope.ranking import Ranking
+from neuroscope.types import NeuronIndex
+
+NEEDS = ("probe", "activations")
+
+
+@attrs.frozen
+class RankerInputs:
+    """Everything a ranker may use (see the module docstring)."""
+
+    train: Features
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    index: NeuronIndex
+    seed: int = 0
+    probe: Any = None
+    #: statistics computed once and shared by every ranker of the run (not part of equality)
+    shared: dict = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def coef(self) -> np.ndarray:
+        """The oracle probe's (labels, neurons) weights."""
+        if self.probe is None:
+            raise ValidationError("this ranker needs a fitted probe, but none was given (declare needs=('probe',))")
+        return np.asarray(self.probe.coef_)
+
+    @property
+    def n_neurons(self) -> int:
+        return n_columns(self.train)
+
+    def chunks(self, neurons: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 block) over all train rows, in order, a chunk at a time."""
+        return iter_chunks(self.train, neurons)
+
+    def class_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts (labels,), means (labels, neurons) float64) of the train activations per class,
+        from one pass over the store, computed once per run and shared by every ranker."""
+        key = ("class_means", id(self.train))
+        if key not in self.shared:
+            n_classes = len(self.label_names)
+            counts = np.bincount(self.labels[self.labels >= 0], minlength=n_classes).astype(np.int64)
+            sums = np.zeros((n_classes, self.n_neurons), dtype=np.float64)
+            for start, block in self.chunks():
+                _add_by_class(sums, self.labels[start : start + len(block)], block)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = sums / counts[:, None]
+            self.shared[key] = (counts, means)
+        return self.shared[key]
+
+
+def _add_by_class(sums: np.ndarray, y: np.ndarray, block: np.ndarray) -> None:
+    """sums[c] += sum of the rows of class c (a one-hot matrix product, float64)."""
+    keep = y >= 0
+    onehot = np.zeros((int(keep.sum()), sums.shape[0]), dtype=np.float64)
+    onehot[np.arange(len(onehot)), y[keep]] = 1.0
+    sums += onehot.T @ block[keep].astype(np.float64)
+
+
+@attrs.frozen
+class RankerInfo:
+    """What ``neuroscope rankers`` shows of a registered ranker."""
+
+    needs: tuple[str, ...]
+    cite: str
+    cost: str
+    options: dict[str, Any]
+
+
+def ranker(*, needs: Sequence[str], cite: str, cost: str, **options: Any) -> Callable[[Callable], Callable]:
+    """Mark ``f(inputs, **options) -> Ranking`` as a ranker: what it needs (a subset of
+    ``("probe", "activations")``), the paper it implements, its cost, and its options'
+    defaults (documentation; the function's own defaults apply)."""
+    needs = tuple(needs)
+    for need in needs:
+        if need not in NEEDS:
+            raise ValueError(f"a ranker needs a subset of {NEEDS}, got {need!r}")
+
+    def mark(fn: Callable) -> Callable:
+        fn.ranker_info = RankerInfo(needs, cite, cost, dict(options))
+        return fn
+
+    return mark
+
+
+def info_of(obj: Callable) -> RankerInfo:
+    """The declaration of a registered ranker (a legacy ``f(coef, **options)`` needs the probe)."""
+    return getattr(obj, "ranker_info", None) or RankerInfo(("probe",), "", "", {})
+
+
+def call_ranker(obj: Callable, inputs: RankerInputs, **options: Any) -> Ranking:
+    """Run a registered ranker on ``inputs`` and check that it returned a permutation of the neurons."""
+    if hasattr(obj, "ranker_info"):
+        result = obj(inputs, **options)
+    else:
+        result = obj(inputs.coef, **options)
+    if not isinstance(result, Ranking):
+        raise ValidationError(f"ranker {getattr(obj, '__name__', obj)!r} returned {type(result).__name__}, "
+                              "not a neuroscope Ranking")
+    n = inputs.n_neurons
+    if result.n_neurons != n or not np.array_equal(np.sort(result.order), np.arange(n)):
+        raise ValidationError(f"ranker {getattr(obj, '__name__', obj)!r} did not return a permutation of the "
+                              f"{n} neurons")
+    return result
+
+
+def order_by_score(score: np.ndarray, method: str) -> Ranking:
+    """A Ranking from one score per neuron, highest first; ties by neuron id; NaN last.
+    ``entry_share`` holds the score's rank share (0 for the first neuron)."""
+    score = np.asarray(score, dtype=np.float64)
+    key = np.where(np.isnan(score), -np.inf, score)
+    order = np.lexsort((np.arange(len(score)), -key)).astype(np.int64)
+    entry = np.empty(len(score), dtype=np.float64)
+    entry[order] = np.arange(len(score)) / max(1, len(score))
+    return Ranking(order, entry, method)
+
+
+__all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "info_of", "order_by_score", "ranker"]

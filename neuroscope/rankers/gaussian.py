@@ -1,0 +1,130 @@
+"""The intrinsic Gaussian probe of Torroba Hennigen, Williams & Cotterell, "Intrinsic Probing
+through Dimension Selection" (EMNLP 2020), as NeuroX's ``gaussian_probe`` fits it.
+
+Each label's activations are a multivariate Gaussian with the maximum-a-posteriori mean
+and covariance under a Normal-inverse-Wishart prior (NeuroX's hyperparameters: prior mean
+the empirical mean, prior scale the diagonal of the empirical covariance, nu_0 = D + 2,
+kappa_0 = 0.01, so Sigma_c = (diag(cov_c) + scatter_c) / (n_c + 2 D + 4)); the label prior
+is its train frequency. Dimensions are selected greedily: at each step the neuron whose
+addition gives the highest mutual information I(label; selected neurons), estimated as
+H(label) - mean cross-entropy of the Gaussian classifier's posterior on train tokens.
+
+It is incremental: per label, the conditional mean and variance of every candidate given
+the selected set are kept and updated by a rank-one step when a neuron is added (the
+new row of the Cholesky factor of the selected block), so step k costs O(labels x tokens
+x neurons) instead of refactorising k x k covariances for every candidate.
+
+It is bounded:
+* ``max_neurons`` (default 50) greedy steps; the neurons not selected follow in the order
+  of their mutual information at the last step;
+* the Gaussians are fitted on ``fit_tokens`` (default 20,000) train tokens drawn with the
+  seed, held in memory (tokens x neurons x 4 bytes);
+* the mutual information is estimated on ``score_tokens`` of them (default 2,000), fewer
+  if labels x score_tokens x neurons x 4 bytes exceeds ``memory`` (default 1 GiB).
+A label with a single sample token takes the pooled per-neuron variance as its prior scale
+(np.cov of one token is undefined; NeuroX would produce NaN there).
+
+Cost: one scattered read of ``fit_tokens`` rows, then ``max_neurons`` steps of
+O(labels x (fit_tokens + score_tokens) x neurons).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from neuroscope.rankers import RankerInputs, ranker
+from neuroscope.ranking import Ranking
+from neuroscope.validation import check_number
+
+
+def sample_rows(n_rows: int, size: int, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded uniform sample (all rows when ``size`` >= ``n_rows``)."""
+    if size >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng([seed, 7]).choice(n_rows, size=size, replace=False))
+
+
+def greedy_selection(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_features: int
+                     ) -> tuple[list[int], torch.Tensor]:
+    """The selected neurons in order and the last step's mutual information (bits) of every neuron.
+
+    ``X`` (tokens, neurons) float64 fit sample with class ids ``y`` (every class present);
+    the first ``n_score`` tokens score the candidates; ``n_features`` is the D of the prior."""
+    n, d = X.shape
+    classes = int(y.max()) + 1
+    onehot = torch.nn.functional.one_hot(y, classes).to(X.dtype)  # (n, C)
+    counts = onehot.sum(0)
+    means = (onehot.T @ X) / counts[:, None]  # (C, d)
+    centered = X - means[y]  # each token minus its own class mean
+    pooled = centered.pow(2).sum(0) / max(1, n - classes)
+    diag0 = (onehot.T @ centered.pow(2)) / (counts - 1).clamp_min(1)[:, None]
+    diag0 = torch.where((counts > 1)[:, None], diag0, pooled[None, :])
+    denominator = counts + 2 * n_features + 4  # nu_n + D + 2 with nu_0 = D + 2
+    variance = (diag0 + onehot.T @ centered.pow(2)) / denominator[:, None]  # diag of Sigma_c, (C, d)
+    log_prior = torch.log(counts / n)
+    entropy = -(counts / n * log_prior).sum()
+    Xs, ys = X[:n_score], y[:n_score]
+    cond_mean = means[:, None, :].expand(classes, n_score, d).to(torch.float32).clone()  # (C, s, d)
+    cond_var = variance.clone()  # (C, d)
+    basis = torch.zeros(0, classes, d, dtype=X.dtype)  # rows of the factor: W_c
+    loglik = log_prior[:, None].expand(classes, n_score).clone()  # (C, s)
+    selected: list[int] = []
+    rows = torch.arange(n_score)
+    info = torch.zeros(d, dtype=X.dtype)
+    block = 256
+    for _ in range(min(max_neurons, d)):
+        info.fill_(-math.inf)
+        for first in range(0, d, block):
+            cols = slice(first, min(first + block, d))
+            var = cond_var[:, cols].clamp_min(1e-12)[:, None, :]  # (C, 1, b)
+            diff = Xs[None, :, cols].float() - cond_mean[:, :, cols]
+            total = loglik[:, :, None].float() - 0.5 * torch.log(2 * math.pi * var.float()) \
+                - 0.5 * diff.pow(2) / var.float()  # (C, s, b)
+            true = total[ys, rows, :]
+            posterior = true - torch.logsumexp(total, dim=0)
+            info[cols] = entropy + posterior.double().mean(0)
+        if selected:
+            info[selected] = -math.inf
+        j = int(torch.argmax(info))
+        selected.append(j)
+        # add j: the log-density of x_j given the selected set, then the rank-one updates
+        std = cond_var[:, j].clamp_min(1e-12).sqrt()  # (C,)
+        z = (Xs[None, :, j] - cond_mean[:, :, j].double()) / std[:, None]  # (C, s)
+        loglik += -0.5 * math.log(2 * math.pi) - torch.log(std)[:, None] - 0.5 * z.pow(2)
+        scatter_j = onehot.T @ (centered[:, j : j + 1] * centered)  # (C, d): row j of scatter_c
+        sigma_j = scatter_j / denominator[:, None]
+        sigma_j[:, j] += diag0[:, j] / denominator
+        u = (sigma_j - torch.einsum("kc,kcd->cd", basis[:, :, j], basis)) / std[:, None]  # (C, d)
+        basis = torch.cat([basis, u[None]], dim=0)
+        cond_var = cond_var - u.pow(2)
+        cond_mean += (z[:, :, None] * u[:, None, :]).float()
+    return selected, info / math.log(2)
+
+
+@ranker(needs=("activations",), cite="Torroba Hennigen, Williams & Cotterell, EMNLP 2020 (NeuroX "
+        "gaussian_probe.get_neuron_ordering)", cost="one read of fit_tokens rows; max_neurons greedy steps of "
+        "O(labels x tokens x neurons)", max_neurons=50, fit_tokens=20000, score_tokens=2000, memory=2**30)
+def gaussian(inputs: RankerInputs, max_neurons: int = 50, fit_tokens: int = 20000, score_tokens: int = 2000,
+             memory: int = 2**30) -> Ranking:
+    for name, value in (("max_neurons", max_neurons), ("fit_tokens", fit_tokens), ("score_tokens", score_tokens),
+                        ("memory", memory)):
+        check_number(f"gaussian {name}", value, low=1, integer=True)
+    labels = np.asarray(inputs.labels)
+    known = np.flatnonzero(labels >= 0)
+    rows = known[sample_rows(len(known), fit_tokens, inputs.seed)]
+    X = torch.from_numpy(inputs.train.rows(rows) if hasattr(inputs.train, "rows")
+                         else np.asarray(inputs.train[rows], dtype=np.float32)).double()
+    present, y = np.unique(labels[rows], return_inverse=True)
+    d = X.shape[1]
+    n_score = int(min(score_tokens, len(rows), max(1, memory // (4 * len(present) * d))))
+    selected, info = greedy_selection(X, torch.from_numpy(y.astype(np.int64)), n_score, max_neurons,
+                                      inputs.n_neurons)
+    chosen = set(selected)
+    rest = [int(i) for i in np.lexsort((np.arange(d), -info.numpy())) if int(i) not in chosen]
+    order = np.asarray(selected + rest, dtype=np.int64)
+    entry = np.empty(d, dtype=np.float64)
+    entry[order] = np.arange(d) / d
+    return Ranking(order, entry, "gaussian")

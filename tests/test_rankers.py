@@ -1,0 +1,127 @@
+"""The ranking methods on hand-built activations whose answer is known, and the ranker contract."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from neuroscope.errors import ValidationError
+from neuroscope.rankers import RankerInputs, call_ranker, info_of, order_by_score
+from neuroscope.rankers.gaussian import gaussian
+from neuroscope.rankers.iou import average_precisions, iou
+from neuroscope.rankers.probeless import pairwise_mean_differences, probeless
+from neuroscope.rankers.random_baseline import random_order
+from neuroscope.ranking import weight_mass_ranking
+from neuroscope.types import NeuronIndex
+
+
+def planted(n=900, seed=0):
+    """Three labels; neuron 3 separates all of them, neuron 1 tells label 0 from the rest,
+    neurons 0, 2, 4, 5 are noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.standard_normal((n, 6)).astype(np.float32)
+    X[:, 3] += 4.0 * y
+    X[:, 1] += 3.0 * (y == 0)
+    return X, y
+
+
+def inputs(X, y, **kw):
+    return RankerInputs(X, y, ("A", "B", "C"), NeuronIndex(("emb", "1"), 3), **kw)
+
+
+def test_probeless_matches_the_pairwise_definition():
+    X, y = planted()
+    means = np.stack([X[y == c].mean(0) for c in range(3)]).astype(np.float64)
+    brute = sum(np.abs(a - b) for a, b in itertools.combinations(means, 2))
+    np.testing.assert_allclose(pairwise_mean_differences(means), brute, rtol=1e-12)
+    ranking = probeless(inputs(X, y))
+    assert ranking.order[:2].tolist() == [3, 1] and ranking.method == "probeless"
+
+
+def test_average_precision_matches_its_definition():
+    rng = np.random.default_rng(3)
+    column = rng.standard_normal(200)
+    labels = rng.integers(0, 4, 200)
+    ap = average_precisions(column, labels, 4)
+    order = np.argsort(-column)
+    for c in range(4):
+        hits = labels[order] == c
+        precision = np.cumsum(hits) / np.arange(1, 201)
+        assert ap[c] == pytest.approx(precision[hits].mean())
+    # a perfect detector has AP 1, its reverse the lowest
+    perfect = average_precisions(np.array([3.0, 2.0, 1.0, 0.0]), np.array([1, 1, 0, 0]), 2)
+    assert perfect[1] == 1.0
+
+
+def test_iou_finds_the_detectors():
+    X, y = planted()
+    ranking = iou(inputs(X, y))
+    assert set(ranking.order[:2].tolist()) == {1, 3}
+
+
+def test_gaussian_selects_the_informative_neurons_first():
+    X, y = planted()
+    ranking = gaussian(inputs(X, y), max_neurons=3)
+    assert ranking.order[0] == 3 and ranking.order[1] == 1
+    assert sorted(ranking.order.tolist()) == list(range(6))
+
+
+def test_gaussian_matches_a_direct_computation():
+    """The incremental (rank-one) conditional densities equal densities of the full selected block."""
+    from neuroscope.rankers.gaussian import greedy_selection
+    import torch
+
+    X, y = planted(300)
+    Xt, yt = torch.from_numpy(X).double(), torch.from_numpy(y)
+    selected, info = greedy_selection(Xt, yt, 300, 2, 6)
+    # direct: MI of the classifier on selected + candidate with full covariances
+    counts = np.bincount(y)
+    d = 6
+    def mi(dims):
+        logp = []
+        for c in range(3):
+            Xc = X[y == c].astype(np.float64)
+            mu = Xc.mean(0)
+            cov = np.cov(Xc, rowvar=False)
+            scatter = (Xc - mu).T @ (Xc - mu)
+            sigma = (np.diag(np.diag(cov)) + scatter) / (counts[c] + 2 * d + 4)
+            s = sigma[np.ix_(dims, dims)]
+            diff = X[:, dims] - mu[dims]
+            inv = np.linalg.inv(s)
+            logp.append(-0.5 * np.einsum("ni,ij,nj->n", diff, inv, diff) - 0.5 * np.log(np.linalg.det(2 * np.pi * s))
+                        + np.log(counts[c] / len(y)))
+        logp = np.stack(logp)
+        post = logp[y, np.arange(len(y))] - np.logaddexp.reduce(logp, axis=0)
+        prior = counts / len(y)
+        return (-(prior * np.log(prior)).sum() + post.mean()) / np.log(2)
+    candidates = [k for k in range(d) if k != selected[0]]
+    expected = {k: mi([selected[0], k]) for k in candidates}
+    for k in candidates:
+        assert info[k].item() == pytest.approx(expected[k], abs=1e-4)
+
+
+def test_random_is_seeded_and_a_permutation():
+    X, y = planted()
+    a, b = random_order(inputs(X, y, seed=1)), random_order(inputs(X, y, seed=1))
+    assert a.order.tolist() == b.order.tolist() != random_order(inputs(X, y, seed=2)).order.tolist()
+    assert sorted(a.order.tolist()) == list(range(6))
+
+
+def test_contract_declarations_and_checks():
+    X, y = planted()
+    assert info_of(probeless).needs == ("activations",)
+    assert info_of(random_order).needs == ()
+    assert info_of(weight_mass_ranking).needs == ("probe",)  # a plain f(coef) ranker needs the probe
+
+    class Fitted:
+        coef_ = np.array([[0.0, 2.0, 0.0, 1.0, 0.0, 0.0]])
+
+    legacy = call_ranker(weight_mass_ranking, inputs(X, y, probe=Fitted()), stride=100)
+    assert legacy.order[:2].tolist() == [1, 3]
+    with pytest.raises(ValidationError, match="needs a fitted probe"):
+        call_ranker(weight_mass_ranking, inputs(X, y))
+    with pytest.raises(ValidationError, match="permutation"):
+        call_ranker(lambda coef: order_by_score(np.zeros(3), "short"), inputs(X, y, probe=Fitted()))
