@@ -370,6 +370,13 @@ class ElasticNetProbe:
         self.l2_form = l2_form
         self.precision = precision
 
+    #: the penalties the probe's objective takes (the lambda search drops l1 where absent)
+    penalties = ("l1", "l2")
+
+    def trainer(self) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        """The training function with this probe's own options bound: ``train_many`` here."""
+        return self.train_many
+
     @classmethod
     def _param_names(cls) -> list[str]:
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
@@ -405,7 +412,7 @@ class ElasticNetProbe:
         self.classes_ = np.unique(y)
         ids = np.searchsorted(self.classes_, y)
         columns = self._columns(X)
-        coef, intercept = train_elastic_net(
+        coef, intercept = self.trainer()(
             X, ids, len(self.classes_), [(self.l1, self.l2)], self._settings(),
             None if self.neurons is None else columns, progress,
         )
@@ -428,7 +435,7 @@ class ElasticNetProbe:
         y = np.asarray(y)
         classes = np.unique(y)
         columns = template._columns(X)
-        coef, intercept = train_elastic_net(
+        coef, intercept = template.trainer()(
             X, np.searchsorted(classes, y), len(classes), lambdas, template._settings(),
             None if template.neurons is None else columns, progress,
         )
