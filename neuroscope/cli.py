@@ -60,6 +60,7 @@ RUN_EXAMPLES = """examples:
   neuroscope run --model minilm --task pos --data-dir ../shared/data
   neuroscope run --model minilm --task pos,chunk --seeds 1 --max-sentences 600,200,200
   neuroscope run --model elmo:/models/elmo --task sem --l1 1e-5 --l2 1e-5
+  neuroscope run --model minilm --task pos --ranker weight-mass,probeless,iou,gaussian,random
   neuroscope run --out runs/my-run --resume          # continue an interrupted run
 
 model and task names: `neuroscope plugins` lists them (registry.toml aliases and
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "transformers encoder, elmo:DIR, telmo:PATH")
     run.add_argument("--task", type=_split_list, default=["pos"], metavar="NAME[,NAME...]",
                      help="tasks, comma-separated: names from `neuroscope plugins` (pos, chunk, sem, ccg, ...)")
+    run.add_argument("--ranker", type=_split_list, default=["weight-mass"], metavar="NAME[,NAME...]",
+                     help="neuron rankers, comma-separated, each judged on the same oracle probe and data "
+                          "(`neuroscope rankers` lists them: weight-mass, probeless, iou, gaussian, random, ...)")
+    run.add_argument("--probe", default="elastic-net", metavar="NAME",
+                     help="the probe type (`neuroscope rankers` lists the probes too)")
     run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
                      "then ~/.cache/neuroscope/data)")
     run.add_argument("--seeds", type=int, default=3, help="number of seeds, 0 .. N-1 (paper: 3)")
@@ -141,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _sub(sub, "plugins", "list loaded plugins, their hooks and versions, conflicts, and every model and task name",
          "  neuroscope plugins")
+
+    _sub(sub, "rankers", "list the neuron rankers and probes: what each needs, its cost and the paper it implements",
+         "  neuroscope rankers")
 
     report = _sub(sub, "report", "re-render tables, figures and report.html of a run from its results.json",
                   "  neuroscope report runs/2026-11-24-minilm-pos")
@@ -212,7 +221,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         precision=args.precision, fraction=args.fraction, aggregation=args.aggregation, device=args.device,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size,
         stride=args.stride, unseen_labels=args.unseen_labels, max_sentences=args.max_sentences,
-        cache_dir=str(Path(cache_dir).resolve()),
+        cache_dir=str(Path(cache_dir).resolve()), rankers=tuple(args.ranker), probe=args.probe,
     ) for model, task in cells]
     if args.out is not None and len(cells) > 1:
         raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
@@ -222,6 +231,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for model, task in cells:
         registry.resolve_model(model)
         registry.resolve_task(task)
+    for name in args.ranker:
+        registry.resolve_ranker(name)
+    registry.resolve_probe(args.probe)
     reporter = Reporter(quiet=args.quiet, console=console)
     orchestrator = Orchestrator(registry, reporter, sys.argv)
     for config in configs:
@@ -280,6 +292,30 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         for name, entry in sorted(registry.file[kind].items()):
             aliases.add_row(*(escape(c) for c in (kind[:-1], name, entry[key], entry.get("description", ""))))
     console.print(aliases)
+    return 0
+
+
+def cmd_rankers(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.rankers import info_of
+    from neuroscope.registry import Registry
+
+    registry = Registry()
+    table = _table("neuron rankers (--ranker)", ("name", "aliases", "needs", "options", "cost", "implements",
+                                                   "plugin"))
+    for entry in registry.entries("rankers"):
+        info = info_of(entry.obj)
+        options = ", ".join(f"{k}={v}" for k, v in info.options.items())
+        table.add_row(*(escape(c) for c in (entry.name, ", ".join(entry.aliases), " and ".join(info.needs) or
+                                              "nothing", options or "-", info.cost or "-", info.cite or "-",
+                                              entry.plugin)))
+    console.print(table)
+    probes = _table("probes (--probe)", ("name", "aliases", "class", "plugin"))
+    for entry in registry.entries("probes"):
+        probes.add_row(*(escape(c) for c in (entry.name, ", ".join(entry.aliases),
+                                             f"{entry.obj.__module__}.{entry.obj.__name__}", entry.plugin)))
+    console.print(probes)
+    console.print("Options come from [rankers.NAME] / [probes.NAME] tables of a registry.toml (docs/ranking.md).",
+                  markup=False, highlight=False)
     return 0
 
 
@@ -405,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     _setup_logging(args.verbose, Console(stderr=True))
-    handlers = {"run": cmd_run, "plugins": cmd_plugins, "report": cmd_report, "compare": cmd_compare,
-                "data": cmd_data, "cache": cmd_cache}
+    handlers = {"run": cmd_run, "plugins": cmd_plugins, "rankers": cmd_rankers, "report": cmd_report,
+                "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:

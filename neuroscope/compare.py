@@ -2,7 +2,9 @@
 with one column per model, Figures 1, 3 and 4 across models).
 
 Runs are grouped by task: each table has one block per task and one column per
-model, as the paper lays out BERT / XLNet / T-ELMo / ELMo.
+model, as the paper lays out BERT / XLNet / T-ELMo / ELMo. A run that holds several
+rankers gives one column per ranker ("model / ranker"), and its ranking-agreement
+table is added.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import attrs
 import numpy as np
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.report import (Table, _pyplot, _save, _write_text, ablation_rows, fmt, html_page, load_results,
-                               minimal_rows)
+                               minimal_rows, ranker_tables, with_ranker)
 
 
 def _grouped(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
@@ -109,16 +112,27 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
     return figures
 
 
+def by_ranker(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One column per ranker of a run that holds several (named "model / ranker"), else the run."""
+    names = results.get("rankers", [])
+    if len(names) < 2:
+        return [results]
+    return [{**with_ranker(results, name), "model": f"{results['model']} / {name}"} for name in names]
+
+
 def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
     """Write compare.md, figures and compare.html for the given run directories into ``out``."""
     if len(run_dirs) < 1:
         raise NeuroscopeError("name at least one run directory")
-    runs = [load_results(Path(d)) for d in run_dirs]
+    loaded = [load_results(Path(d)) for d in run_dirs]
+    runs = [column for r in loaded for column in by_ranker(r)]
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NeuroscopeError(f"{out} is a file; --out must name a directory")
     out.mkdir(parents=True, exist_ok=True)
     tables = compare_tables(runs)
+    for r in loaded:
+        tables += [attrs.evolve(t, title=f"{r['model']} x {r['task']}: {t.title}") for t in ranker_tables(r)[2:3]]
     figures = compare_figures(runs, out)
     title = "neuroscope: " + ", ".join(f"{r['model']} x {r['task']}" for r in runs)
     intro = "Runs: " + "; ".join(str(d) for d in run_dirs) + ". Values are mean ± std over each run's seeds."

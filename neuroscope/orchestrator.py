@@ -18,6 +18,7 @@ continues an interrupted run from the last finished one:
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import logging
 import math
@@ -32,10 +33,10 @@ import numpy as np
 
 from neuroscope.analyses import analyse
 from neuroscope.ablation import UNSEEN_RULES
-from neuroscope.errors import NeuroscopeError, RunDirectoryError, ValidationError
+from neuroscope.errors import NeuroscopeError, RegistryError, RunDirectoryError, ValidationError
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan, minimal_neuron_scan
-from neuroscope.model import AGGREGATIONS
+from neuroscope.model import AGGREGATIONS, resolve_device
 from neuroscope.probe import L2_FORMS, PRECISIONS, TrainSettings
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
@@ -43,9 +44,12 @@ from neuroscope.report import render_report
 from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION
 from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
 from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json
-from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, load_model, load_task,
-                              majority_baseline, run_seed)
-from neuroscope.types import TaskData
+from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, fit_oracle, load_model,
+                              load_task, majority_baseline, rank_and_ablate)
+from neuroscope.types import NeuronIndex, TaskData
+from neuroscope.rankers import RankerInputs, call_ranker, info_of
+from neuroscope.ranking import Ranking
+from neuroscope.comparison import compare_rankings
 from neuroscope.store import ActivationStore, labels_to_ids
 from neuroscope.validation import check_choice, check_number
 
@@ -109,7 +113,7 @@ class RunConfig:
     batch_size: int = 512
     extract_batch_size: int = 32
     probe: str = "elastic-net"
-    ranker: str = "weight-mass"
+    rankers: tuple[str, ...] = ("weight-mass",)
     stride: int = 100
     unseen_labels: str = "error"
     max_sentences: tuple[int | None, int | None, int | None] = (None, None, None)
@@ -129,8 +133,14 @@ class RunConfig:
         check_choice("--unseen-labels", self.unseen_labels, UNSEEN_RULES)
         check_choice("--l2-form", self.l2_form, L2_FORMS)
         check_choice("--precision", self.precision, tuple(PRECISIONS))
+        try:
+            resolve_device(self.device)
+        except NeuroscopeError as exc:
+            raise ValidationError(f"--device: {exc}") from None
         if not self.seeds:
             raise ValidationError("--seeds: 0 is not allowed; expected an integer >= 1")
+        if not self.rankers or len(set(self.rankers)) != len(self.rankers):
+            raise ValidationError(f"--ranker: expected one or more different ranker names, got {list(self.rankers)}")
         for seed in self.seeds:
             check_number("seed", seed, low=0, integer=True)
         if (self.l1 is None) != (self.l2 is None):
@@ -173,7 +183,7 @@ class RunConfig:
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
-        for key in ("seeds", "max_sentences", "grid", "deltas"):
+        for key in ("seeds", "max_sentences", "grid", "deltas", "rankers"):
             data[key] = list(getattr(self, key))
         return data
 
@@ -184,6 +194,35 @@ class RunConfig:
     def settings(self, seed: int) -> TrainSettings:
         return TrainSettings(self.lr, self.batch_size, self.epochs, seed, self.device, self.shuffle, self.l2_form,
                              self.precision)
+
+
+@attrs.frozen
+class _Weights:
+    """A probe as far as a probe-based ranker sees it, for the lambda search's grid probes."""
+
+    coef_: np.ndarray
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+@attrs.frozen
+class SeedContext:
+    """What every seed of a cell shares: settings, data, probe and rankers."""
+
+    config: RunConfig
+    steps_dir: Path
+    probe_cls: Any
+    trainer: Callable[..., tuple[np.ndarray, np.ndarray]]
+    params: dict[str, Any]
+    acts: dict[str, Any]
+    task: TaskData
+    gold: dict[str, np.ndarray]
+    index: NeuronIndex
+    rankers: dict[str, tuple[Callable, dict[str, Any]]]
+    searched: bool
+    shared: dict = attrs.field(factory=dict)
 
 
 #: the lambda search's chosen probe, in the run's steps/ directory
@@ -283,26 +322,39 @@ class Orchestrator:
         activations = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}
 
-        probe_cls = self.registry.get("probes", config.probe).obj
-        ranker = self.registry.get("rankers", config.ranker).obj
-        ranker_options = {"stride": config.stride}
-        trainer = getattr(probe_cls, "train_many", None)
-        if trainer is None:
+        probe_resolved = self.registry.resolve_probe(config.probe)
+        probe_cls = probe_resolved.entry.obj
+        if getattr(probe_cls, "train_many", None) is None:
             raise NeuroscopeError(f"probe {config.probe!r} has no train_many(); the protocol's lambda search, "
                                   "minimal-set scan and control task need it (docs/plugins.md)")
+        template = probe_cls(**{**config.probe_params(0.0, 0.0), **probe_resolved.options})
+        trainer = template.trainer() if hasattr(template, "trainer") else probe_cls.train_many
+        l1_allowed = "l1" in getattr(probe_cls, "penalties", ("l1", "l2"))
+        if not l1_allowed and config.l1:
+            raise ValidationError(f"--l1: probe {config.probe!r} takes no L1 penalty; use --l1 0")
+        rankers = self._rankers(config)
         classes = np.asarray(task.labels)
         gold = {name: labels_to_ids(task.splits[name].labels(), classes) for name in task.splits}
         n_train = acts["train"].n_tokens
+        # the search scores lambdas by the ranking they give (S); it needs a ranker that reads the probe
+        searcher = next((name for name, (fn, _) in rankers.items() if "probe" in info_of(fn).needs), None)
 
-        if config.search:
+        if config.search and searcher is not None:
+            fn, options = rankers[searcher]
+            shared: dict = {}
+
+            def coef_ranker(coef: np.ndarray) -> Ranking:
+                return call_ranker(fn, RankerInputs(acts["train"], gold["train"], task.labels, index,
+                                                    config.seeds[0], _Weights(coef), shared), **options)
+
             def search() -> dict[str, Any]:
-                grid = lambda_grid(config.grid)
+                grid = [pair for pair in lambda_grid(config.grid) if l1_allowed or pair[0] == 0]
                 settings = config.settings(config.seeds[0])
                 n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
                 n_groups = -(-n_settings // group_size(index.n_neurons, len(classes), n_settings, config.grid_memory))
                 with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.epochs * n_train * n_groups) as advance:
                     found = lambda_search(acts["train"], gold["train"], acts["dev"], gold["dev"], len(classes), grid,
-                                          settings, ranker, ranker_options, config.fraction, config.alpha,
+                                          settings, coef_ranker, {}, config.fraction, config.alpha,
                                           config.beta, config.unseen_labels, config.grid_memory, advance, trainer)
                 if found.best_probe is not None:
                     np.savez_compressed(steps_dir / SEARCH_PROBE, coef=found.best_probe[0],
@@ -311,16 +363,21 @@ class Orchestrator:
 
             searched = LambdaSearch.from_json(self._step(steps_dir / "lambda-search.json", search, "lambda search"))
             l1, l2 = searched.best
+            chosen_by = "search"
+        elif config.search:
+            # no ranker reads the probe's weights: the probe only evaluates, unregularised (docs/ranking.md)
+            searched, (l1, l2), chosen_by = None, (0.0, 0.0), "unregularised (no probe-based ranker)"
+            self.reporter.log("no ranker reads the probe's weights: lambda search skipped, evaluation probe "
+                              "unregularised (pass --l1/--l2 to choose)")
         else:
-            searched, (l1, l2) = None, (config.l1, config.l2)
-        params = config.probe_params(l1, l2)
+            searched, (l1, l2), chosen_by = None, (config.l1, config.l2), "fixed"
+        params = {**config.probe_params(l1, l2), **probe_resolved.options}
 
-        seeds: list[dict[str, Any]] = []
-        for seed in config.seeds:
-            seeds.append(self._run_seed(config, seed, steps_dir, probe_cls, ranker, ranker_options, trainer, params,
-                                        acts, task, gold, index))
+        context = SeedContext(config, steps_dir, probe_cls, trainer, params, acts, task, gold, index, rankers,
+                              searched is not None)
+        seeds = [self._run_seed(context, seed) for seed in config.seeds]
 
-        results = self._results(config, index, task, data, seeds, searched, (l1, l2))
+        results = self._results(config, index, task, data, seeds, searched, (l1, l2, chosen_by))
         write_json(run_dir / "results.json", results)
         manifest = build_manifest(self.registry, adapter.device_name(), list(config.seeds), data, activations,
                                   self.argv)
@@ -331,73 +388,120 @@ class Orchestrator:
         write_json(run_dir / "timings.json", self.timings)
         return results
 
-    def _run_seed(self, config, seed, steps_dir, probe_cls, ranker, ranker_options, trainer, params, acts, task,
-                  gold, index) -> dict[str, Any]:
-        n_train = acts["train"].n_tokens
-        n_classes = len(task.labels)
+    def _rankers(self, config: RunConfig) -> dict[str, tuple[Callable, dict[str, Any]]]:
+        """Each ranker of the run with its options (registry.toml, and --stride where it takes one)."""
+        out = {}
+        for name in config.rankers:
+            resolved = self.registry.resolve_ranker(name)
+            fn = resolved.entry.obj
+            options = dict(resolved.options)
+            parameters = inspect.signature(fn).parameters
+            if "stride" in parameters and "stride" not in options:
+                options["stride"] = config.stride
+            accepted = [p for p in parameters if p not in ("inputs", "coef")]
+            unknown = sorted(set(options) - set(accepted))
+            if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+                raise RegistryError(f"ranker {name!r} (options from {resolved.origin}): unknown option(s) "
+                                    f"{', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}")
+            out[name] = (fn, options)
+        return out
+
+    def _run_seed(self, c: "SeedContext", seed: int) -> dict[str, dict[str, Any]]:
+        """The oracle probe of ``seed``, then per ranker: ranking and ablations, minimal set,
+        analyses; then the control task for every ranker's minimal set. Returns one
+        per-seed result per ranker."""
+        config, steps_dir = c.config, c.steps_dir
+        n_train = c.acts["train"].n_tokens
+        n_classes = len(c.task.labels)
         settings = config.settings(seed)
 
         def oracle() -> dict[str, Any]:
-            probe = probe_cls(seed=seed, **params)
+            probe = c.probe_cls(seed=seed, **c.params)
             prefit = None
             searched_probe = steps_dir / SEARCH_PROBE
-            if config.search and seed == config.seeds[0] and searched_probe.is_file():
+            if c.searched and seed == config.seeds[0] and searched_probe.is_file():
                 # the search trained this very probe (same lambdas, seed and settings)
                 saved = read_arrays(searched_probe, ("coef", "intercept"))
                 prefit = (saved["coef"], saved["intercept"])
-                self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {params['l1']}, {params['l2']}")
+                self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {c.params['l1']}, "
+                                  f"{c.params['l2']}")
             with self.reporter.task(f"oracle seed {seed}", None if prefit else config.epochs * n_train) as advance:
-                result, fitted = run_seed(probe, ranker, ranker_options, acts, task, config.fraction,
-                                          config.unseen_labels, advance, prefit)
+                fitted, train_accuracy = fit_oracle(probe, c.acts, c.task, config.unseen_labels, advance, prefit)
             np.savez_compressed(steps_dir / f"seed-{seed}-probe.npz", coef=fitted.coef_,
                                 intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
-            return result.to_json()
+            return {"seed": seed, "train_accuracy": train_accuracy}
 
-        oracle_result = SeedResult.from_json(self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}"))
-        coef = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef",))["coef"]
+        train_accuracy = self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")["train_accuracy"]
+        saved = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
+        probe = c.probe_cls(seed=seed, **c.params)
+        probe.classes_, probe.coef_, probe.intercept_ = np.asarray(c.task.labels), saved["coef"], saved["intercept"]
+        probe.neurons_ = np.arange(c.index.n_neurons)
 
-        def minimal() -> dict[str, Any]:
-            with self.reporter.task(f"minimal set seed {seed}", None) as advance:
-                scan = minimal_neuron_scan(
-                    acts["train"], gold["train"], acts["dev"], gold["dev"], acts["test"], gold["test"], n_classes,
-                    oracle_result.ranking, (params["l1"], params["l2"]), settings,
-                    oracle_result.ablation["dev"]["all"], config.deltas, config.scan_step, config.scan_block,
-                    config.unseen_labels, advance, trainer)
-            return scan.to_json()
+        results: dict[str, dict[str, Any]] = {}
+        selected: dict[str, np.ndarray] = {}
+        accuracies: dict[str, dict[str, dict[str, float]]] = {}
+        for name, (fn, options) in c.rankers.items():
+            slug = _slug(name)
 
-        scan = MinimalScan.from_json(self._step(steps_dir / f"seed-{seed}-minimal.json", minimal,
-                                                f"minimal set seed {seed}"))
-        selected_set = scan.for_delta(config.deltas[0])
-        selected = np.asarray(selected_set.neurons, dtype=np.int64)
+            def rank() -> dict[str, Any]:
+                info = info_of(fn)
+                inputs = RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index, seed,
+                                      probe if "probe" in info.needs else None, c.shared)
+                with self.reporter.task(f"{name} ranking seed {seed}", None):
+                    ranking = call_ranker(fn, inputs, **options)
+                return rank_and_ablate(probe, ranking, train_accuracy, c.acts, c.task, config.fraction,
+                                       config.unseen_labels).to_json()
 
-        control = None
+            ranked = SeedResult.from_json(self._step(steps_dir / f"seed-{seed}-{slug}.json", rank,
+                                                     f"{name} ranking seed {seed}"))
+
+            def minimal() -> dict[str, Any]:
+                with self.reporter.task(f"minimal set {name} seed {seed}", None) as advance:
+                    scan = minimal_neuron_scan(
+                        c.acts["train"], c.gold["train"], c.acts["dev"], c.gold["dev"], c.acts["test"],
+                        c.gold["test"], n_classes, ranked.ranking, (c.params["l1"], c.params["l2"]), settings,
+                        ranked.ablation["dev"]["all"], config.deltas, config.scan_step, config.scan_block,
+                        config.unseen_labels, advance, c.trainer)
+                return scan.to_json()
+
+            scan = MinimalScan.from_json(self._step(steps_dir / f"seed-{seed}-{slug}-minimal.json", minimal,
+                                                    f"minimal set {name} seed {seed}"))
+            chosen = scan.for_delta(config.deltas[0])
+            selected[name] = np.asarray(chosen.neurons, dtype=np.int64)
+            accuracies[name] = {"dev": {"all": ranked.ablation["dev"]["all"], "selected": chosen.dev_accuracy},
+                                "test": {"all": ranked.ablation["test"]["all"], "selected": chosen.test_accuracy}}
+            minimal_json = scan.to_json()
+            for entry in minimal_json["sets"]:  # one unit per quantity in results.json: percent
+                entry["share"] = 100 * entry["share"]
+            top = np.asarray(ranked.kept["top"])
+            labels = list(c.task.labels)
+            results[name] = {
+                "seed": seed,
+                "train_accuracy": train_accuracy,
+                "ablation": ranked.ablation,
+                "ranking": {"method": ranked.ranking.method, "order": ranked.ranking.order.tolist()},
+                "curves": ranked.curves,
+                "minimal": minimal_json,
+                "control": None,
+                "analyses": analyse(probe.coef_, selected[name], c.index, labels),
+                "top_fraction_layer_distribution": analyse(probe.coef_, top, c.index, labels)["layer_distribution"],
+            }
+
         if config.control:
             def control_run() -> dict[str, Any]:
-                accs = {split: {"all": oracle_result.ablation[split]["all"],
-                                "selected": selected_set.dev_accuracy if split == "dev" else selected_set.test_accuracy}
-                        for split in ("dev", "test")}
-                with self.reporter.task(f"control task seed {seed}", 2 * config.epochs * n_train) as advance:
-                    return control_step(trainer, params, acts, task, seed, selected, accs, config.unseen_labels,
-                                        advance)
+                with self.reporter.task(f"control task seed {seed}",
+                                        (1 + len(selected)) * config.epochs * n_train) as advance:
+                    return control_step(c.trainer, c.params, c.acts, c.task, seed, selected, accuracies,
+                                        config.unseen_labels, advance)
 
             control = self._step(steps_dir / f"seed-{seed}-control.json", control_run, f"control task seed {seed}")
+            for name in results:
+                results[name]["control"] = control[name]
+        return results
 
-        top = np.asarray(oracle_result.kept["top"])
-        minimal_json = scan.to_json()
-        for chosen in minimal_json["sets"]:  # one unit per quantity in results.json: percent
-            chosen["share"] = 100 * chosen["share"]
-        return {
-            "seed": seed,
-            "train_accuracy": oracle_result.train_accuracy,
-            "ablation": oracle_result.ablation,
-            "ranking": {"method": oracle_result.ranking.method, "order": oracle_result.ranking.order.tolist()},
-            "minimal": minimal_json,
-            "control": control,
-            "analyses": analyse(coef, selected, index, list(task.labels)),
-            "top_fraction_layer_distribution": analyse(coef, top, index, list(task.labels))["layer_distribution"],
-        }
-
-    def _results(self, config, index, task, data, seeds, searched, lambdas) -> dict[str, Any]:
+    def _summary(self, config: RunConfig, index: NeuronIndex, task: TaskData, seeds: list[dict[str, Any]]
+                 ) -> dict[str, Any]:
+        """Mean and std over seeds of one ranker's per-seed results."""
         summary: dict[str, Any] = {"ablation": {}, "minimal": {}, "selectivity": {}}
         for split in ("dev", "test"):
             summary["ablation"][split] = {
@@ -437,6 +541,20 @@ class Orchestrator:
                   "share": float(100 * row.max() / row.sum()) if row.sum() else 0.0, "per_layer": row.tolist()}
             for lab, row in zip(labels, per_layer)}
         summary["train_accuracy"] = mean_std([s["train_accuracy"] for s in seeds])
+        curves = [s["curves"] for s in seeds]
+        summary["curves"] = {"shares": curves[0]["shares"]}
+        for key in ("keep_top", "remove_top"):
+            summary["curves"][key] = [None if any(c[key][i] is None for c in curves)
+                                      else mean_std([c[key][i] for c in curves])
+                                      for i in range(len(curves[0]["shares"]))]
+        return summary
+
+    def _results(self, config, index, task, data, per_seed, searched, lambdas) -> dict[str, Any]:
+        per_ranker = {name: {"per_seed": [s[name] for s in per_seed],
+                             "summary": self._summary(config, index, task, [s[name] for s in per_seed])}
+                      for name in config.rankers}
+        first = per_ranker[config.rankers[0]]
+        seeds, summary = first["per_seed"], first["summary"]
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "model": config.model,
@@ -445,12 +563,14 @@ class Orchestrator:
             "neuron_ids": NEURON_ID_LAYOUT,
             "layers": list(index.layer_names),
             "hidden_size": index.hidden_size,
-            "lambdas": {"l1": lambdas[0], "l2": lambdas[1], "chosen_by": "search" if searched else "fixed"},
+            "lambdas": {"l1": lambdas[0], "l2": lambdas[1], "chosen_by": lambdas[2]},
+            "probe": config.probe,
+            "rankers": list(config.rankers),
             "lambda_search": None if searched is None else searched.to_json(),
             "fraction": config.fraction,
             "deltas": list(config.deltas),
             "seeds": list(config.seeds),
-            "labels": labels,
+            "labels": list(task.labels),
             "data": {name: {k: v for k, v in stats.items() if k != "label_counts"}
                      for name, stats in data["splits"].items()},
             "label_counts": {name: stats["label_counts"] for name, stats in data["splits"].items()},
@@ -458,4 +578,7 @@ class Orchestrator:
             "majority_baseline": majority_baseline(task),
             "per_seed": seeds,
             "summary": summary,
+            "per_ranker": per_ranker,
+            "ranking_comparison": compare_rankings({name: [s["ranking"]["order"] for s in r["per_seed"]]
+                                                    for name, r in per_ranker.items()}),
         }

@@ -14,32 +14,43 @@ modules of neuroscope may change between versions.
 * models: :class:`ModelAdapter`, :class:`NeuronIndex`, :data:`AGGREGATIONS`,
   :func:`resolve_device`, :func:`sha256_of`
 * probes and rankers: :class:`ElasticNetProbe`, :func:`train_elastic_net`,
-  :class:`TrainSettings`, :class:`LinearModel`, :class:`Ranking`,
-  :func:`weight_mass_ranking`
+  :class:`TrainSettings`, :class:`LinearModel`, :class:`Ranking`, the ranker
+  contract (:func:`ranker`, :class:`RankerInputs`) and the built-in ranking
+  methods (:func:`weight_mass_ranking`, :func:`probeless`, :func:`iou`,
+  :func:`gaussian`, :func:`random_order`)
 """
 
 from neuroscope.datasets import sha256_of
 from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
                                ValidationError)
 from neuroscope.hookspecs import hookimpl
+from neuroscope.lbfgs import LbfgsProbe, train_lbfgs
 from neuroscope.model import AGGREGATIONS, ModelAdapter, resolve_device
 from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, train_elastic_net
+from neuroscope.rankers import RankerInputs, ranker
+from neuroscope.rankers.gaussian import gaussian
+from neuroscope.rankers.iou import iou
+from neuroscope.rankers.probeless import probeless
+from neuroscope.rankers.random_baseline import random_order
 from neuroscope.ranking import Ranking, weight_mass_ranking
 from neuroscope.readers import (RARE_LABEL, collapse_rare_labels, column_blocks, data_file, decode_text, read_columns,
                                 read_text, split_documents, task_from_files, task_option, text_lines)
 from neuroscope.types import Corpus, NeuronIndex, Sentence, TaskData
+from neuroscope.validation import check_number
 
 __all__ = [
     "AGGREGATIONS",
     "Corpus",
     "DataFormatError",
     "ElasticNetProbe",
+    "LbfgsProbe",
     "LinearModel",
     "ModelAdapter",
     "ModelLoadError",
     "NeuronIndex",
     "NeuroscopeError",
     "RARE_LABEL",
+    "RankerInputs",
     "Ranking",
     "RegistryError",
     "Sentence",
@@ -48,9 +59,15 @@ __all__ = [
     "TrainSettings",
     "ValidationError",
     "collapse_rare_labels",
+    "check_number",
     "column_blocks",
     "data_file",
     "decode_text",
+    "gaussian",
+    "iou",
+    "probeless",
+    "random_order",
+    "ranker",
     "hookimpl",
     "read_columns",
     "read_text",
@@ -61,5 +78,6 @@ __all__ = [
     "task_option",
     "text_lines",
     "train_elastic_net",
+    "train_lbfgs",
     "weight_mass_ranking",
 ]

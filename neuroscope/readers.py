@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from neuroscope.errors import DataFormatError, NeuroscopeError
 from neuroscope.types import Corpus, Sentence, TaskData
+from neuroscope.validation import check_number
 
 
 def task_option(task: str, name: str, value: Any, choices: Iterable[str]) -> Any:
@@ -139,6 +140,8 @@ def split_documents(
     split by document: the first ``train_fraction``, the next ``dev_fraction``, the
     rest (each split gets at least one document).
     """
+    check_number("option train_fraction", train_fraction, low=0, high=1, low_open=True, high_open=True)
+    check_number("option dev_fraction", dev_fraction, low=0, high=1 - train_fraction, low_open=True, high_open=True)
     sections = {section_of(d) for d in docs}
     if None not in sections and all(any(s in sections for s in r) for r in standard.values()):
         return {split: [d for d in docs if section_of(d) in secs] for split, secs in standard.items()}, standard_label
@@ -159,6 +162,7 @@ def collapse_rare_labels(splits: dict[str, list[Sentence]], min_count: int, labe
     The usual frequency cut-off of supertagging (e.g. CCG categories seen fewer
     than 10 times); ``min_count`` 1 keeps every label.
     """
+    check_number("option min_count", min_count, low=1, integer=True)
     if min_count <= 1:
         return splits
     counts: dict[str, int] = {}

@@ -263,6 +263,27 @@ class Registry:
     def resolve_task(self, spec: str) -> Resolved:
         return self._resolve("tasks", spec, "reader", self.task_names())
 
+    def resolve_ranker(self, spec: str) -> Resolved:
+        """A registered ranker, with the options of a ``[rankers.NAME]`` table if one exists."""
+        return self._resolve_analysis("rankers", spec, "ranker")
+
+    def resolve_probe(self, spec: str) -> Resolved:
+        """A registered probe, with the options of a ``[probes.NAME]`` table if one exists."""
+        return self._resolve_analysis("probes", spec, "probe")
+
+    def _resolve_analysis(self, kind: str, spec: str, key: str) -> Resolved:
+        table = self.file[kind].get(spec)
+        if table is None:
+            entry = self.get(kind, spec)
+            return Resolved(kind, spec, entry, {}, f"plugin {entry.plugin}")
+        target = table.get(key, spec)
+        try:
+            entry = self.get(kind, target)
+        except RegistryError as exc:
+            raise RegistryError(f"{table['_origin']}: [{kind}.{spec}]: {exc}") from None
+        options = {k: v for k, v in table.items() if k not in (key, "description", "_origin")}
+        return Resolved(kind, spec, entry, options, table["_origin"])
+
     def _resolve(self, kind: str, spec: str, key: str, known: list[str]) -> Resolved:
         alias = self.file[kind].get(spec)
         if alias is not None:

@@ -3,8 +3,11 @@
 The packaged ``registry.toml`` (repository root) names the built-in plugin
 modules and the model and task aliases (``bert``, ``minilm``, ``pos`` ...).
 A ``registry.toml`` in the working directory, or the file named by
-``NEUROSCOPE_REGISTRY``, may add or override ``[models.*]``, ``[tasks.*]``
-and ``[datasets.*]`` entries with no code (DESIGN.md, "registry.toml").
+``NEUROSCOPE_REGISTRY``, may add or override ``[models.*]``, ``[tasks.*]``,
+``[datasets.*]``, ``[rankers.*]`` and ``[probes.*]`` entries with no code
+(DESIGN.md, "registry.toml"). A ``[rankers.NAME]`` or ``[probes.NAME]`` table
+gives options to the registered ranker or probe of that name, or, with a
+``ranker`` / ``probe`` key, defines NAME as that one with these options.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from neuroscope.errors import RegistryError
 
-USER_SECTIONS = ("models", "tasks", "datasets")
+USER_SECTIONS = ("models", "tasks", "datasets", "rankers", "probes")
 
 
 def packaged_registry_path() -> Path:
@@ -77,7 +80,8 @@ def _check_entries(path: Path, data: dict[str, Any], allowed: tuple[str, ...]) -
             for name, entry in value.items():
                 if not isinstance(entry, dict):
                     raise RegistryError(f"{path}: [{key}.{name}] must be a table")
-                needed = {"models": ("adapter",), "tasks": ("reader",), "datasets": ("description", "licence")}[key]
+                needed = {"models": ("adapter",), "tasks": ("reader",), "datasets": ("description", "licence"),
+                          "rankers": (), "probes": ()}[key]
                 for field in needed:
                     if field not in entry:
                         raise RegistryError(f"{path}: [{key}.{name}] needs a '{field}' key")

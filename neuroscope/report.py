@@ -78,13 +78,57 @@ def column_table(title: str, header: Sequence[str], columns: Sequence[list[tuple
     return Table(title, tuple(header), rows, note)
 
 
+def with_ranker(results: dict[str, Any], name: str) -> dict[str, Any]:
+    """``results`` seen through one of its rankers (top-level per_seed and summary are the first's)."""
+    ranker = results["per_ranker"][name]
+    return {**results, "per_seed": ranker["per_seed"], "summary": ranker["summary"]}
+
+
+def ranker_tables(results: dict[str, Any]) -> list[Table]:
+    """With several rankers: Tables 1 and 2 with one column per ranker, and how the rankings agree."""
+    names = results.get("rankers", [])
+    if len(names) < 2:
+        return []
+    views = [with_ranker(results, n) for n in names]
+    header = (results["task"].upper(),) + tuple(names)
+    delta = results["deltas"][0]
+    tables = [
+        column_table(f"Rankers: ablation, test (paper Table 1 per ranker): keep {pct(results)}% by each ranking",
+                     header, [ablation_rows(v, "test") for v in views],
+                     "Every ranker is judged with the same oracle probe and data; Random keeps the same random "
+                     "set for every ranker."),
+        column_table(f"Rankers: minimal neuron set and selectivity, test, delta = {delta:g} (paper Table 2 per "
+                     "ranker)", header, [minimal_rows(v, delta, "test", True) for v in views]),
+    ]
+    comparison = results["ranking_comparison"]
+    shares = comparison["shares"]
+    rows = tuple((p["a"], p["b"], *(fmt(p["jaccard"][str(k)], 1) for k in shares), fmt(p["spearman"], 3))
+                 for p in comparison["pairs"])
+    tables.append(Table("Do the rankings agree? Overlap of top sets (Jaccard, %) and rank correlation",
+                        ("ranker", "ranker", *(f"top {k}%" for k in shares), "Spearman rho"), rows,
+                        "Jaccard = |A and B| / |A or B| of the two top-k% sets; rho over the orderings of all "
+                        "neurons; mean ± std over seeds."))
+    curve_shares = results["summary"]["curves"]["shares"]
+    curve_rows = []
+    for name, view in zip(names, views):
+        curves = view["summary"]["curves"]
+        curve_rows.append((name, "keep top", *(fmt(v, 1) if v else "-" for v in curves["keep_top"])))
+        curve_rows.append((name, "remove top", *(fmt(v, 1) if v else "-" for v in curves["remove_top"])))
+    tables.append(Table("Rankers: test accuracy of the oracle probe keeping only, or removing, the top k% of each "
+                        "ranking", ("ranker", "", *(f"{k}%" for k in curve_shares)), tuple(curve_rows),
+                        "The probe is not retrained (paper section 4.1); figure rankers.png."))
+    return tables
+
+
 def run_tables(results: dict[str, Any]) -> list[Table]:
-    """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run, plus lambda grid, labels and data."""
+    """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run (its first ranker), the rankers side
+    by side when there are several, plus lambda grid, labels and data."""
     task, model = results["task"].upper(), results["model"]
     header = (task, model)
     deltas = results["deltas"]
-    tables = [column_table(f"Ablation, test (paper Table 1): keep {pct(results)}% of neurons, zero the rest", header,
-                           [ablation_rows(results, "test")])]
+    ranked_by = f" (ranker {results['rankers'][0]})" if len(results.get("rankers", [])) > 1 else ""
+    tables = [column_table(f"Ablation, test (paper Table 1): keep {pct(results)}% of neurons, zero the rest"
+                           + ranked_by, header, [ablation_rows(results, "test")])]
     first = deltas[0]
     tables.append(column_table(f"Minimal neuron set, test, delta = {first:g} (paper Table 2)", header,
                                [minimal_rows(results, first, "test", True)]))
@@ -97,6 +141,7 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
     tables.append(column_table("Ablation, dev (paper Table 6)", header, [ablation_rows(results, "dev")]))
     tables.append(column_table(f"Minimal neuron set, dev, delta = {first:g} (paper Table 7)", header,
                                [minimal_rows(results, first, "dev", True)]))
+    tables += ranker_tables(results)
     search = results.get("lambda_search")
     if search:
         rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",
@@ -239,6 +284,23 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_title(f"{name}: minimal-set scan (dotted: oracle - delta)", fontsize=9)
     ax.legend(fontsize=7)
     finish(fig, "minimal_scan")
+
+    if len(results.get("rankers", [])) > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, sharey=True)
+        for ranker in results["rankers"]:
+            curves = results["per_ranker"][ranker]["summary"]["curves"]
+            for ax, key in zip(axes, ("keep_top", "remove_top")):
+                points = [(x, v) for x, v in zip(curves["shares"], curves[key]) if v]
+                ax.errorbar([x for x, _ in points], [v["mean"] for _, v in points],
+                            yerr=[v["std"] for _, v in points], marker=".", capsize=2, label=ranker)
+        for ax, title in zip(axes, ("keeping only the top k% of neurons", "removing the top k% of neurons")):
+            ax.set_xscale("log")
+            ax.set_xlabel("k, % of neurons by each ranking")
+            ax.set_title(title, fontsize=9)
+        axes[0].set_ylabel("test accuracy (oracle probe, %)")
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"{name}: rankers compared (mean ± std over seeds)", fontsize=10)
+        finish(fig, "rankers")
     return out
 
 

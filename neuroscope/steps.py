@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import attrs
 import numpy as np
@@ -114,36 +114,39 @@ def majority_baseline(task: TaskData) -> dict[str, Any]:
 
 @attrs.frozen
 class SeedResult:
-    """Everything one seed of the core loop produced."""
+    """One ranker's result on one seed's oracle probe: its ranking and the paper's
+    ablations (Table 1), plus the keep-top / remove-top curves."""
 
     seed: int
     train_accuracy: float
     ablation: dict[str, dict[str, float]]
     ranking: Ranking
     kept: dict[str, list[int]]
+    curves: dict[str, Any] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "train_accuracy": self.train_accuracy, "ablation": self.ablation,
-                "ranking": self.ranking.to_json(), "kept": self.kept}
+                "ranking": self.ranking.to_json(), "kept": self.kept, "curves": self.curves}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SeedResult":
         return cls(int(data["seed"]), float(data["train_accuracy"]), data["ablation"],
-                   Ranking.from_json(data["ranking"]), data["kept"])
+                   Ranking.from_json(data["ranking"]), data["kept"], data.get("curves", {}))
 
 
-def run_seed(
+#: shares of the network (percent) of the keep-top and remove-top curves
+CURVE_SHARES = (1, 2, 5, 10, 20, 30, 50, 75, 100)
+
+
+def fit_oracle(
     probe: ElasticNetProbe,
-    ranker: Callable[..., Ranking],
-    ranker_options: dict[str, Any],
     acts: dict[str, ActivationSet],
     task: TaskData,
-    fraction: float,
     unseen: str,
     progress: Callable[[int], None] | None = None,
     prefit: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[SeedResult, ElasticNetProbe]:
-    """Train the probe on train, rank its neurons, ablate top / random / bottom on dev and test.
+) -> tuple[ElasticNetProbe, float]:
+    """Train the oracle probe on train (paper section 2) and return it with its train accuracy.
 
     ``prefit`` (coef, intercept) is this very probe already trained elsewhere (the lambda
     search's winner, same seed and settings): it is used instead of training again."""
@@ -157,16 +160,42 @@ def run_seed(
         if probe.coef_.shape != (len(probe.classes_), acts["train"].n_neurons):
             raise ValueError(f"prefit coef has shape {probe.coef_.shape}, expected "
                              f"{(len(probe.classes_), acts['train'].n_neurons)}")
-    ranking = ranker(probe.coef_, **ranker_options)
+    train_gold = labels_to_ids(train_labels, probe.classes_)
+    return probe, evaluate_ablations(probe, {"all": None}, acts["train"], train_gold, unseen)["all"]
+
+
+def rank_and_ablate(
+    probe: ElasticNetProbe,
+    ranking: Ranking,
+    train_accuracy: float,
+    acts: dict[str, ActivationSet],
+    task: TaskData,
+    fraction: float,
+    unseen: str,
+) -> SeedResult:
+    """Ablate the top / random / bottom ``fraction`` of ``ranking`` on dev and test with the
+    oracle probe (paper section 4.1, Table 1), and trace test accuracy keeping only the
+    top k % and removing the top k % (k in :data:`CURVE_SHARES`)."""
     sets = ablation_sets(ranking, fraction, probe.seed)
     results: dict[str, dict[str, float]] = {}
     for split in ("dev", "test"):
         gold = labels_to_ids(task.splits[split].labels(), probe.classes_)
         results[split] = evaluate_ablations(probe, {"all": None, **sets}, acts[split], gold, unseen)
-    train_gold = labels_to_ids(train_labels, probe.classes_)
-    train_acc = evaluate_ablations(probe, {"all": None}, acts["train"], train_gold, unseen)["all"]
+    n = ranking.n_neurons
+    curve_sets: dict[str, np.ndarray | None] = {}
+    for share in CURVE_SHARES:
+        k = max(1, int(round(share / 100 * n)))
+        curve_sets[f"keep-{share}"] = None if k == n else np.sort(ranking.order[:k])
+        if k < n:
+            curve_sets[f"remove-{share}"] = np.sort(ranking.order[k:])
+    gold = labels_to_ids(task.test.labels(), probe.classes_)
+    curve = evaluate_ablations(probe, curve_sets, acts["test"], gold, unseen)
+    curves = {"shares": list(CURVE_SHARES),
+              "keep_top": [curve[f"keep-{s}"] for s in CURVE_SHARES],
+              "remove_top": [curve.get(f"remove-{s}", float("nan")) for s in CURVE_SHARES]}
+    curves["remove_top"] = [None if v != v else v for v in curves["remove_top"]]
     kept = {k: v.tolist() for k, v in sets.items()}
-    return SeedResult(probe.seed, train_acc, results, ranking, kept), probe
+    return SeedResult(probe.seed, train_accuracy, results, ranking, kept, curves)
 
 
 def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
@@ -192,56 +221,67 @@ def control_step(
     acts: dict[str, ActivationSet],
     task: TaskData,
     seed: int,
-    selected: np.ndarray,
-    task_accuracy: dict[str, dict[str, float]],
+    selected: Mapping[str, np.ndarray],
+    task_accuracy: Mapping[str, dict[str, dict[str, float]]],
     unseen: str,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Control task probes on all neurons and on ``selected``; selectivity on dev and test.
+) -> dict[str, dict[str, Any]]:
+    """Control task probes on all neurons and on each ranker's ``selected`` set; selectivity
+    on dev and test, per ranker (paper section 2, "Control Tasks").
 
-    ``task_accuracy[split]`` holds the task probe's accuracy with ``all`` neurons
-    (Acc_a) and the ``selected`` ones (Acc_t).
+    ``task_accuracy[ranker][split]`` holds the task probe's accuracy with ``all`` neurons
+    (Acc_a) and the ranker's ``selected`` ones (Acc_t).
 
-    The two control probes are the same whether trained as a masked pair over one
-    read of the data or separately, the second on the selected columns only; which
-    is cheaper depends on what bounds the training (:func:`reads_are_costly`). A
-    pair multiplies at full width twice but reads once; separately, arithmetic is
-    1 + (selected share) widths but the data is read twice.
+    The control probes are the same whether trained as one masked group over one read of
+    the data or separately, each subset on its own columns only; which is cheaper depends on
+    what bounds the training (:func:`reads_are_costly`). A group multiplies at full width for
+    every probe but reads once; separately, arithmetic is 1 + (selected shares) widths but
+    the data is read once per probe. The all-neuron control probe is trained once for every
+    ranker.
     """
     labels = control_labels(task, seed)
     classes = np.unique(np.asarray(labels["train"]))
     y = np.searchsorted(classes, np.asarray(labels["train"]))
     n = acts["train"].n_neurons
-    selected = np.asarray(selected, dtype=np.int64)
+    names = list(selected)
+    subsets = [np.asarray(selected[name], dtype=np.int64) for name in names]
     settings = TrainSettings(params["lr"], params["batch_size"], params["epochs"], seed, params["device"],
                              params.get("shuffle", True), params.get("l2_form", "squared"),
                              params.get("precision", "float32"))
     lambdas = [(params["l1"], params["l2"])]
     if reads_are_costly(acts["train"], params["device"]):
-        masks = np.zeros((2, n), dtype=bool)
+        masks = np.zeros((1 + len(subsets), n), dtype=bool)
         masks[0] = True
-        masks[1, selected] = True
-        coef, intercept = trainer(acts["train"], y, len(classes), lambdas * 2, settings, progress=progress,
+        for k, subset in enumerate(subsets, start=1):
+            masks[k, subset] = True
+        coef, intercept = trainer(acts["train"], y, len(classes), lambdas * len(masks), settings, progress=progress,
                                   masks=masks)
-        coef_all, intercept_all = coef[:1], intercept[:1]
-        coef_selected, intercept_selected = coef[1:, :, selected], intercept[1:]
-        if progress:  # the caller counts two trainings' worth of rows
-            progress(params["epochs"] * acts["train"].n_tokens)
+        models = [LinearModel(coef[0], intercept[0], np.arange(n))]
+        models += [LinearModel(coef[k][:, subset], intercept[k], subset) for k, subset in enumerate(subsets, start=1)]
+        if progress:  # the caller counts one training's worth of rows per probe
+            progress((len(masks) - 1) * params["epochs"] * acts["train"].n_tokens)
     else:
         coef_all, intercept_all = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress)
-        coef_selected, intercept_selected = trainer(acts["train"], y, len(classes), lambdas, settings,
-                                                    neurons=selected, progress=progress)
-    models = [LinearModel(coef_all[0], intercept_all[0], np.arange(n)),
-              LinearModel(coef_selected[0], intercept_selected[0], selected)]
-    out: dict[str, Any] = {"selected": int(len(selected))}
+        models = [LinearModel(coef_all[0], intercept_all[0], np.arange(n))]
+        for subset in subsets:
+            coef_s, intercept_s = trainer(acts["train"], y, len(classes), lambdas, settings, neurons=subset,
+                                          progress=progress)
+            models.append(LinearModel(coef_s[0], intercept_s[0], subset))
+    control: dict[str, np.ndarray] = {}
     for split in ("dev", "test"):
         gold = labels_to_ids(labels[split], classes)
         pred = predict_many(acts[split], models, params["device"])
-        control = {"all": accuracy(pred[0], gold, unseen), "selected": accuracy(pred[1], gold, unseen)}
-        out[split] = {
-            "control": control,
-            "task": task_accuracy[split],
-            "selectivity": {"all": selectivity(task_accuracy[split]["all"], control["all"]),
-                            "selected": selectivity(task_accuracy[split]["selected"], control["selected"])},
-        }
+        control[split] = np.array([accuracy(p, gold, unseen) for p in pred])
+    out: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(names, start=1):
+        entry: dict[str, Any] = {"selected": int(len(subsets[k - 1]))}
+        for split in ("dev", "test"):
+            acc = task_accuracy[name][split]
+            entry[split] = {
+                "control": {"all": float(control[split][0]), "selected": float(control[split][k])},
+                "task": acc,
+                "selectivity": {"all": selectivity(acc["all"], float(control[split][0])),
+                                "selected": selectivity(acc["selected"], float(control[split][k]))},
+            }
+        out[name] = entry
     return out

@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 import attrs
 import numpy as np
 
+from neuroscope.errors import ValidationError
+
 
 def _as_str_tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
@@ -27,11 +29,11 @@ class Sentence:
 
     def __attrs_post_init__(self) -> None:
         if len(self.words) != len(self.labels):
-            raise ValueError(
+            raise ValidationError(
                 f"a sentence needs one label per word: {len(self.words)} words, {len(self.labels)} labels"
             )
         if not self.words:
-            raise ValueError("a sentence needs at least one word")
+            raise ValidationError("a sentence needs at least one word")
 
     def __len__(self) -> int:
         return len(self.words)

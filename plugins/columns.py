@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroscope.plugin import NeuroscopeError, TaskData, hookimpl, read_columns, task_from_files, task_option
+from neuroscope.plugin import (NeuroscopeError, TaskData, check_number, hookimpl, read_columns, task_from_files,
+                               task_option)
 
 SEPARATORS = {"tab": "\t", "space": " ", "whitespace": None}
 
@@ -37,6 +38,8 @@ def read_column_task(
     task: str = "columns",
 ) -> TaskData:
     sep = task_option(task, "separator", separator, SEPARATORS)
+    for name, value in (("columns", columns), ("word", word), ("label", label)):
+        check_number(f"task {task!r}: option {name}", value, low=1, integer=True)
     if not (1 <= word <= columns and 1 <= label <= columns):
         raise NeuroscopeError(f"task {task!r}: word and label must be column numbers between 1 and {columns}")
     return task_from_files(

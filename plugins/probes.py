@@ -1,15 +1,29 @@
-"""Built-in probe and ranker: the paper's elastic-net probe and weight-mass ranking."""
+"""Built-in probe and rankers: the paper's elastic-net probe and weight-mass ranking, and the
+field's other ranking methods (docs/ranking.md)."""
 
 from __future__ import annotations
 
-from neuroscope.plugin import ElasticNetProbe, hookimpl, weight_mass_ranking
+from neuroscope.plugin import (ElasticNetProbe, LbfgsProbe, RankerInputs, Ranking, gaussian, hookimpl, iou, probeless,
+                               random_order, ranker, weight_mass_ranking)
+
+
+@ranker(needs=("probe",), cite="Durrani et al., EMNLP 2020, section 2 (Dalvi et al. 2019; NeuroX "
+        "linear_probe.get_neuron_ordering)", cost="none beyond the probe: a sort per label", stride=100)
+def weight_mass(inputs: RankerInputs, stride: int = 100) -> Ranking:
+    """The paper's ranking of the oracle probe's weights (neuroscope.ranking)."""
+    return weight_mass_ranking(inputs.coef, stride)
 
 
 @hookimpl
 def register_probes(register):
     register("elastic-net", ElasticNetProbe, aliases=["elasticnet", "logreg"])
+    register("lbfgs", LbfgsProbe, aliases=["converged", "logreg-lbfgs"])
 
 
 @hookimpl
 def register_rankers(register):
-    register("weight-mass", weight_mass_ranking, aliases=["dalvi2019"])
+    register("weight-mass", weight_mass, aliases=["dalvi2019"])
+    register("probeless", probeless, aliases=["antverg2022"])
+    register("iou", iou, aliases=["average-precision", "mu2020"])
+    register("gaussian", gaussian, aliases=["intrinsic", "torroba2020"])
+    register("random", random_order)

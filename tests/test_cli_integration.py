@@ -256,7 +256,9 @@ def test_elmo_without_network_fails_with_one_line(data_dir, tmp_path, monkeypatc
         assert main(["run", "--model", model, "--task", "sem", "--data-dir", str(data_dir), "--out",
                      str(tmp_path / model), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "cannot download" in err and "pass a local path" in err
+        assert len(err.splitlines()) == 1 and "cannot download" in err
+        assert {"elmo": "--model elmo:DIR", "telmo": "--model telmo:PATH"}[model] in err  # what to do instead
+        assert "http://127.0.0.1:9/" in err  # and where the files are published
     assert main(["run", "--model", f"elmo:{tmp_path / 'nothing'}", "--task", "sem", "--data-dir", str(data_dir),
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "no such ELMo checkpoint directory" in capsys.readouterr().err

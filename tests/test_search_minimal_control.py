@@ -196,12 +196,17 @@ def test_control_step_pair_or_separate_trainings_agree(tmp_path, monkeypatch):
     acts = {name: store.get_or_extract(_TypeAdapter(), c) for name, c in task.splits.items()}
     params = {"l1": 1e-4, "l2": 0.0, "lr": 1e-2, "batch_size": 64, "epochs": 3, "device": "cpu"}
     accs = {split: {"all": 50.0, "selected": 45.0} for split in ("dev", "test")}
-    selected = np.array([1, 4, 9, 12])
+    selected = {"a": np.array([1, 4, 9, 12]), "b": np.array([0, 2, 3])}  # two rankers' minimal sets
     results = {}
     for choice in (True, False):
         monkeypatch.setattr(steps, "reads_are_costly", lambda X, device, c=choice: c)
-        results[choice] = steps.control_step(train_elastic_net, params, acts, task, 0, selected, accs, "error")
-    for split in ("dev", "test"):
-        for k in ("all", "selected"):
-            assert results[True][split]["control"][k] == pytest.approx(results[False][split]["control"][k], abs=1e-9)
-    assert results[True]["dev"]["control"]["all"] > 60  # control labels of seen types are learnable
+        results[choice] = steps.control_step(train_elastic_net, params, acts, task, 0, selected,
+                                             {"a": accs, "b": accs}, "error")
+    for name in selected:
+        for split in ("dev", "test"):
+            for k in ("all", "selected"):
+                assert results[True][name][split]["control"][k] == pytest.approx(
+                    results[False][name][split]["control"][k], abs=1e-9)
+    assert results[True]["a"]["dev"]["control"]["all"] > 60  # control labels of seen types are learnable
+    assert results[True]["a"]["dev"]["control"]["all"] == results[True]["b"]["dev"]["control"]["all"]
+    assert results[True]["a"]["selected"] == 4 and results[True]["b"]["selected"] == 3
