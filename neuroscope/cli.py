@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ranker", type=_split_list, default=["weight-mass"], metavar="NAME[,NAME...]",
                      help="neuron rankers, comma-separated, each judged on the same oracle probe and data "
                           "(`neuroscope rankers` lists them: weight-mass, probeless, iou, gaussian, random, ...)")
-    run.add_argument("--probe", default="elastic-net", metavar="NAME",
-                     help="the probe type (`neuroscope rankers` lists the probes too)")
+    run.add_argument("--probe", type=_split_list, default=["elastic-net"], metavar="NAME[,NAME...]",
+                     help="probe types, comma-separated: one run directory each (`neuroscope rankers` lists them: "
+                          "elastic-net, lbfgs)")
     run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
                      "then ~/.cache/neuroscope/data)")
     run.add_argument("--seeds", type=int, default=3, help="number of seeds, 0 .. N-1 (paper: 3)")
@@ -211,7 +212,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     data_dir = args.data_dir or default_data_dir()
     cache_dir = args.cache_dir or default_cache_dir()
-    cells = [(m, t) for m in args.model for t in args.task]
+    cells = [(m, t, p) for m in args.model for t in args.task for p in args.probe]
     # every setting is validated before a plugin, a model or a corpus is loaded
     configs = [RunConfig(
         model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(max(args.seeds, 0))),
@@ -221,23 +222,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         precision=args.precision, fraction=args.fraction, aggregation=args.aggregation, device=args.device,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size,
         stride=args.stride, unseen_labels=args.unseen_labels, max_sentences=args.max_sentences,
-        cache_dir=str(Path(cache_dir).resolve()), rankers=tuple(args.ranker), probe=args.probe,
-    ) for model, task in cells]
+        cache_dir=str(Path(cache_dir).resolve()), rankers=tuple(args.ranker), probe=probe,
+    ) for model, task, probe in cells]
     if args.out is not None and len(cells) > 1:
-        raise NeuroscopeError("--out names one run directory; with several models or tasks use --runs-dir")
+        raise NeuroscopeError("--out names one run directory; with several models, tasks or probes use --runs-dir")
     if args.resume and args.out is None:
         raise NeuroscopeError("--resume continues the run in --out; name it with --out RUN_DIR")
     registry = Registry()
-    for model, task in cells:
+    for model, task, probe in cells:
         registry.resolve_model(model)
         registry.resolve_task(task)
+        registry.resolve_probe(probe)
     for name in args.ranker:
         registry.resolve_ranker(name)
-    registry.resolve_probe(args.probe)
     reporter = Reporter(quiet=args.quiet, console=console)
     orchestrator = Orchestrator(registry, reporter, sys.argv)
     for config in configs:
-        run_dir = args.out or default_run_dir(args.runs_dir, config.model, config.task)
+        run_dir = args.out or default_run_dir(args.runs_dir, config.model, config.task,
+                                              None if len(args.probe) == 1 else config.probe)
         with reporter.running():
             results = orchestrator.run(config, run_dir, resume=args.resume)
         if not args.quiet:

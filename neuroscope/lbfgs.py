@@ -93,7 +93,7 @@ def train_lbfgs(
                     progress(len(block))
             penalty = l2 * weight.pow(2).sum()
             penalty.backward()
-            return torch.tensor(loss_value + float(penalty))
+            return torch.tensor(loss_value + float(penalty.detach()))
 
         optimiser.step(closure)
         state = optimiser.state[optimiser._params[0]]

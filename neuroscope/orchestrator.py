@@ -8,10 +8,12 @@ continues an interrupted run from the last finished one:
 1. ``data.json`` - the task's splits, checksums and label statistics;
 2. activations - in the shared activation store (resumable on their own);
 3. ``lambda-search.json`` - the (l1, l2) grid scored by S on dev (section 2,
-   "Search"), with the first seed; skipped when lambdas are given;
-4. per seed: ``seed-N.json`` + ``seed-N-probe.npz`` (oracle probe, ranking,
-   ablations; Table 1), ``seed-N-minimal.json`` (minimal neuron sets per delta;
-   Tables 2, 3), ``seed-N-control.json`` (control task, selectivity);
+   "Search"), with the first seed; skipped when lambdas are given or no ranker
+   reads the probe;
+4. per seed: ``seed-N.json`` + ``seed-N-probe.npz`` (the oracle probe); per
+   ranker R ``seed-N-R.json`` (ranking, ablations: Table 1; keep/remove-top
+   curves) and ``seed-N-R-minimal.json`` (minimal neuron sets per delta: Tables
+   2, 3); ``seed-N-control.json`` (control task, selectivity of every ranker);
 5. ``results.json``, ``manifest.json``, ``tables.md``, figures, ``report.html``.
 """
 
@@ -31,26 +33,26 @@ from typing import Any, Callable
 import attrs
 import numpy as np
 
-from neuroscope.analyses import analyse
 from neuroscope.ablation import UNSEEN_RULES
+from neuroscope.analyses import analyse
+from neuroscope.comparison import compare_rankings
 from neuroscope.errors import NeuroscopeError, RegistryError, RunDirectoryError, ValidationError
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan, minimal_neuron_scan
 from neuroscope.model import AGGREGATIONS, resolve_device
 from neuroscope.probe import L2_FORMS, PRECISIONS, TrainSettings
 from neuroscope.progress import Reporter
+from neuroscope.rankers import RankerInputs, call_ranker, info_of
+from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION
-from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
 from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json
+from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
 from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, fit_oracle, load_model,
                               load_task, majority_baseline, rank_and_ablate)
-from neuroscope.types import NeuronIndex, TaskData
-from neuroscope.rankers import RankerInputs, call_ranker, info_of
-from neuroscope.ranking import Ranking
-from neuroscope.comparison import compare_rankings
 from neuroscope.store import ActivationStore, labels_to_ids
+from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice, check_number
 
 log = logging.getLogger(__name__)
@@ -229,8 +231,9 @@ class SeedContext:
 SEARCH_PROBE = "lambda-search-probe.npz"
 
 
-def default_run_dir(root: Path, model: str, task: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model}-{task}")
+def default_run_dir(root: Path, model: str, task: str, probe: str | None = None) -> Path:
+    """``ROOT/<date>-<model>-<task>`` (``-<probe>`` appended when a run compares probes)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model}-{task}" + (f"-{probe}" if probe else ""))
     return root / f"{dt.date.today().isoformat()}-{safe}"
 
 

@@ -435,3 +435,26 @@ def test_docs_plugin_examples_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "docs/plugins.md", "exec"), module.__dict__)
     assert math.isfinite(module.results["summary"]["ablation"]["test"]["all"]["mean"])
+
+
+def test_truncated_safetensors_is_a_model_error(capsys, tmp_path, minilm_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(minilm_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    column_task(tmp_path, toy_corpus())
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--model", f"hf:{model}"))
+    assert_clean_error(code, err, str(model), "cannot load a transformers model")
+
+
+def test_unwritable_cache_dir(capsys, tmp_path, monkeypatch):
+    """As root every directory is writable, so the permission answer is simulated."""
+    import os
+
+    column_task(tmp_path, toy_corpus())
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if "readonly" in str(path) else real(path, mode))
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--cache-dir", str(tmp_path / "readonly")))
+    assert_clean_error(code, err, "readonly", "not writable", "--cache-dir")

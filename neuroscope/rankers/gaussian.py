@@ -74,17 +74,18 @@ def greedy_selection(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons
     selected: list[int] = []
     rows = torch.arange(n_score)
     info = torch.zeros(d, dtype=X.dtype)
-    block = 256
+    Xs32 = Xs.float()
+    block = 64  # candidates scored together: small blocks keep the (C, s, block) temporaries in cache
     for _ in range(min(max_neurons, d)):
-        info.fill_(-math.inf)
+        log_norm = (-0.5 * torch.log(2 * math.pi * cond_var.clamp_min(1e-12))).float()  # (C, d)
+        neg_half_precision = (-0.5 / cond_var.clamp_min(1e-12)).float()
+        loglik32 = loglik.float()
         for first in range(0, d, block):
             cols = slice(first, min(first + block, d))
-            var = cond_var[:, cols].clamp_min(1e-12)[:, None, :]  # (C, 1, b)
-            diff = Xs[None, :, cols].float() - cond_mean[:, :, cols]
-            total = loglik[:, :, None].float() - 0.5 * torch.log(2 * math.pi * var.float()) \
-                - 0.5 * diff.pow(2) / var.float()  # (C, s, b)
-            true = total[ys, rows, :]
-            posterior = true - torch.logsumexp(total, dim=0)
+            total = cond_mean[:, :, cols] - Xs32[None, :, cols]  # (C, s, b): log density of every candidate
+            total.square_().mul_(neg_half_precision[:, None, cols]).add_(log_norm[:, None, cols])
+            total.add_(loglik32[:, :, None])
+            posterior = total[ys, rows, :] - torch.logsumexp(total, dim=0)
             info[cols] = entropy + posterior.double().mean(0)
         if selected:
             info[selected] = -math.inf
@@ -100,7 +101,7 @@ def greedy_selection(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons
         u = (sigma_j - torch.einsum("kc,kcd->cd", basis[:, :, j], basis)) / std[:, None]  # (C, d)
         basis = torch.cat([basis, u[None]], dim=0)
         cond_var = cond_var - u.pow(2)
-        cond_mean += (z[:, :, None] * u[:, None, :]).float()
+        cond_mean.addcmul_(z.float()[:, :, None], u.float()[:, None, :])
     return selected, info / math.log(2)
 
 
