@@ -36,12 +36,13 @@ from neuroscope.validation import check_choice, check_number
 
 def average_precisions(column: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """AP of ``column`` as a score for each class (one against the rest); NaN for absent classes."""
-    order = np.lexsort((np.arange(len(column)), -column.astype(np.float64)))
+    order = np.argsort(-column.astype(np.float32), kind="stable")  # ties keep row order
     ranked = labels[order]
     keep = ranked >= 0
     positions = np.flatnonzero(keep) + 1  # 1-based rank of every token with a known label
     classes = ranked[keep]
-    grouped = np.argsort(classes, kind="stable")  # positions grouped by class, increasing within a class
+    small = classes.astype(np.int16) if n_classes < 2**15 else classes  # numpy radix-sorts 16-bit keys
+    grouped = np.argsort(small, kind="stable")  # positions grouped by class, increasing within a class
     cls = classes[grouped]
     counts = np.bincount(cls, minlength=n_classes)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
