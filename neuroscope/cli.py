@@ -264,6 +264,14 @@ def _print_summary(console: Console, config: Any, results: dict[str, Any], run_d
         sel = summary["selectivity"]["test"]
         line += f"; selectivity Sel_a {sel['all']['mean']:.2f}, Sel_t {sel['selected']['mean']:.2f}"
     console.print(line, markup=False, highlight=False)
+    if len(results.get("rankers", [])) > 1:
+        for name, ranker in results["per_ranker"].items():
+            s = ranker["summary"]
+            console.print(f"  {name}: test top {s['ablation']['test']['top']['mean']:.2f}, random "
+                          f"{s['ablation']['test']['random']['mean']:.2f}, bottom "
+                          f"{s['ablation']['test']['bottom']['mean']:.2f}; minimal set "
+                          f"{s['minimal'][str(config.deltas[0])]['n_neurons']['mean']:.0f} neurons",
+                          markup=False, highlight=False)
     console.print(f"run directory: {run_dir} (report.html, tables.md)", markup=False, highlight=False)
 
 

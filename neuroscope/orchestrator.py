@@ -140,7 +140,7 @@ class RunConfig:
         except NeuroscopeError as exc:
             raise ValidationError(f"--device: {exc}") from None
         if not self.seeds:
-            raise ValidationError("--seeds: 0 is not allowed; expected an integer >= 1")
+            raise ValidationError("--seeds: expected an integer >= 1 (the number of seeds)")
         if not self.rankers or len(set(self.rankers)) != len(self.rankers):
             raise ValidationError(f"--ranker: expected one or more different ranker names, got {list(self.rankers)}")
         for seed in self.seeds:
