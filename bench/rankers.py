@@ -98,7 +98,6 @@ def main() -> int:
     with Timer() as t:
         weight_mass_ranking(probe.coef_, 100)
     timings["weight-mass"] = t.seconds
-    inputs = RankerInputs(train, y, tuple(classes), train.index, 0)
     for name, fn in (("probeless", probeless), ("iou", iou), ("gaussian", gaussian), ("random", random_order)):
         fresh = RankerInputs(train, y, tuple(classes), train.index, 0)  # no statistics shared between timings
         with Timer() as t:

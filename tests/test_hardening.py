@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from neuroscope.cli import build_parser, main
-from neuroscope.errors import DataFormatError, NeuroscopeError, ValidationError
+from neuroscope.errors import DataFormatError, ValidationError
 
 REPO = Path(__file__).resolve().parent.parent
 ELMO = REPO / "tests" / "reference" / "fixtures" / "elmo"

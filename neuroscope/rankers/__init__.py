@@ -128,15 +128,21 @@ def call_ranker(obj: Callable, inputs: RankerInputs, **options: Any) -> Ranking:
     return result
 
 
-def order_by_score(score: np.ndarray, method: str) -> Ranking:
-    """A Ranking from one score per neuron, highest first; ties by neuron id; NaN last.
-    ``entry_share`` holds the score's rank share (0 for the first neuron)."""
-    score = np.asarray(score, dtype=np.float64)
-    key = np.where(np.isnan(score), -np.inf, score)
-    order = np.lexsort((np.arange(len(score)), -key)).astype(np.int64)
-    entry = np.empty(len(score), dtype=np.float64)
-    entry[order] = np.arange(len(score)) / max(1, len(score))
+def ranking_from_order(order: Sequence[int] | np.ndarray, method: str) -> Ranking:
+    """A Ranking from an ordering of every neuron; ``entry_share`` holds each neuron's rank
+    share (0 for the first neuron)."""
+    order = np.asarray(order, dtype=np.int64)
+    entry = np.empty(len(order), dtype=np.float64)
+    entry[order] = np.arange(len(order)) / max(1, len(order))
     return Ranking(order, entry, method)
 
 
-__all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "info_of", "order_by_score", "ranker"]
+def order_by_score(score: np.ndarray, method: str) -> Ranking:
+    """A Ranking from one score per neuron, highest first; ties by neuron id; NaN last."""
+    score = np.asarray(score, dtype=np.float64)
+    key = np.where(np.isnan(score), -np.inf, score)
+    return ranking_from_order(np.lexsort((np.arange(len(score)), -key)), method)
+
+
+__all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "info_of", "order_by_score", "ranker",
+           "ranking_from_order"]

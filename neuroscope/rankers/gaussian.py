@@ -35,7 +35,7 @@ import math
 import numpy as np
 import torch
 
-from neuroscope.rankers import RankerInputs, ranker
+from neuroscope.rankers import RankerInputs, ranker, ranking_from_order
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_number
 
@@ -125,7 +125,4 @@ def gaussian(inputs: RankerInputs, max_neurons: int = 50, fit_tokens: int = 2000
                                       inputs.n_neurons)
     chosen = set(selected)
     rest = [int(i) for i in np.lexsort((np.arange(d), -info.numpy())) if int(i) not in chosen]
-    order = np.asarray(selected + rest, dtype=np.int64)
-    entry = np.empty(d, dtype=np.float64)
-    entry[order] = np.arange(d) / d
-    return Ranking(order, entry, "gaussian")
+    return ranking_from_order(selected + rest, "gaussian")

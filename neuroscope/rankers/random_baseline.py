@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroscope.rankers import RankerInputs, ranker
+from neuroscope.rankers import RankerInputs, ranker, ranking_from_order
 from neuroscope.ranking import Ranking
 
 
 @ranker(needs=(), cite="the random baseline (Durrani et al. 2020, section 4.1)", cost="none")
 def random_order(inputs: RankerInputs) -> Ranking:
-    n = inputs.n_neurons
-    order = np.random.default_rng([inputs.seed, 20201116]).permutation(n).astype(np.int64)
-    entry = np.empty(n, dtype=np.float64)
-    entry[order] = np.arange(n) / max(1, n)
-    return Ranking(order, entry, "random")
+    return ranking_from_order(np.random.default_rng([inputs.seed, 20201116]).permutation(inputs.n_neurons), "random")
