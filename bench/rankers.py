@@ -45,22 +45,17 @@ start = time.perf_counter()
 out["probeless"] = {"order": [int(i) for i in probeless.get_overall_ranking(probeless.get_mean_vectors(X, y)[0])],
                     "seconds": time.perf_counter() - start}
 if len(sys.argv) > 2:
-    sys.path.insert(0, sys.argv[2])
-    import importlib.util
-    def load(name):
-        spec = importlib.util.spec_from_file_location("neurox_master_" + name, f"{sys.argv[2]}/neurox/interpretation/{name}.py",
-                                                      submodule_search_locations=[])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["neurox_master_" + name] = module
-        spec.loader.exec_module(module)
-        return module
+    import os, tempfile
+    alias = tempfile.mkdtemp()  # NeuroX's master under another package name, beside the installed 1.0.9
+    os.symlink(os.path.join(sys.argv[2], "neurox"), os.path.join(alias, "neurox_master"))
+    sys.path.insert(0, alias)
     from sklearn.metrics import average_precision_score
     out["iou"] = {}
     start = time.perf_counter()
     for c in data["iou_labels"].tolist():
         out["iou"][str(c)] = [float(average_precision_score(y == c, X[:, i])) for i in range(X.shape[1])]
     out["iou_seconds"] = time.perf_counter() - start
-    import neurox.interpretation.gaussian_probe as gp
+    import neurox_master.interpretation.gaussian_probe as gp
     Xg, yg = data["Xg"], data["yg"]
     start = time.perf_counter()
     probe = gp.train_probe(Xg, yg)
@@ -126,7 +121,10 @@ def main() -> int:
             command = [str(NEUROX_PYTHON), "-c", WORKER, str(path)]
             if args.neurox_master:
                 command.append(str(args.neurox_master))
-            neurox = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the NeuroX worker failed:\n{done.stderr}")
+            neurox = json.loads(done.stdout)
         sub = RankerInputs(X, ys, tuple(classes), train.index, 0)
         with Timer() as t:
             ours = probeless(sub).order
