@@ -42,8 +42,9 @@ X, y = data["X"], data["y"]
 out = {}
 from neurox.interpretation import probeless
 start = time.perf_counter()
-out["probeless"] = {"order": [int(i) for i in probeless.get_overall_ranking(probeless.get_mean_vectors(X, y)[0])],
-                    "seconds": time.perf_counter() - start}
+means = getattr(probeless, "get_mean_vectors", None) or probeless._get_mean_vectors  # 1.0.9: private names
+overall = getattr(probeless, "get_overall_ranking", None) or probeless._get_overall_ranking
+out["probeless"] = {"order": [int(i) for i in overall(means(X, y)[0])], "seconds": time.perf_counter() - start}
 if len(sys.argv) > 2:
     import os, tempfile
     alias = tempfile.mkdtemp()  # NeuroX's master under another package name, beside the installed 1.0.9
