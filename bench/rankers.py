@@ -34,7 +34,7 @@ from _common import BENCH_CACHE, NEUROX_PYTHON, Timer, minilm_pos_store, write_r
 WORKER = r"""
 import json, sys, time, types
 import numpy as np, torch
-if not hasattr(torch, "eig"):  # removed in torch 2; NeuroX's gaussian probe only reads the eigenvalues
+if True:  # torch.eig is removed in torch 2 (a stub that raises); NeuroX's gaussian probe only reads eigenvalues
     torch.eig = lambda a: types.SimpleNamespace(eigenvalues=torch.stack(
         [torch.linalg.eigvals(a).real, torch.linalg.eigvals(a).imag], dim=1))
 data = np.load(sys.argv[1])
