@@ -42,6 +42,15 @@ def _limits(value: str) -> tuple[int | None, int | None, int | None]:
         raise argparse.ArgumentTypeError(f"not a sentence count: {value!r}") from None
 
 
+def _epochs(value: str) -> int | str:
+    if value.strip() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or auto, got {value!r}") from None
+
+
 def _floats(value: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in value.split(",") if v.strip())
@@ -122,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "trained together")
     run.add_argument("--aggregation", choices=AGGREGATIONS, default="last", help="sub-words to word (paper: last)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    run.add_argument("--epochs", type=int, default=10, help="probe training epochs (paper)")
+    run.add_argument("--epochs", type=_epochs, default=10, metavar="N|auto",
+                     help="probe training epochs (paper: 10), or auto: until the loss stops falling (docs/probe.md)")
     run.add_argument("--lr", type=float, default=1e-3, help="probe learning rate, Adam (paper)")
     run.add_argument("--batch-size", type=int, default=512, help="probe mini-batch size (paper)")
     run.add_argument("--no-shuffle", action="store_true", help="visit training rows in corpus order (NeuroX) "

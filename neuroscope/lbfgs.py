@@ -49,7 +49,8 @@ def train_lbfgs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One converged probe per (0, l2) of ``lambdas`` (and per row of ``masks``): the same
     signature as :func:`neuroscope.probe.train_elastic_net`, so the protocol's search, scan and
-    control task use it alike. ``report`` collects (converged, iterations) per setting."""
+    control task use it alike. ``report`` collects (converged, iterations, losses) per
+    setting, losses being the objective at every evaluation."""
     total = n_rows(X)
     check_training_labels("probe training", total, n_classes)
     y = check_class_ids("y", y, total, n_classes)
@@ -77,6 +78,7 @@ def train_lbfgs(
         used = columns[local]
         weight = torch.zeros(len(used), n_classes, dtype=torch.float64, device=device, requires_grad=True)
         bias = torch.zeros(n_classes, dtype=torch.float64, device=device, requires_grad=True)
+        losses: list[float] = []
         optimiser = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tol,
                                       tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
@@ -93,7 +95,8 @@ def train_lbfgs(
                     progress(len(block))
             penalty = l2 * weight.pow(2).sum()
             penalty.backward()
-            return torch.tensor(loss_value + float(penalty.detach()))
+            losses.append(loss_value + float(penalty.detach()))
+            return torch.tensor(losses[-1])
 
         optimiser.step(closure)
         state = optimiser.state[optimiser._params[0]]
@@ -104,7 +107,7 @@ def train_lbfgs(
             log.warning("lbfgs probe (l2 %g) did not converge in %d iterations (largest gradient entry %.2g)",
                         l2, max_iter, gradient)
         if report is not None:
-            report.append((converged, n_iter))
+            report.append((converged, n_iter, losses))
         coef = weight.detach().cpu().numpy().T.astype(np.float32)
         if not np.isfinite(coef).all():
             raise ValidationError("lbfgs probe training diverged: the weights became NaN or inf")
@@ -122,7 +125,8 @@ class LbfgsProbe(ElasticNetProbe):
     def __init__(self, l1: float = 0.0, l2: float = 0.0, lr: float = 1e-3, batch_size: int = 512, epochs: int = 10,
                  seed: int = 0, device: str = "cpu", neurons: Sequence[int] | None = None, shuffle: bool = True,
                  l2_form: str = "squared", precision: str = "float32", max_iter: int = 100, tol: float = 1e-5):
-        super().__init__(l1, l2, lr, batch_size, epochs, seed, device, neurons, shuffle, l2_form, precision)
+        super().__init__(l1=l1, l2=l2, lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, device=device,
+                         neurons=neurons, shuffle=shuffle, l2_form=l2_form, precision=precision)
         self.max_iter = max_iter
         self.tol = tol
 

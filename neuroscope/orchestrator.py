@@ -110,7 +110,7 @@ class RunConfig:
     control: bool = True
     aggregation: str = "last"
     device: str = "auto"
-    epochs: int = 10
+    epochs: int | str = 10
     lr: float = 1e-3
     batch_size: int = 512
     extract_batch_size: int = 32
@@ -166,7 +166,8 @@ class RunConfig:
             check_number("--deltas", value, low=0, high=100)
         check_number("--scan-step", self.scan_step, low=0, high=1, low_open=True)
         check_number("--scan-block", self.scan_block, low=1, integer=True)
-        check_number("--epochs", self.epochs, low=1, integer=True)
+        if self.epochs != "auto":
+            check_number("--epochs", self.epochs, low=1, integer=True)
         check_number("--lr", self.lr, low=0, high=1, low_open=True)
         check_number("--batch-size", self.batch_size, low=1, integer=True)
         check_number("--extract-batch-size", self.extract_batch_size, low=1, integer=True)
@@ -182,6 +183,10 @@ class RunConfig:
     @property
     def search(self) -> bool:
         return self.l1 is None
+
+    def rows_trained(self, n_train: int, trainings: int = 1) -> int | None:
+        """Rows a progress bar counts for ``trainings`` probe trainings (unknown with --epochs auto)."""
+        return None if self.epochs == "auto" else self.epochs * n_train * trainings
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -223,7 +228,7 @@ class SeedContext:
     gold: dict[str, np.ndarray]
     index: NeuronIndex
     rankers: dict[str, tuple[Callable, dict[str, Any]]]
-    searched: bool
+    searched: LambdaSearch | None
     shared: dict = attrs.field(factory=dict)
 
 
@@ -355,7 +360,7 @@ class Orchestrator:
                 settings = config.settings(config.seeds[0])
                 n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
                 n_groups = -(-n_settings // group_size(index.n_neurons, len(classes), n_settings, config.grid_memory))
-                with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.epochs * n_train * n_groups) as advance:
+                with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.rows_trained(n_train, n_groups)) as advance:
                     found = lambda_search(acts["train"], gold["train"], acts["dev"], gold["dev"], len(classes), grid,
                                           settings, coef_ranker, {}, config.fraction, config.alpha,
                                           config.beta, config.unseen_labels, config.grid_memory, advance, trainer)
@@ -377,7 +382,7 @@ class Orchestrator:
         params = {**config.probe_params(l1, l2), **probe_resolved.options}
 
         context = SeedContext(config, steps_dir, probe_cls, trainer, params, acts, task, gold, index, rankers,
-                              searched is not None)
+                              searched)
         seeds = [self._run_seed(context, seed) for seed in config.seeds]
 
         results = self._results(config, index, task, data, seeds, searched, (l1, l2, chosen_by))
@@ -422,23 +427,26 @@ class Orchestrator:
             probe = c.probe_cls(seed=seed, **c.params)
             prefit = None
             searched_probe = steps_dir / SEARCH_PROBE
-            if c.searched and seed == config.seeds[0] and searched_probe.is_file():
+            if c.searched is not None and seed == config.seeds[0] and searched_probe.is_file():
                 # the search trained this very probe (same lambdas, seed and settings)
                 saved = read_arrays(searched_probe, ("coef", "intercept"))
                 prefit = (saved["coef"], saved["intercept"])
                 self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {c.params['l1']}, "
                                   f"{c.params['l2']}")
-            with self.reporter.task(f"oracle seed {seed}", None if prefit else config.epochs * n_train) as advance:
+            with self.reporter.task(f"oracle seed {seed}", None if prefit else config.rows_trained(n_train)) as advance:
                 fitted, train_accuracy = fit_oracle(probe, c.acts, c.task, config.unseen_labels, advance, prefit)
+            training = c.searched.best_training if prefit else fitted.training_record()
+            if prefit and training is not None and not training["converged"]:
+                log.warning("oracle probe of seed %d had not converged after %d epochs (the loss was still falling); "
+                            "--epochs auto trains until it stops", seed, training["epochs"])
             np.savez_compressed(steps_dir / f"seed-{seed}-probe.npz", coef=fitted.coef_,
                                 intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
-            return {"seed": seed, "train_accuracy": train_accuracy}
+            return {"seed": seed, "train_accuracy": train_accuracy, "training": training}
 
-        train_accuracy = self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")["train_accuracy"]
+        oracle_step = self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")
+        train_accuracy, training = oracle_step["train_accuracy"], oracle_step.get("training")
         saved = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
-        probe = c.probe_cls(seed=seed, **c.params)
-        probe.classes_, probe.coef_, probe.intercept_ = np.asarray(c.task.labels), saved["coef"], saved["intercept"]
-        probe.neurons_ = np.arange(c.index.n_neurons)
+        probe = c.probe_cls(seed=seed, **c.params).set_fitted(c.task.labels, saved["coef"], saved["intercept"])
 
         results: dict[str, dict[str, Any]] = {}
         selected: dict[str, np.ndarray] = {}
@@ -481,6 +489,7 @@ class Orchestrator:
             results[name] = {
                 "seed": seed,
                 "train_accuracy": train_accuracy,
+                "oracle_training": training,
                 "ablation": ranked.ablation,
                 "ranking": {"method": ranked.ranking.method, "order": ranked.ranking.order.tolist()},
                 "curves": ranked.curves,
@@ -493,7 +502,7 @@ class Orchestrator:
         if config.control:
             def control_run() -> dict[str, Any]:
                 with self.reporter.task(f"control task seed {seed}",
-                                        (1 + len(selected)) * config.epochs * n_train) as advance:
+                                        config.rows_trained(n_train, 1 + len(selected))) as advance:
                     return control_step(c.trainer, c.params, c.acts, c.task, seed, selected, accuracies,
                                         config.unseen_labels, advance)
 

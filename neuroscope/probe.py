@@ -32,6 +32,7 @@ import torch
 
 from neuroscope.model import resolve_device
 from neuroscope.errors import ValidationError
+from neuroscope.estimator import BaseEstimator, ClassifierMixin, NotFittedError, fit_inputs, predict_inputs
 from neuroscope.store import ActivationSet
 from neuroscope.validation import (check_class_ids, check_finite_array, check_number,
                                    check_training_labels)
@@ -119,16 +120,58 @@ class TrainSettings:
     (mixed precision). On CPUs with native bfloat16 (AVX512-BF16, AMX) and on
     GPUs since Ampere the products run several times faster; outcomes measured
     against float32 are in bench/RESULTS.md and docs/probe.md.
+
+    ``epochs`` is a number of epochs (the paper's fixed 10) or "auto": train until the
+    loss stops falling (:func:`has_converged` for :data:`PATIENCE` epochs in a row),
+    at most :data:`AUTO_MAX_EPOCHS` epochs.
     """
 
     lr: float = 1e-3
     batch_size: int = 512
-    epochs: int = 10
+    epochs: int | str = 10
     seed: int = 0
     device: str = "cpu"
     shuffle: bool = True
     l2_form: str = attrs.field(default="squared", validator=attrs.validators.in_(L2_FORMS))
     precision: str = attrs.field(default="float32", validator=attrs.validators.in_(tuple(PRECISIONS)))
+
+
+#: relative fall of the epoch loss below which training has converged (docs/probe.md)
+CONVERGENCE_TOL = 1e-3
+#: absolute fall (nats) below which it has converged too: on separable data the loss creeps to 0
+CONVERGENCE_ABS_TOL = 1e-4
+#: epochs in a row that must each fall by less than CONVERGENCE_TOL for epochs="auto" to stop
+PATIENCE = 2
+#: the most epochs epochs="auto" trains
+AUTO_MAX_EPOCHS = 1000
+
+
+def has_converged(losses: Sequence[float], tol: float = CONVERGENCE_TOL) -> bool:
+    """Whether the last epoch's mean training loss fell by less than ``tol`` of itself (or
+    by less than :data:`CONVERGENCE_ABS_TOL`) from the epoch before: the loss is no longer
+    falling, so more epochs of the same optimiser would not change the probe much. One
+    epoch alone has not converged."""
+    if len(losses) < 2:
+        return False
+    previous, last = float(losses[-2]), float(losses[-1])
+    return previous - last <= max(tol * abs(previous), CONVERGENCE_ABS_TOL)
+
+
+def takes_report(trainer: Callable[..., Any]) -> bool:
+    """Whether a probe's training function keeps a training record (its ``report``
+    argument, see :func:`train_elastic_net`); third-party trainers may not."""
+    try:
+        parameters = inspect.signature(trainer).parameters
+    except (TypeError, ValueError):
+        return False
+    return "report" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def training_record(entry: tuple[bool, int, Sequence[float]] | None) -> dict[str, Any] | None:
+    """One ``report`` entry as results.json keeps it."""
+    if entry is None:
+        return None
+    return {"converged": bool(entry[0]), "epochs": int(entry[1]), "loss_curve": [float(v) for v in entry[2]]}
 
 
 def bfloat16_is_native(device: torch.device) -> bool:
@@ -144,7 +187,7 @@ def bfloat16_is_native(device: torch.device) -> bool:
 
 def elastic_net_gradient(xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                          l1: torch.Tensor | None, l2: torch.Tensor | None, l2_form: str = "squared",
-                         compute: torch.dtype = torch.float32) -> None:
+                         compute: torch.dtype = torch.float32, loss: torch.Tensor | None = None) -> None:
     """Write into ``weight.grad`` and ``bias.grad`` the gradient of the batch loss
 
         sum over settings g of  mean_b CE(x_b W_g + b_g, y_b) + l1_g |W_g|_1 + l2_g |W_g|_2^2
@@ -155,12 +198,17 @@ def elastic_net_gradient(xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tenso
     The cross-entropy part is x^T (softmax - onehot) / batch, one matrix product
     for all G settings; the subgradient of |w| at 0 is 0 (torch's sign, as
     autograd), the norm's gradient W / ||W|| is 0 while ||W||^2 <= 1e-30.
+    ``loss`` (G,), optional, accumulates each setting's summed batch cross-entropy (the
+    convergence check); it reads the softmax the gradient needs anyway and changes nothing
+    in the weights.
     """
     batch, width = xb.shape
     g, n_classes = bias.shape
     rows = torch.arange(batch, device=xb.device)
     logits = (xb @ weight.view(width, g * n_classes).to(compute)).float().view(batch, g, n_classes) + bias
     residual = torch.softmax(logits, dim=2)
+    if loss is not None:
+        loss -= torch.log(residual[rows, :, yb].clamp_min(1e-30)).sum(dim=0)
     residual[rows, :, yb] -= 1.0
     residual /= batch
     torch.sum(residual, dim=0, out=bias.grad)
@@ -185,6 +233,7 @@ def train_elastic_net(
     neurons: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
     masks: np.ndarray | None = None,
+    report: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train one probe per (l1, l2) in ``lambdas`` over one read of the data.
 
@@ -201,6 +250,13 @@ def train_elastic_net(
     start, zero gradient, zero Adam step), so setting g is the probe trained
     on that neuron subset alone. The minimal-neuron scan trains several
     subset sizes this way over one read of the data.
+
+    Every epoch's mean training loss (cross-entropy over the epoch's batches plus the
+    penalties at the epoch's end) is kept per setting: ``report``, a list, receives one
+    ``(converged, epochs, losses)`` per setting, converged by :func:`has_converged` at the
+    last epoch. With ``settings.epochs`` "auto" the group stops once every setting has
+    converged (:data:`PATIENCE`), at most :data:`AUTO_MAX_EPOCHS` epochs. With a fixed
+    number of epochs the loss bookkeeping leaves the weights bit-for-bit as without it.
 
     Returns ``coef`` (G, labels, neurons) and ``intercept`` (G, labels) as float32.
     """
@@ -238,19 +294,32 @@ def train_elastic_net(
     # torch's fused Adam kernel (same update rule) where it exists; the default elsewhere
     optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=device.type in ("cpu", "cuda") or None)
     y_all = torch.from_numpy(y)
-    for epoch in range(settings.epochs):
+    auto = settings.epochs == "auto"
+    max_epochs = AUTO_MAX_EPOCHS if auto else int(settings.epochs)
+    losses: list[np.ndarray] = []
+    calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
+    for epoch in range(max_epochs):
+        epoch_loss = torch.zeros(g, device=device)
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
         batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
         for idx, raw in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
                          else ((i, read_raw(X, i, neurons)) for i in batches)):
             elastic_net_gradient(raw.to(device, non_blocking=True).to(compute), y_all[idx].to(device), weight, bias,
-                                 l1, l2, settings.l2_form, compute)
+                                 l1, l2, settings.l2_form, compute, epoch_loss)
             if mask is not None:
                 weight.grad.mul_(mask)
             optimiser.step()
             if progress:
                 progress(len(idx))
-        log.debug("epoch %d of %d done", epoch + 1, settings.epochs)
+        losses.append(_epoch_loss(epoch_loss, total, weight, l1, l2, settings.l2_form))
+        log.debug("epoch %d of %s done, mean loss %s", epoch + 1, settings.epochs, losses[-1])
+        if auto:
+            calm = calm + 1 if all(has_converged([a[k] for a in losses]) for k in range(g)) else 0
+            if calm >= PATIENCE:
+                break
+    if report is not None:
+        curves = np.asarray(losses).T
+        report.extend((has_converged(curve), len(curve), curve.tolist()) for curve in curves)
     coef = weight.permute(1, 2, 0).contiguous().cpu().numpy()
     intercept = bias.cpu().numpy()
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
@@ -259,11 +328,25 @@ def train_elastic_net(
     return coef, intercept
 
 
+def _epoch_loss(data_loss: torch.Tensor, total: int, weight: torch.Tensor, l1: torch.Tensor | None,
+                l2: torch.Tensor | None, l2_form: str) -> np.ndarray:
+    """Per setting: the epoch's mean cross-entropy plus the penalties at the epoch's end."""
+    with torch.no_grad():
+        out = data_loss / total
+        if l1 is not None:
+            out = out + l1 * weight.abs().sum(dim=(0, 2))
+        if l2 is not None:
+            squares = weight.pow(2).sum(dim=(0, 2))
+            out = out + l2 * (squares if l2_form == "squared" else squares.sqrt())
+    return out.cpu().numpy().astype(np.float64)
+
+
 def check_settings(settings: TrainSettings) -> None:
     """The optimisation settings a probe can be trained with (section 3)."""
     check_number("lr", settings.lr, low=0, low_open=True)
     check_number("batch_size", settings.batch_size, low=1, integer=True)
-    check_number("epochs", settings.epochs, low=1, integer=True)
+    if settings.epochs != "auto":
+        check_number("epochs", settings.epochs, low=1, integer=True)
     check_number("seed", settings.seed, low=0, integer=True)
 
 
@@ -330,14 +413,25 @@ def predict_proba_one(X: Features, model: LinearModel, device: str = "cpu") -> n
     return np.concatenate(parts) if parts else np.zeros((0, len(model.intercept)), dtype=np.float32)
 
 
-class ElasticNetProbe:
-    """Elastic-net logistic regression in scikit-learn's estimator style.
+class ElasticNetProbe(ClassifierMixin, BaseEstimator):
+    """Elastic-net logistic regression (paper section 2), a scikit-learn estimator.
 
     ``__init__`` only stores parameters; ``fit`` returns ``self``; fitted state
     ends in ``_``: ``coef_`` (labels, neurons), ``intercept_`` (labels,),
-    ``classes_`` (sorted ``np.unique`` of the training labels) and
-    ``neurons_`` (the activation columns the probe reads). ``X`` is an
-    :class:`~neuroscope.store.ActivationSet` (read in chunks) or an array.
+    ``classes_`` (sorted ``np.unique`` of the training labels; any labels, strings
+    included), ``neurons_`` (the activation columns the probe reads),
+    ``n_features_in_``, and the training record ``n_iter_`` (epochs run),
+    ``loss_curve_`` (mean loss per epoch) and ``converged_`` (the loss had stopped
+    falling at the last epoch, :func:`has_converged`; a probe that had not is logged as a
+    warning). ``X`` is an :class:`~neuroscope.store.ActivationSet` (read in chunks), an
+    array or a memory-mapped array.
+
+    With scikit-learn installed the probe is one of its classifiers (``clone``,
+    ``Pipeline``, ``GridSearchCV``, ``cross_val_score``; :mod:`neuroscope.estimator`).
+    ``score`` is scikit-learn's mean accuracy, a fraction in [0, 1], because its model
+    selection compares scores; :meth:`accuracy` gives the percentage the rest of
+    neuroscope reports. ``epochs="auto"`` trains until the loss stops falling instead of
+    the paper's fixed 10 epochs, which underfit small data.
     """
 
     #: the batched training core the protocol uses for lambda grids, minimal-set
@@ -350,7 +444,7 @@ class ElasticNetProbe:
         l2: float = 0.0,
         lr: float = 1e-3,
         batch_size: int = 512,
-        epochs: int = 10,
+        epochs: int | str = 10,
         seed: int = 0,
         device: str = "cpu",
         neurons: Sequence[int] | None = None,
@@ -377,25 +471,6 @@ class ElasticNetProbe:
         """The training function with this probe's own options bound: ``train_many`` here."""
         return self.train_many
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "ElasticNetProbe":
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for ElasticNetProbe; valid: {', '.join(valid)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k != "neurons")
-        return f"ElasticNetProbe({args})"
-
     def _settings(self) -> TrainSettings:
         return TrainSettings(self.lr, self.batch_size, self.epochs, self.seed, self.device, self.shuffle, self.l2_form,
                              self.precision)
@@ -403,23 +478,59 @@ class ElasticNetProbe:
     def _columns(self, X: Features) -> np.ndarray:
         if self.neurons is None:
             return np.arange(n_columns(X))
-        return np.asarray(self.neurons, dtype=np.int64)
+        columns = np.asarray(self.neurons, dtype=np.int64)
+        if columns.ndim != 1 or (len(columns) and (columns.min() < 0 or columns.max() >= n_columns(X))):
+            raise ValidationError(f"neurons: expected column indices in 0 .. {n_columns(X) - 1}")
+        return columns
+
+    def set_fitted(self, classes: Sequence[Any], coef: np.ndarray, intercept: np.ndarray,
+                   neurons: np.ndarray | None = None, n_features: int | None = None) -> "ElasticNetProbe":
+        """Give the probe weights trained elsewhere (a saved oracle, a grid setting), as ``fit`` would."""
+        self.classes_ = np.asarray(classes)
+        self.coef_, self.intercept_ = np.asarray(coef), np.asarray(intercept)
+        if self.coef_.shape != (len(self.classes_), self.coef_.shape[1]) or self.intercept_.shape != (len(self.classes_),):
+            raise ValidationError(f"coef {self.coef_.shape} and intercept {self.intercept_.shape} do not fit "
+                                  f"{len(self.classes_)} classes")
+        self.neurons_ = np.arange(self.coef_.shape[1]) if neurons is None else np.asarray(neurons, dtype=np.int64)
+        self.n_features_in_ = int(self.coef_.shape[1] if n_features is None else n_features)
+        return self
 
     def fit(self, X: Features, y: Sequence[Any], progress: Callable[[int], None] | None = None) -> "ElasticNetProbe":
-        y = np.asarray(y)
-        if y.shape != (n_rows(X),):
-            raise ValidationError(f"y: shape {y.shape}, expected ({n_rows(X)},): one label per row of X")
-        self.classes_ = np.unique(y)
-        ids = np.searchsorted(self.classes_, y)
+        X, y = fit_inputs(self, X, y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValidationError(f"y: one class only ({classes[0]!r}); a probe needs at least two classes to tell "
+                                  "apart")
         columns = self._columns(X)
-        coef, intercept = self.trainer()(
-            X, ids, len(self.classes_), [(self.l1, self.l2)], self._settings(),
-            None if self.neurons is None else columns, progress,
+        report: list = []
+        trainer = self.trainer()
+        coef, intercept = trainer(
+            X, np.searchsorted(classes, y), len(classes), [(self.l1, self.l2)], self._settings(),
+            None if self.neurons is None else columns, progress, **({"report": report} if takes_report(trainer) else {}),
         )
-        self.coef_ = coef[0]
-        self.intercept_ = intercept[0]
-        self.neurons_ = columns
+        self.set_fitted(classes, coef[0], intercept[0], columns, n_columns(X))
+        self._record(report[0] if report else None)
         return self
+
+    def _record(self, entry: tuple[bool, int, Sequence[float]] | None) -> None:
+        """Keep the training record (converged, iterations, losses); warn if not converged."""
+        if entry is None:
+            return
+        self.converged_, self.n_iter_, self.loss_curve_ = bool(entry[0]), int(entry[1]), list(entry[2])
+        if not self.converged_:
+            self.warn_unconverged()
+
+    def training_record(self) -> dict[str, Any] | None:
+        """converged / epochs / loss_curve of the last fit (None if the trainer keeps no record)."""
+        if not hasattr(self, "converged_"):
+            return None
+        return training_record((self.converged_, self.n_iter_, self.loss_curve_))
+
+    def warn_unconverged(self) -> None:
+        """Log that the last fit stopped while its loss was still falling."""
+        log.warning("%s (l1 %g, l2 %g) had not converged after %d %s: the loss was still falling by more than %g "
+                    "of itself per epoch; epochs='auto' (--epochs auto) trains until it stops", type(self).__name__,
+                    self.l1, self.l2, self.n_iter_, "epochs" if self.n_iter_ != 1 else "epoch", CONVERGENCE_TOL)
 
     @classmethod
     def fit_grid(
@@ -432,39 +543,57 @@ class ElasticNetProbe:
     ) -> list["ElasticNetProbe"]:
         """One fitted probe per (l1, l2), all trained over one read of the data."""
         template = cls(**params)
-        y = np.asarray(y)
+        X, y = fit_inputs(template, X, y)
         classes = np.unique(y)
         columns = template._columns(X)
-        coef, intercept = template.trainer()(
+        report: list = []
+        trainer = template.trainer()
+        coef, intercept = trainer(
             X, np.searchsorted(classes, y), len(classes), lambdas, template._settings(),
             None if template.neurons is None else columns, progress,
+            **({"report": report} if takes_report(trainer) else {}),
         )
         probes = []
         for k, (l1, l2) in enumerate(lambdas):
-            probe = cls(**{**params, "l1": l1, "l2": l2})
-            probe.classes_, probe.coef_, probe.intercept_, probe.neurons_ = classes, coef[k], intercept[k], columns
+            probe = cls(**{**params, "l1": l1, "l2": l2}).set_fitted(classes, coef[k], intercept[k], columns,
+                                                                     n_columns(X))
+            probe._record(report[k] if k < len(report) else None)
             probes.append(probe)
         return probes
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("this ElasticNetProbe is not fitted yet; call fit first")
 
     def linear_model(self, keep: np.ndarray | None = None) -> LinearModel:
         """The probe as a LinearModel; ``keep`` (positions in ``coef_`` columns)
         zeroes every other neuron (ablation, paper section 4.1)."""
-        self._check_fitted()
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
         if keep is None:
             return LinearModel(self.coef_, self.intercept_, self.neurons_)
         keep = np.asarray(keep, dtype=np.int64)
         return LinearModel(self.coef_[:, keep], self.intercept_, self.neurons_[keep])
 
+    def decision_function(self, X: Features) -> np.ndarray:
+        """The linear scores x W + b, (rows, classes); with two classes scikit-learn's binary
+        convention, (rows,): the second class's score minus the first's (positive: the
+        second class)."""
+        X = predict_inputs(self, X)
+        model = self.linear_model()
+        weight = np.ascontiguousarray(model.coef.T, dtype=np.float32)
+        scores = np.concatenate([block @ weight + model.intercept for _, block in iter_chunks(X, model.columns)]
+                                or [np.zeros((0, len(self.classes_)), dtype=np.float32)])
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
     def predict(self, X: Features) -> np.ndarray:
+        X = predict_inputs(self, X)
         return self.classes_[predict_many(X, [self.linear_model()], self.device)[0]]
 
     def predict_proba(self, X: Features) -> np.ndarray:
+        X = predict_inputs(self, X)
         return predict_proba_one(X, self.linear_model(), self.device)
 
-    def score(self, X: Features, y: Sequence[Any]) -> float:
-        """Accuracy; a label the probe never saw in training counts as an error."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+    def predict_log_proba(self, X: Features) -> np.ndarray:
+        return np.log(self.predict_proba(X))
+
+    def accuracy(self, X: Features, y: Sequence[Any]) -> float:
+        """Accuracy in percent, as neuroscope reports it; a label the probe never saw in
+        training counts as an error."""
+        return 100.0 * float(np.mean(self.predict(X) == np.asarray(y)))

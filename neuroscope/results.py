@@ -57,6 +57,8 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("majority_baseline.{dev,test}", NUM, "percent", "accuracy of always predicting it"),
     ("per_seed[].seed", int, "", "the seed"),
     ("per_seed[].train_accuracy", NUM, "percent", "oracle probe on train"),
+    ("per_seed[].oracle_training", OPT_DICT, "", "the oracle's training record: converged (its loss had stopped "
+     "falling, docs/probe.md), epochs (or iterations) run, loss_curve; null if the probe keeps none"),
     ("per_seed[].ablation.{dev,test}.{all,top,random,bottom}", NUM, "percent",
      "oracle probe keeping all neurons, or only the top / random / bottom M (paper Table 1)"),
     ("per_seed[].ranking.method", str, "", "the ranker"),

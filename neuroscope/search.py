@@ -28,7 +28,8 @@ import attrs
 import numpy as np
 
 from neuroscope.ablation import accuracy
-from neuroscope.probe import Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net
+from neuroscope.probe import (Features, LinearModel, TrainSettings, n_columns, predict_many, takes_report,
+                              train_elastic_net, training_record)
 from neuroscope.ranking import Ranking
 
 PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
@@ -69,16 +70,19 @@ class LambdaSearch:
     seed: int
     #: (coef (labels, neurons), intercept (labels,)) of the chosen pair's probe; not in the JSON
     best_probe: tuple[np.ndarray, np.ndarray] | None = attrs.field(default=None, eq=False, repr=False)
+    #: the chosen pair's training record (probe.training_record), None if the trainer keeps none
+    best_training: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"points": [attrs.asdict(p) for p in self.points], "unregularised": self.unregularised,
                 "best": list(self.best), "alpha": self.alpha, "beta": self.beta, "fraction": self.fraction,
-                "seed": self.seed}
+                "seed": self.seed, "best_training": self.best_training}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LambdaSearch":
         return cls(tuple(GridPoint(**p) for p in data["points"]), data["unregularised"], tuple(data["best"]),
-                   data["alpha"], data["beta"], data["fraction"], data["seed"])
+                   data["alpha"], data["beta"], data["fraction"], data["seed"],
+                   best_training=data.get("best_training"))
 
 
 def group_size(n_neurons: int, n_classes: int, n_settings: int, memory: int = DEFAULT_MEMORY) -> int:
@@ -123,9 +127,14 @@ def lambda_search(
     dev_bottom: dict[tuple[float, float], float] = {}
     position = {pair: i for i, pair in enumerate(grid)}
     kept: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
+    records: dict[tuple[float, float], dict[str, Any] | None] = {}
     for start in range(0, len(settings_list), size):
         group = settings_list[start : start + size]
-        coef, intercept = trainer(X_train, y_train, n_classes, group, settings, progress=progress)
+        report: list = []
+        coef, intercept = trainer(X_train, y_train, n_classes, group, settings, progress=progress,
+                                  **({"report": report} if takes_report(trainer) else {}))
+        records.update({pair: training_record(report[k]) if k < len(report) else None
+                        for k, pair in enumerate(group)})
         models: list[LinearModel] = []
         for k in range(len(group)):
             ranking = ranker(coef[k], **(ranker_options or {}))
@@ -153,5 +162,6 @@ def lambda_search(
     )
     best = max(range(len(points)), key=lambda i: (points[i].score, -i))
     pair = (points[best].l1, points[best].l2)
-    return LambdaSearch(points, unregularised, pair, alpha, beta, fraction, settings.seed, kept.get(pair))
+    return LambdaSearch(points, unregularised, pair, alpha, beta, fraction, settings.seed, kept.get(pair),
+                        records.get(pair))
 

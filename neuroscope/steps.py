@@ -154,12 +154,11 @@ def fit_oracle(
     if prefit is None:
         probe.fit(acts["train"], train_labels, progress=progress)
     else:
-        probe.classes_ = np.unique(train_labels)
-        probe.coef_, probe.intercept_ = prefit
-        probe.neurons_ = np.arange(acts["train"].n_neurons)
-        if probe.coef_.shape != (len(probe.classes_), acts["train"].n_neurons):
-            raise ValueError(f"prefit coef has shape {probe.coef_.shape}, expected "
-                             f"{(len(probe.classes_), acts['train'].n_neurons)}")
+        classes = np.unique(train_labels)
+        if prefit[0].shape != (len(classes), acts["train"].n_neurons):
+            raise ValueError(f"prefit coef has shape {prefit[0].shape}, expected "
+                             f"{(len(classes), acts['train'].n_neurons)}")
+        probe.set_fitted(classes, prefit[0], prefit[1])
     train_gold = labels_to_ids(train_labels, probe.classes_)
     return probe, evaluate_ablations(probe, {"all": None}, acts["train"], train_gold, unseen)["all"]
 
@@ -258,7 +257,7 @@ def control_step(
                                   masks=masks)
         models = [LinearModel(coef[0], intercept[0], np.arange(n))]
         models += [LinearModel(coef[k][:, subset], intercept[k], subset) for k, subset in enumerate(subsets, start=1)]
-        if progress:  # the caller counts one training's worth of rows per probe
+        if progress and params["epochs"] != "auto":  # the caller counts one training's worth of rows per probe
             progress((len(masks) - 1) * params["epochs"] * acts["train"].n_tokens)
     else:
         coef_all, intercept_all = trainer(acts["train"], y, len(classes), lambdas, settings, progress=progress)

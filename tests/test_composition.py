@@ -136,7 +136,7 @@ def test_lbfgs_probe_converges_where_ten_epochs_of_adam_do_not():
                           report=report)
     alone, _ = train_lbfgs(X, y, 3, [(0, 1e-3)], TrainSettings(), neurons=np.arange(5))
     np.testing.assert_allclose(coef[1][:, :5], alone[0], atol=1e-5)
-    assert (coef[1][:, 5:] == 0).all() and all(converged for converged, _ in report)
+    assert (coef[1][:, 5:] == 0).all() and all(converged for converged, _, _ in report)
     with pytest.raises(ValidationError, match="l1 = 0"):
         train_lbfgs(X, y, 3, [(1e-3, 0)])
 

@@ -46,7 +46,7 @@ def assert_clean_error(code: int, err: str, *words: str) -> None:
 
 # ---- 1. every numeric option of `neuroscope run` is validated before anything loads
 
-NUMERIC_TYPES = ("int", "float", "_floats", "_limits")
+NUMERIC_TYPES = ("int", "float", "_floats", "_limits", "_epochs")
 
 
 def numeric_options() -> list[str]:
