@@ -202,6 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (cache_list, cache_verify, cache_remove, cache_prune):
         p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
 
+    neurons = _sub(sub, "neurons", "a run's top neurons: overall or for one label, with layer, unit, rank, weight "
+                   "and top words", "  neuroscope neurons runs/2026-11-24-minilm-pos --label NN -k 10\n"
+                   "  neuroscope neurons runs/2026-11-24-minilm-pos -k 20 --ranker probeless")
+    neurons.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory")
+    neurons.add_argument("--label", default=None, help="a label of the task (default: the ranking's top neurons)")
+    neurons.add_argument("-k", type=int, default=10, help="how many neurons")
+    neurons.add_argument("--ranker", default=None, help="whose ranking (default: the run's first ranker)")
+    neurons.add_argument("--seed", type=int, default=0, help="whose oracle probe and ranking")
+    neurons.add_argument("--words", type=int, default=5, help="top words shown per neuron (0: none)")
+
+    show = _sub(sub, "show", "colour a sentence's words by chosen neurons' activations (the run's model)",
+                "  neuroscope show runs/2026-11-24-minilm-pos --sentence \"The old man the boats .\" "
+                "--neurons 5:112,3:77\n  neuroscope show runs/2026-11-24-minilm-pos --sentence \"...\" --label NN "
+                "--out nn.svg")
+    show.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory")
+    show.add_argument("--sentence", required=True, help="the sentence, words separated by spaces")
+    show.add_argument("--neurons", type=_split_list, default=None, metavar="L:U[,L:U...]",
+                      help="neurons as layer:unit (default: the top 5 of --label, or of the ranking)")
+    show.add_argument("--label", default=None, help="show the top neurons of this label")
+    show.add_argument("-k", type=int, default=5, help="how many top neurons when --neurons is not given")
+    show.add_argument("--out", type=Path, default=None, help="write .html, .svg or .png instead of the terminal")
+    show.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda[:N]")
+
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
                 "  neuroscope compare runs/2026-11-24-minilm-pos runs/2026-11-24-minilm-chunk")
     comp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished run directories")
@@ -215,15 +238,23 @@ def _setup_logging(verbose: int, console: Console) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
 
 
-def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from neuroscope.orchestrator import Orchestrator, RunConfig, default_cache_dir, default_data_dir, default_run_dir
-    from neuroscope.progress import Reporter
+def run_parser() -> argparse.ArgumentParser:
+    """The ``run`` command's parser: the one definition of a run's options, their types and
+    defaults, shared by the command line and :func:`neuroscope.run`."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["run"]
+
+
+def plan_runs(args: argparse.Namespace) -> tuple[Any, list[tuple[Any, Path]]]:
+    """The registry, and (RunConfig, run directory) per model x task x probe of ``args``;
+    every setting is validated and every name resolved before a model or a corpus is loaded."""
+    from neuroscope.orchestrator import RunConfig, default_cache_dir, default_data_dir, default_run_dir
     from neuroscope.registry import Registry
 
     data_dir = args.data_dir or default_data_dir()
     cache_dir = args.cache_dir or default_cache_dir()
     cells = [(m, t, p) for m in args.model for t in args.task for p in args.probe]
-    # every setting is validated before a plugin, a model or a corpus is loaded
     configs = [RunConfig(
         model=model, task=task, data_dir=str(Path(data_dir).resolve()), seeds=tuple(range(max(args.seeds, 0))),
         l1=args.l1, l2=args.l2, grid=args.grid, alpha=args.alpha, beta=args.beta, deltas=args.deltas,
@@ -245,15 +276,33 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         registry.resolve_probe(probe)
     for name in args.ranker:
         registry.resolve_ranker(name)
+    return registry, [(config, Path(args.out) if args.out else default_run_dir(
+        args.runs_dir, config.model, config.task, None if len(args.probe) == 1 else config.probe))
+        for config in configs]
+
+
+def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | None = None
+                 ) -> list[tuple[Path, dict[str, Any]]]:
+    """Run every planned cell in turn; (run directory, results) per cell. ``argv`` is the
+    command recorded in each manifest (default: this process's)."""
+    from neuroscope.orchestrator import Orchestrator
+    from neuroscope.progress import Reporter
+
+    registry, plan = plan_runs(args)
     reporter = Reporter(quiet=args.quiet, console=console)
-    orchestrator = Orchestrator(registry, reporter, sys.argv)
-    for config in configs:
-        run_dir = args.out or default_run_dir(args.runs_dir, config.model, config.task,
-                                              None if len(args.probe) == 1 else config.probe)
+    orchestrator = Orchestrator(registry, reporter, sys.argv if argv is None else argv)
+    done = []
+    for config, run_dir in plan:
         with reporter.running():
             results = orchestrator.run(config, run_dir, resume=args.resume)
         if not args.quiet:
             _print_summary(console, config, results, run_dir)
+        done.append((run_dir, results))
+    return done
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    execute_runs(args, console)
     return 0
 
 
@@ -344,6 +393,44 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     for path in rerender(args.run_dir):
         console.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.api import Run
+
+    run = Run(args.run_dir)
+    tops = run.top_neurons(label=args.label, k=args.k, ranker=args.ranker, seed=args.seed)
+    title = f"top neurons of {args.label}" if args.label else f"top neurons of the {args.ranker or run.rankers[0]} ranking"
+    columns = ["layer:unit", "rank", "weight" if args.label else "largest weight"]
+    if args.words:
+        columns.append("top words (label)")
+    table = _table(f"{title} ({run.results['model']} x {run.results['task']}, seed {args.seed})", tuple(columns))
+    for top in tops:
+        if args.label:
+            weight = f"{top.weight:+.3f}"
+        else:
+            best = max(top.weights, key=lambda lab: abs(top.weights[lab]))
+            weight = f"{top.weights[best]:+.3f} ({best})"
+        row = [f"{top.layer}:{top.unit}", str(top.rank), weight]
+        if args.words:
+            words = run.neuron(top).top_words(args.words)
+            row.append(", ".join(f"{w.word} ({w.label})" for w in words))
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.api import Run
+
+    run = Run(args.run_dir)
+    neurons = args.neurons if args.neurons else run.top_neurons(label=args.label, k=args.k)
+    heat = run.show(args.sentence, neurons, device=args.device)
+    if args.out is not None:
+        console.print(f"wrote {heat.save(args.out)}", markup=False, highlight=False)
+    else:
+        console.print(heat.to_text())
     return 0
 
 
@@ -462,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     _setup_logging(args.verbose, Console(stderr=True))
     handlers = {"run": cmd_run, "plugins": cmd_plugins, "rankers": cmd_rankers, "report": cmd_report,
-                "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache}
+                "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache, "neurons": cmd_neurons,
+                "show": cmd_show}
     try:
         return handlers[args.command](args, console)
     except NeuroscopeError as exc:

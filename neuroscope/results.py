@@ -12,7 +12,8 @@ integers, ``layer * hidden_size + unit`` with ``layers[0]`` the embedding
 (token) layer (:class:`neuroscope.types.NeuronIndex`).
 
 Path syntax: ``a.b`` a key, ``a[]`` every item of a list, ``a.*`` every
-key of a mapping, ``a.{x,y}`` each of the keys x and y.
+key of a mapping, ``a.{x,y}`` each of the keys x and y, ``a?`` a key that
+results written by an earlier neuroscope lack.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("majority_baseline.{dev,test}", NUM, "percent", "accuracy of always predicting it"),
     ("per_seed[].seed", int, "", "the seed"),
     ("per_seed[].train_accuracy", NUM, "percent", "oracle probe on train"),
-    ("per_seed[].oracle_training", OPT_DICT, "", "the oracle's training record: converged (its loss had stopped "
-     "falling, docs/probe.md), epochs (or iterations) run, loss_curve; null if the probe keeps none"),
+    ("per_seed[].oracle_training?", OPT_DICT, "", "the oracle's training record: converged (its loss had stopped "
+     "falling, docs/probe.md), epochs (or iterations) run, loss_curve; null if the probe keeps none; absent in "
+     "runs written before it was added"),
     ("per_seed[].ablation.{dev,test}.{all,top,random,bottom}", NUM, "percent",
      "oracle probe keeping all neurons, or only the top / random / bottom M (paper Table 1)"),
     ("per_seed[].ranking.method", str, "", "the ranker"),
@@ -129,6 +131,9 @@ def _walk(data: Any, parts: list[str], where: str) -> Iterator[tuple[str, Any]]:
         return
     keys = head[1:-1].split(",") if head.startswith("{") else [head]
     for key in keys:
+        optional, key = key.endswith("?"), key.rstrip("?")
+        if key not in data and optional:
+            continue
         if key not in data:
             raise RunDirectoryError(f"{(where + '.') if where else ''}{key}: missing")
         yield from _walk(data[key], rest, f"{where}.{key}" if where else key)

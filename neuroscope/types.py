@@ -157,6 +157,10 @@ class NeuronIndex:
     def name(self, neuron: int) -> str:
         return f"{self.layer_names[neuron // self.hidden_size]}:{neuron % self.hidden_size}"
 
+    def locate(self, neuron: int) -> tuple[int, int]:
+        """(layer, unit) of flat neuron ``neuron``."""
+        return int(neuron) // self.hidden_size, int(neuron) % self.hidden_size
+
     def to_json(self) -> dict:
         return {"layer_names": list(self.layer_names), "hidden_size": self.hidden_size}
 

@@ -1,0 +1,174 @@
+"""The Python API (neuroscope.run / open / Run / Neuron / protocol), heat maps and the
+`neuroscope neurons` / `neuroscope show` commands, on the real MiniLM model and PTB."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import neuroscope as ns
+from neuroscope.api import run_arguments
+from neuroscope.cli import main, run_parser
+from neuroscope.errors import StoreError, ValidationError
+from neuroscope.heatmap import heat_map
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, data_dir, minilm_dir, cache_dir):
+    out = tmp_path_factory.mktemp("api") / "run"
+    return ns.run(model="minilm", task="pos", data_dir=data_dir, max_sentences=(300, 100, 100), seeds=1,
+                  l1=1e-4, l2=1e-4, out=out, cache_dir=cache_dir, quiet=True)
+
+
+def test_docs_python_md_runs_as_written(data_dir, minilm_dir, cache_dir, monkeypatch):
+    monkeypatch.setenv("NEUROSCOPE_CACHE", str(cache_dir))
+    text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 8
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block.replace('"../shared/data"', repr(str(data_dir))), "docs/python.md", "exec"), namespace)
+    run = namespace["run"]
+    assert isinstance(run, ns.Run) and (run.path / "report.html").is_file()
+    words = namespace["words"]
+    assert len(words) == 10 and all(w.word in w.words for w in words)
+    assert namespace["heat"].values.shape == (3, 6)
+    result = namespace["result"]
+    assert result["ablation"]["test"]["top"] > result["ablation"]["test"]["bottom"]
+    assert namespace["search"].best_params_["l1"] in (1e-5, 1e-4)
+
+
+def test_the_api_takes_the_command_line_options_and_nothing_else(tmp_path):
+    cli = run_parser().parse_args(["--model", "minilm,elmo", "--max-sentences", "5", "--epochs", "auto",
+                                   "--deltas", "1,2", "--no-control"])
+    api = run_arguments(model=["minilm", "elmo"], max_sentences=5, epochs="auto", deltas=[1, 2], no_control=True)
+    assert vars(api) == vars(cli)
+    assert vars(run_arguments(model="minilm,elmo", deltas="1,2", max_sentences="5", epochs="auto",
+                              no_control=True)) == vars(cli)
+    with pytest.raises(ValidationError, match="unknown option 'max_sentence'.*max_sentences"):
+        ns.run(max_sentence=5)
+    with pytest.raises(ValidationError, match="aggregation='sum'"):
+        ns.run(aggregation="sum")
+    with pytest.raises(ValidationError, match="epochs='many'"):
+        ns.run(epochs="many")
+    with pytest.raises(ValidationError, match="--fraction"):  # RunConfig's own checks, before anything loads
+        ns.run(fraction=2.0, data_dir=tmp_path / "nowhere")
+
+
+def test_a_run_opens_and_shows_its_neurons(small_run):
+    run = ns.open(small_run.path)
+    assert run.results == small_run.results and run.labels == tuple(run.results["labels"])
+    tops = run.top_neurons(label="DT", k=5)
+    assert len(tops) == 5 and all(t.label == "DT" and t.score > 0 for t in tops)
+    assert [t.score for t in tops] == sorted((t.score for t in tops), reverse=True)
+    order = run.ranking()
+    assert [t.neuron for t in run.top_neurons(k=3)] == order[:3].tolist()
+    assert all(order[t.rank - 1] == t.neuron for t in tops)
+    # the top DT neurons fire on determiners: most of their extreme tokens are DT
+    precision = np.mean([np.mean([w.label == "DT" for w in run.neuron(t).top_words(20)]) for t in tops])
+    assert precision > 0.3
+    neuron = run.neuron(tops[0])
+    column = neuron.activations("train")
+    assert column.shape == (run.results["data"]["train"]["tokens"],)
+    words = neuron.top_words(5)
+    side = -1 if neuron.weights["DT"] < 0 else 1
+    assert [w.value for w in words] == sorted((w.value for w in words), key=lambda v: -side * v)
+    assert words[0].value == pytest.approx(side * np.max(side * column))
+    stats = neuron.label_stats()
+    assert sum(s["count"] for s in stats.values()) == len(column)
+    assert stats["DT"]["mean"] == pytest.approx(float(column[np.array(run.task().train.labels()) == "DT"].mean()),
+                                                rel=1e-5)
+    assert neuron.ranks == {"weight-mass": tops[0].rank}
+    assert neuron.histogram().axes[0].get_xlabel() == "activation"
+    same = run.neuron(tops[0].layer, tops[0].unit)
+    assert same.neuron == neuron.neuron and run.neuron(run.index.layer_names[tops[0].layer], tops[0].unit).neuron == neuron.neuron
+
+
+def test_show_colours_each_word_by_the_value_the_probe_saw(small_run):
+    run = small_run
+    sentence = run.task().train.sentences[0]
+    ids = [int(j) for j in run.ranking()[:4]]
+    heat = run.show(list(sentence.words), ids)
+    stored = run.activations("train").rows(slice(0, len(sentence)), np.array(ids))  # float16 in the store
+    np.testing.assert_allclose(heat.values, stored.T, atol=2e-2, rtol=1e-2)
+    assert heat.words == sentence.words and heat.scale == pytest.approx(np.abs(heat.values).max())
+    assert "<table" in heat._repr_html_() and "full colour at" in heat.to_html()
+
+
+def test_heat_map_renderings(tmp_path):
+    heat = heat_map(["a", "<b>"], ["1:2", "3:4"], np.array([[1.0, -2.0], [0.0, 0.5]]), "t")
+    html = heat.to_html()
+    assert "&lt;b&gt;" in html and "rgb(0, 0, 255)" in html  # escaped; -2 is full blue
+    assert heat.save(tmp_path / "m.svg").read_text().startswith("<svg")
+    assert heat.save(tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<table" in heat.save(tmp_path / "m.html").read_text()
+    with pytest.raises(ValidationError, match=".pdf"):
+        heat.save(tmp_path / "m.pdf")
+    with pytest.raises(ValidationError, match="do not fit"):
+        heat_map(["a"], ["1:2"], np.zeros((2, 1)))
+
+
+def test_bad_requests_get_one_clear_error(small_run, tmp_path, capsys):
+    run = small_run
+    with pytest.raises(ValidationError, match="unknown label 'dt' \\(did you mean 'DT'\\?\\)"):
+        run.top_neurons(label="dt")
+    with pytest.raises(ValidationError, match="layer 7 is out of range: the model has layers 0 .. 6"):
+        run.neuron(7, 0)
+    with pytest.raises(ValidationError, match="unit 384 is out of range"):
+        run.neuron(1, 384)
+    with pytest.raises(ValidationError, match="LAYER:UNIT"):
+        run.show("a b", ["five"])
+    assert main(["neurons", str(run.path), "--label", "XX"]) == 2
+    assert "unknown label 'XX'" in capsys.readouterr().err
+    assert main(["show", str(run.path), "--sentence", "a b", "--neurons", "9:1"]) == 2
+    assert "layer 9 is out of range" in capsys.readouterr().err
+    # a run whose activations were removed from the store
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    manifest = (copy / "manifest.json").read_text().replace(run.manifest["activations"]["train"]["path"],
+                                                            str(tmp_path / "gone"))
+    (copy / "manifest.json").write_text(manifest)
+    with pytest.raises(StoreError, match="no longer in the store"):
+        ns.open(copy).neuron(1, 1).top_words()
+    assert main(["neurons", str(copy), "--label", "DT"]) == 2
+    assert "no longer in the store" in capsys.readouterr().err
+    assert main(["neurons", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_cli_lists_neurons_and_draws_heat_maps(small_run, tmp_path, capsys):
+    assert main(["neurons", str(small_run.path), "--label", "DT", "-k", "3", "--words", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "top neurons of DT" in out and out.count("(DT)") >= 1
+    target = tmp_path / "map.svg"
+    assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2",
+                 "--out", str(target)]) == 0
+    assert target.read_text().count("<rect") == 2 * 6
+
+
+def test_protocol_on_user_arrays_finds_the_planted_neurons():
+    rng = np.random.default_rng(0)
+    n, layers, hidden = 6000, 3, 8
+    y = rng.integers(0, 3, size=n)
+    X = rng.normal(size=(n, layers * hidden)).astype(np.float32)
+    planted = [3, 12, 21]
+    for c, j in enumerate(planted):
+        X[:, j] += 3.0 * (y == c)
+    labels = np.array(["A", "B", "C"])[y]
+    control = np.array(["x", "y"])[rng.integers(0, 2, size=n)]
+    parts = [slice(0, 4000), slice(4000, 5000), slice(5000, 6000)]
+    result = ns.protocol(*[a for s in parts for a in (X[s], labels[s])], l1=1e-4, l2=1e-4, epochs=5, lr=1e-2,
+                         layers=["emb", "1", "2"], control=tuple(control[s] for s in parts))
+    assert set(result["ranking"]["order"][:3]) == set(planted)
+    test = result["ablation"]["test"]
+    assert test["all"] > 95 and test["top"] > test["bottom"] + 20
+    assert result["minimal"]["sets"][0]["n_neurons"] <= 6
+    assert sum(result["layer_distribution"]) == result["minimal"]["sets"][0]["n_neurons"]
+    assert result["selectivity"]["test"]["selectivity"]["all"] > 30  # control labels are noise
+    with pytest.raises(ValidationError, match="X_dev has 5 columns"):
+        ns.protocol(X[:10], labels[:10], X[:10, :5], labels[:10], X[:10], labels[:10], l1=0, l2=0)
