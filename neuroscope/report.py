@@ -306,7 +306,8 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
 
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}
-th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:90%}"""
+th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:90%}
+ul.words{margin:0;padding-left:1.2em;font-size:85%}li.hit b{color:#b00}li.miss{color:#777}"""
 
 LOAD_CHECK = """<script>window.addEventListener('load',function(){var imgs=document.images,ok=0;
 for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
@@ -314,7 +315,8 @@ document.body.setAttribute('data-figures',imgs.length);document.body.setAttribut
 </script>"""
 
 
-def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path]) -> str:
+def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path], extra: str = "") -> str:
+    """The report page: tables, figures, then ``extra`` HTML (the top-neurons section)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
     parts += [t.html() for t in tables]
@@ -323,6 +325,7 @@ def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append(extra)
     parts.append(LOAD_CHECK + "</body></html>")
     return "".join(parts)
 
@@ -340,6 +343,17 @@ def intro(results: dict[str, Any]) -> str:
             f"seeds {', '.join(str(s) for s in results['seeds'])} (mean ± std over seeds).")
 
 
+def neurons_section(run_dir: Path) -> str:
+    """The "Top neurons" section of a run directory that has its settings and manifest
+    (empty for one that has not, e.g. a bare results.json)."""
+    from neuroscope.api import Run
+    from neuroscope.neuron_pages import top_neurons_section
+
+    if not (Path(run_dir) / "manifest.json").is_file() or not (Path(run_dir) / "config.json").is_file():
+        return ""
+    return top_neurons_section(Run(run_dir))
+
+
 def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     """Write tables.md, the figures and report.html into ``run_dir``; returns the paths written."""
     run_dir = Path(run_dir)
@@ -349,7 +363,7 @@ def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     md = [f"# {title}", "", intro(results), ""] + [t.markdown() for t in tables]
     md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
     _write_text(run_dir / "tables.md", "\n".join(md))
-    _write_text(run_dir / "report.html", html_page(title, intro(results), tables, figures))
+    _write_text(run_dir / "report.html", html_page(title, intro(results), tables, figures, neurons_section(run_dir)))
     return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]
 
 

@@ -135,9 +135,7 @@ def test_report_rerenders_from_results(pos_run, capsys):
         assert (pos_run / name).is_file()
 
 
-def render_in_chromium(page):
-    """Open a page in headless Chromium and return the <body> tag after load."""
-    import re
+def _chromium(page, *args, fragment=""):
     import shutil
     import subprocess
 
@@ -147,11 +145,37 @@ def render_in_chromium(page):
             pytest.fail("chromium is not installed (Debian package chromium; .ci/run installs it)")
         pytest.skip("chromium is not installed")
     profile = page.parent / ".chromium-profile"
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    return re.search(r"<body[^>]*>", dom).group(0)
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args,
+                           page.as_uri() + fragment], capture_output=True, text=True, timeout=120).stdout
+
+
+def render_in_chromium(page, fragment=""):
+    """Open a page in headless Chromium and return the <body> tag after load."""
+    import re
+
+    return re.search(r"<body[^>]*>", _chromium(page, "--dump-dom", fragment=fragment)).group(0)
+
+
+def test_report_top_neurons_section_renders_and_filters(pos_run, tmp_path):
+    """The "Top neurons" section lists every label's top neurons with words and a histogram;
+    its filter box (driven here by the page's #filter= link) hides the other rows. The
+    screenshot of the section goes under docs/img/ when NEUROSCOPE_UPDATE_SCREENSHOTS is set."""
+    import shutil
+
+    html = (pos_run / "report.html").read_text()
+    labels = json.loads((pos_run / "results.json").read_text())["labels"]
+    assert "id='top-neurons'" in html and html.count("<tr data-filter=") == 3 * len(labels)
+    assert html.count("<svg") >= 3 * len(labels) and "<li class='hit'>" in html
+    assert 'data-neuron-rows-shown="3"' in render_in_chromium(pos_run / "report.html", "#filter=DT")
+    assert f'data-neuron-rows-shown="{3 * len(labels)}"' in render_in_chromium(pos_run / "report.html")
+    shot = tmp_path / "top-neurons.png"
+    _chromium(pos_run / "report.html", "--hide-scrollbars", "--window-size=1150,800", f"--screenshot={shot}",
+              fragment="#filter=DT&only")
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000  # more than a blank page
+    if os.environ.get("NEUROSCOPE_UPDATE_SCREENSHOTS"):
+        shutil.copy(shot, Path(__file__).resolve().parent.parent / "docs" / "img" / "top-neurons.png")
 
 
 def test_report_html_renders_its_figures_offline(pos_run):

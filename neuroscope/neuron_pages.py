@@ -1,0 +1,107 @@
+"""The report's "Top neurons" section: for every label its top neurons (by probe
+contribution, :meth:`neuroscope.api.Run.top_neurons`), each with its top words in
+context and an activation histogram (the label's tokens against the rest), plus a filter
+box. Plain HTML, inline SVG and a few lines of JavaScript: offline, no CDN.
+
+All chosen neurons' columns are read from the store in one chunked pass; the corpus is
+read again through the task's reader.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import numpy as np
+
+from neuroscope.errors import NeuroscopeError
+
+log = logging.getLogger(__name__)
+
+FILTER_JS = """<script>
+function nsFilter(q){q=(q||'').trim().toLowerCase();var rows=document.querySelectorAll('tr[data-filter]'),n=0;
+for(var i=0;i<rows.length;i++){var hit=!q||rows[i].getAttribute('data-filter').toLowerCase().split(' ').indexOf(q)>=0;
+rows[i].style.display=hit?'':'none';if(hit){n++;}}
+document.body.setAttribute('data-neuron-rows-shown',n);}
+window.addEventListener('load',function(){var box=document.getElementById('ns-filter');
+var q=decodeURIComponent((location.hash.match(/filter=([^&]*)/)||[,''])[1]);box.value=q;nsFilter(q);
+var only=/(^#|&)only(&|$)/.test(location.hash),section=document.getElementById('top-neurons-section');
+if(only){var kids=document.body.children;for(var i=0;i<kids.length;i++){if(kids[i]!==section&&kids[i].tagName!=='SCRIPT'){kids[i].style.display='none';}}}
+else if(q){section.scrollIntoView();}
+box.addEventListener('input',function(){nsFilter(box.value);});});
+</script>"""
+
+
+def histogram_svg(values: np.ndarray, mask: np.ndarray, bins: int = 30, width: int = 180, height: int = 44) -> str:
+    """Two overlaid density histograms: the label's tokens (red) and all other tokens (grey)."""
+    edges = np.histogram_bin_edges(values, bins=bins)
+    inside = np.histogram(values[mask], bins=edges, density=True)[0] if mask.any() else np.zeros(bins)
+    outside = np.histogram(values[~mask], bins=edges, density=True)[0] if (~mask).any() else np.zeros(bins)
+    top = max(float(inside.max()), float(outside.max()), 1e-12)
+    step = width / bins
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 12}' class='hist'>"]
+    for density, colour in ((outside, "#999"), (inside, "#d62728")):
+        points = " ".join(f"{k * step:.1f},{height - height * d / top:.1f} {(k + 1) * step:.1f},"
+                          f"{height - height * d / top:.1f}" for k, d in enumerate(density))
+        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{points}'/>")
+    parts.append(f"<text x='0' y='{height + 11}' font-size='9' fill='#555'>{edges[0]:.2g}</text>")
+    parts.append(f"<text x='{width}' y='{height + 11}' font-size='9' fill='#555' text-anchor='end'>"
+                 f"{edges[-1]:.2g}</text></svg>")
+    return "".join(parts)
+
+
+def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
+    """The HTML section for a finished run (an :class:`neuroscope.api.Run`); one line saying
+    why, instead, when its activations or corpus are not available."""
+    try:
+        task = run.task()
+        X = run.activations("train")
+        picks = {lab: run.top_neurons(label=lab, k=per_label) for lab in run.labels}
+    except NeuroscopeError as exc:
+        log.warning("report: no top-neurons section: %s", exc)
+        return f"<h2>Top neurons</h2><p class='note'>Not available: {html.escape(str(exc))}</p>"
+    ids = np.unique([t.neuron for tops in picks.values() for t in tops])
+    columns = np.concatenate([block for _, block in X.chunks(ids)])  # (tokens, chosen neurons), one pass
+    where = {int(j): k for k, j in enumerate(ids)}
+    gold = np.asarray(task.train.labels())
+    offsets = X.offsets
+    counts = {lab: int((gold == lab).sum()) for lab in run.labels}
+    rows = []
+    for lab in sorted(run.labels, key=lambda lab: (-counts[lab], lab)):
+        mask = gold == lab
+        for t in picks[lab]:
+            values = columns[:, where[t.neuron]]
+            bottom = t.weight is not None and t.weight < 0
+            order = np.argsort(values if bottom else -values, kind="stable")[:words]
+            hits = []
+            for row in order:
+                s = int(np.searchsorted(offsets, row, side="right") - 1)
+                sentence = task.train.sentences[s]
+                p = int(row - offsets[s])
+                left = " ".join(sentence.words[max(0, p - 4):p])
+                right = " ".join(sentence.words[p + 1:p + 5])
+                cls = "hit" if sentence.labels[p] == lab else "miss"
+                hits.append(f"<li class='{cls}'>{html.escape(left)} <b>{html.escape(sentence.words[p])}</b> "
+                            f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
+                            f"{values[row]:.2f})</span></li>")
+            precision = float(np.mean([gold[r] == lab for r in order]))
+            name = f"{t.layer}:{t.unit}"
+            rows.append(
+                f"<tr data-filter='{html.escape(lab)} {name} layer{t.layer}'><td>{html.escape(lab)}<br>"
+                f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
+                f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'}: {100 * precision:.0f} %</td>"
+                f"<td><ul class='words'>{''.join(hits)}</ul></td>"
+                f"<td>{histogram_svg(values, mask)}</td></tr>")
+    return (
+        "<section id='top-neurons-section'><h2 id='top-neurons'>Top neurons</h2>"
+        f"<p class='note'>For every label (most frequent first) its {per_label} top neurons by contribution: the "
+        "oracle probe's weight (seed 0) times the neuron's mean activation on the label minus its mean over all "
+        "train tokens. Rank: position in the run's first ranking. Words: the train tokens on which the neuron is "
+        "highest (positive weight) or lowest (negative weight), in context, with their gold label and activation; "
+        "the percentage is how many of them carry the label (precision). Histogram: activation density of the "
+        "label's tokens (red) and of all other tokens (grey), train split. Filter by a label or a neuron "
+        "(layer:unit); report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
+        "<p><input id='ns-filter' placeholder='filter: label or layer:unit' size='30'></p>"
+        "<table class='neurons'><tr><th>label</th><th>neuron</th><th>rank</th><th>weight</th><th>words of "
+        f"the label</th><th>top words</th><th>activation</th></tr>{''.join(rows)}</table></section>" + FILTER_JS)
