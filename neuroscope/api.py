@@ -322,11 +322,13 @@ class Run:
         X = self.activations(split)
         return np.concatenate([block[:, 0] for _, block in X.chunks(np.array([neuron]))])
 
-    def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu") -> HeatMap:
+    def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
+             subwords: bool = False) -> HeatMap:
         """Extract ``sentence`` (split on whitespace, or a list of words) with the run's model
-        and aggregation, and map the chosen ``neurons`` over its words. Neurons are
-        :class:`TopNeuron` / :class:`Neuron` objects, (layer, unit) pairs, "layer:unit"
-        strings or flat ids."""
+        and aggregation, and map the chosen ``neurons`` over its words (the values the probe
+        saw), or with ``subwords`` over the model's sub-tokens (adapters that offer
+        ``subwords()``: the transformers adapter). Neurons are :class:`TopNeuron` /
+        :class:`Neuron` objects, (layer, unit) pairs, "layer:unit" strings or flat ids."""
         from neuroscope.registry import Registry
         from neuroscope.steps import load_model
 
@@ -340,9 +342,16 @@ class Run:
         if adapter.neuron_index != self.index:
             raise RunDirectoryError(f"model {self.config['model']!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")
+        names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
+        if subwords:
+            if not hasattr(adapter, "subwords"):
+                raise ValidationError(f"model adapter {adapter.name!r} cannot show sub-tokens (it has no subwords()); "
+                                      "show words instead")
+            tokens, _, layers = adapter.subwords(words)  # (layers, tokens, hidden)
+            flat = layers.transpose(1, 0, 2).reshape(len(tokens), -1)
+            return heat_map(tokens, names, flat[:, ids].T, f"{self.results['model']}, sub-tokens, neurons layer:unit")
         layers = adapter.embed([words])[0]  # (layers, words, hidden)
         flat = layers.transpose(1, 0, 2).reshape(len(words), -1)
-        names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
         return heat_map(words, names, flat[:, ids].T, f"{self.results['model']}, neurons layer:unit")
 
     def _as_neuron_id(self, neuron: Any) -> int:

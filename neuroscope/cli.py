@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("-k", type=int, default=5, help="how many top neurons when --neurons is not given")
     show.add_argument("--out", type=Path, default=None, help="write .html, .svg or .png instead of the terminal")
     show.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda[:N]")
+    show.add_argument("--subwords", action="store_true", help="colour the model's sub-tokens instead of words "
+                      "(transformers models)")
 
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
                 "  neuroscope compare runs/2026-11-24-minilm-pos runs/2026-11-24-minilm-chunk")
@@ -426,7 +428,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
     run = Run(args.run_dir)
     neurons = args.neurons if args.neurons else run.top_neurons(label=args.label, k=args.k)
-    heat = run.show(args.sentence, neurons, device=args.device)
+    heat = run.show(args.sentence, neurons, device=args.device, subwords=args.subwords)
     if args.out is not None:
         console.print(f"wrote {heat.save(args.out)}", markup=False, highlight=False)
     else:

@@ -4,7 +4,11 @@ with one column per model, Figures 1, 3 and 4 across models).
 Runs are grouped by task: each table has one block per task and one column per
 model, as the paper lays out BERT / XLNet / T-ELMo / ELMo. A run that holds several
 rankers gives one column per ranker ("model / ranker"), and its ranking-agreement
-table is added.
+table is added. Any runs can be compared: two runs of the same model and task (float32
+vs bfloat16, two aggregations, two probes, a sliced vs a full corpus) get columns named
+by the settings that differ between them (from each run's config.json), and runs whose
+protocol settings differ (seeds, data size, lambda grid, epochs, M, deltas) are
+compared with a warning that says how.
 """
 
 from __future__ import annotations
@@ -15,9 +19,62 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+import logging
+
 from neuroscope.errors import NeuroscopeError
+from neuroscope.rundir import read_json
 from neuroscope.report import (Table, _pyplot, _save, _write_text, ablation_rows, fmt, html_page, load_results,
                                minimal_rows, ranker_tables, with_ranker)
+
+
+log = logging.getLogger(__name__)
+
+#: config.json keys that never name a column (paths, and what the column name already says)
+_NOT_DIFFERENCES = ("model", "task", "data_dir", "cache_dir")
+#: settings under which two runs' numbers are not directly comparable
+PROTOCOL_SETTINGS = ("seeds", "max_sentences", "grid", "epochs", "fraction", "deltas", "lr", "batch_size")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join("all" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def name_columns(loaded: Sequence[dict[str, Any]], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """A column name per run: its model, plus the settings in which it differs from the other
+    runs of the same model and task (``minilm (precision=bfloat16)``)."""
+    names = []
+    for r, c in zip(loaded, configs):
+        same = [c2 for r2, c2 in zip(loaded, configs) if (r2["model"], r2["task"]) == (r["model"], r["task"])]
+        if len(same) < 2:
+            names.append(r["model"])
+            continue
+        keys = sorted({k for other in same for k in set(other) | set(c)} - set(_NOT_DIFFERENCES))
+        differing = [k for k in keys if len({repr(o.get(k)) for o in same}) > 1]
+        names.append(f"{r['model']} ({', '.join(f'{k}={_short(c.get(k))}' for k in differing) or 'same settings'})")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):  # identical settings: number them
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1 or names.count(name) > 1:
+            names[i] = f"{name} #{seen[name]}"
+    return names
+
+
+def protocol_differences(loaded: Sequence[dict[str, Any]], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per protocol setting (or data size) that differs between the runs."""
+    lines = []
+    for key in PROTOCOL_SETTINGS:
+        values = [c.get(key) for c in configs if c]
+        if len({repr(v) for v in values}) > 1:
+            lines.append(f"{key}: " + " vs ".join(_short(v) for v in values))
+    by_task: dict[str, set[int]] = {}
+    for r in loaded:
+        by_task.setdefault(r["task"], set()).add(r["data"]["train"]["tokens"])
+    for task, sizes in by_task.items():
+        if len(sizes) > 1:
+            lines.append(f"{task} train tokens: " + " vs ".join(f"{n:,}" for n in sorted(sizes)))
+    return lines
 
 
 def _grouped(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
@@ -76,7 +133,7 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
     tasks, models, cells = _grouped(runs)
     figures: dict[str, Path] = {}
     fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 2.6 * len(tasks)), dpi=100,
-                             squeeze=False)
+                             squeeze=False, sharey=True)
     for i, task in enumerate(tasks):
         for j, model in enumerate(models):
             ax = axes[i][j]
@@ -85,10 +142,13 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
                 ax.axis("off")
                 continue
             mean = r["summary"]["layer_distribution"]["mean"]
-            ax.bar(range(len(mean)), mean, color="#3b6ea8")
+            ax.bar(range(len(mean)), mean, yerr=r["summary"]["layer_distribution"]["std"], capsize=2,
+                   color="#3b6ea8")
             ax.set_xticks(range(len(mean)), r["layers"], fontsize=6)
+            ax.set_xlabel("layer", fontsize=7)
+            ax.set_ylabel("neurons", fontsize=7)
             ax.set_title(f"({chr(97 + i * len(models) + j)}) {task.upper()} - {model}", fontsize=8)
-    fig.suptitle("Top neurons per layer (paper Figure 1)", fontsize=10)
+    fig.suptitle("Minimal-set neurons per layer, mean ± std over seeds, one y scale (paper Figure 1)", fontsize=10)
     _save(fig, out / "compare_layers.png")
     figures["compare_layers"] = out / "compare_layers.png"
 
@@ -125,6 +185,13 @@ def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
     if len(run_dirs) < 1:
         raise NeuroscopeError("name at least one run directory")
     loaded = [load_results(Path(d)) for d in run_dirs]
+    configs = [read_json(Path(d) / "config.json", "the run's settings") if (Path(d) / "config.json").is_file()
+               else {} for d in run_dirs]
+    names = name_columns(loaded, configs)
+    differences = protocol_differences(loaded, configs)
+    for line in differences:
+        log.warning("the runs differ in %s: their numbers are not directly comparable", line)
+    loaded = [{**r, "model": name} for r, name in zip(loaded, names)]
     runs = [column for r in loaded for column in by_ranker(r)]
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -136,6 +203,9 @@ def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
     figures = compare_figures(runs, out)
     title = "neuroscope: " + ", ".join(f"{r['model']} x {r['task']}" for r in runs)
     intro = "Runs: " + "; ".join(str(d) for d in run_dirs) + ". Values are mean ± std over each run's seeds."
+    if differences:
+        intro += " Warning: the runs differ in protocol settings, so their numbers are not directly comparable: " \
+                 + "; ".join(differences) + "."
     md = [f"# {title}", "", intro, ""] + [t.markdown() for t in tables]
     md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
     _write_text(out / "compare.md", "\n".join(md))

@@ -40,7 +40,7 @@ def histogram_svg(values: np.ndarray, mask: np.ndarray, bins: int = 30, width: i
     outside = np.histogram(values[~mask], bins=edges, density=True)[0] if (~mask).any() else np.zeros(bins)
     top = max(float(inside.max()), float(outside.max()), 1e-12)
     step = width / bins
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 12}' class='hist'>"]
+    parts = [f"<svg width='{width}' height='{height + 12}' class='hist'>"]  # inline in HTML: no namespace needed
     for density, colour in ((outside, "#999"), (inside, "#d62728")):
         points = " ".join(f"{k * step:.1f},{height - height * d / top:.1f} {(k + 1) * step:.1f},"
                           f"{height - height * d / top:.1f}" for k, d in enumerate(density))

@@ -18,14 +18,20 @@ import attrs
 import numpy as np
 
 from neuroscope.results import load_results
+from neuroscope.rundir import read_json
 
 
 @attrs.frozen
 class Table:
+    """A table of the report; ``figures`` are the keys of the figures shown beside it in
+    report.html, ``sortable`` adds click-to-sort headers and a filter box."""
+
     title: str
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
+    figures: tuple[str, ...] = ()
+    sortable: bool = False
 
     def markdown(self) -> str:
         lines = [f"## {self.title}", "", "| " + " | ".join(self.header) + " |",
@@ -39,6 +45,10 @@ class Table:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
         note = f"<p class='note'>{html.escape(self.note)}</p>" if self.note else ""
+        if self.sortable:
+            return (f"<h2>{html.escape(self.title)}</h2><p><input class='table-filter' placeholder='filter rows' "
+                    f"size='24'> <span class='note'>click a column header to sort</span></p><table class='sortable'>"
+                    f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}")
         return f"<h2>{html.escape(self.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
 
@@ -120,18 +130,20 @@ def ranker_tables(results: dict[str, Any]) -> list[Table]:
     return tables
 
 
-def run_tables(results: dict[str, Any]) -> list[Table]:
+def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Table]:
     """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run (its first ranker), the rankers side
-    by side when there are several, plus lambda grid, labels and data."""
+    by side when there are several, plus lambda grid, labels and data. Data sources under
+    ``data_dir`` are shown relative to it (``$DATA/...``), not as this machine's paths."""
     task, model = results["task"].upper(), results["model"]
     header = (task, model)
     deltas = results["deltas"]
     ranked_by = f" (ranker {results['rankers'][0]})" if len(results.get("rankers", [])) > 1 else ""
-    tables = [column_table(f"Ablation, test (paper Table 1): keep {pct(results)}% of neurons, zero the rest"
-                           + ranked_by, header, [ablation_rows(results, "test")])]
+    tables = [attrs.evolve(column_table(f"Ablation, test (paper Table 1): keep {pct(results)}% of neurons, zero the "
+                                        "rest" + ranked_by, header, [ablation_rows(results, "test")]),
+                           figures=("rankers",))]
     first = deltas[0]
-    tables.append(column_table(f"Minimal neuron set, test, delta = {first:g} (paper Table 2)", header,
-                               [minimal_rows(results, first, "test", True)]))
+    tables.append(attrs.evolve(column_table(f"Minimal neuron set, test, delta = {first:g} (paper Table 2)", header,
+                                            [minimal_rows(results, first, "test", True)]), figures=("minimal_scan",)))
     for delta in deltas[1:]:
         tables.append(column_table(f"Minimal neuron set, test, delta = {delta:g} (paper Table 3)", header,
                                    [minimal_rows(results, delta, "test", False)]))
@@ -150,12 +162,13 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
                             ("L1", "L2", "At", "Ab", "Al", "S"), rows,
                             f"Az (unregularised) = {search['unregularised']:.2f}; alpha = {search['alpha']}, "
                             f"beta = {search['beta']}, M = {int(round(search['fraction'] * 100))}%, "
-                            f"seed {search['seed']}; all {len(search['points'])} points are in results.json."))
+                            f"seed {search['seed']}; all {len(search['points'])} points are in results.json.",
+                            figures=("lambda_grid",)))
     s = results["summary"]
     layer_rows = tuple((name, f"{m:.1f}", f"{100 * m / (sum(s['layer_distribution']['mean']) or 1):.1f}%")
                        for name, m in zip(results["layers"], s["layer_distribution"]["mean"]))
     tables.append(Table(f"Minimal set (delta = {first:g}) per layer (paper Figure 1)", ("layer", "neurons", "share"),
-                        layer_rows))
+                        layer_rows, figures=("layers",)))
     ex = s["exclusivity"]
     counts = results["label_counts"]
     label_rows = tuple(
@@ -167,18 +180,27 @@ def run_tables(results: dict[str, Any]) -> list[Table]:
                         ("label", "neurons", "dominant layer", "share there", "train", "dev", "test"), label_rows,
                         f"Labels per top neuron: {fmt(ex['mean_labels_per_neuron'])} on average; "
                         f"{fmt(ex['exclusive_percent'], 1)}% "
-                        "of top neurons serve one label only (Figure 3)."))
+                        "of top neurons serve one label only (Figure 3).",
+                        figures=("neurons_per_label", "label_layers", "exclusivity"), sortable=True))
     data_rows = []
     for name, stats in results["data"].items():
         unseen = ", ".join(f"{k} ({v})" for k, v in stats["unseen_labels"].items()) or "none"
+        source = stats["source"]
+        if data_dir and source.startswith(data_dir.rstrip("/") + "/"):
+            source = "$DATA/" + source[len(data_dir.rstrip("/")) + 1 :]
         data_rows.append((name, f"{stats['sentences']:,}", f"{stats['tokens']:,}", unseen,
-                          "-" if name == "train" else str(stats["also_in_train"]), stats["source"]))
+                          "-" if name == "train" else str(stats["also_in_train"]), source))
     base = results["majority_baseline"]
     tables.append(Table("Data", ("split", "sentences", "tokens", "labels unseen in train (tokens)",
                                  "sentences also in train (verbatim)", "source"), tuple(data_rows),
                         f"Majority-label baseline ({base['label']}): dev {base['dev']:.2f}, test {base['test']:.2f}. "
-                        f"Tokens with labels unseen in train: rule '{results['unseen_label_rule']}'."))
+                        f"Tokens with labels unseen in train: rule '{results['unseen_label_rule']}'."
+                        + (" $DATA is the run's --data-dir." if data_dir else "")))
     return tables
+
+
+#: labels with fewer train tokens than this are marked rare in the figures (their counts are noisy)
+RARE_TOKENS = 100
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -213,6 +235,8 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         out[key] = run_dir / f"{key}.png"
         _save(fig, out[key])
 
+    n_seeds = len(results["seeds"])
+    over = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     mean = np.asarray(s["layer_distribution"]["mean"])
     std = np.asarray(s["layer_distribution"]["std"])
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
@@ -220,16 +244,23 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     ax.set_xticks(range(len(mean)), results["layers"])
     ax.set_xlabel("layer")
     ax.set_ylabel("neurons")
-    ax.set_title(f"{name}: minimal set (delta {results['deltas'][0]:g}) per layer")
+    ax.set_title(f"{name}: minimal set (delta {results['deltas'][0]:g}) per layer\n({over})", fontsize=9)
     finish(fig, "layers")
 
     labels = results["labels"]
     counts = [s["neurons_per_label"][lab]["mean"] for lab in labels]
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(labels)), 3.4), dpi=110)
-    ax.bar(range(len(labels)), counts, color="#c0504d")
+    spread = [s["neurons_per_label"][lab]["std"] for lab in labels]
+    train = results["label_counts"]["train"]
+    rare = [train.get(lab, 0) < RARE_TOKENS for lab in labels]
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(labels)), 3.6), dpi=110)
+    ax.bar(range(len(labels)), counts, yerr=spread, capsize=1.5, error_kw={"linewidth": 0.6},
+           color=["#d9d9d9" if r else "#c0504d" for r in rare], hatch=None)
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    for tick, r in zip(ax.get_xticklabels(), rare):
+        if r:
+            tick.set_color("#888")
     ax.set_ylabel("neurons")
-    ax.set_title(f"{name}: neurons per label")
+    ax.set_title(f"{name}: top neurons per label ({over}); grey: fewer than {RARE_TOKENS} train tokens", fontsize=9)
     finish(fig, "neurons_per_label")
 
     hist: dict[int, float] = {}
@@ -240,19 +271,21 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     keys = sorted(hist)
     ax.bar(keys, [hist[k] for k in keys], color="#9bbb59")
     ax.set_xlabel("labels a top neuron serves")
-    ax.set_ylabel("neurons")
-    ax.set_title(f"{name}: exclusivity of top neurons")
+    ax.set_ylabel("neurons (mean per seed)")
+    ax.set_title(f"{name}: exclusivity of top neurons\n(per-seed counts averaged over {n_seeds} seed"
+                 f"{'s' if n_seeds > 1 else ''})", fontsize=9)
     finish(fig, "exclusivity")
 
     matrix = np.array([s["dominant_layer"][lab]["per_layer"] for lab in labels], dtype=float)
     totals = matrix.sum(axis=1, keepdims=True)
     matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(results["layers"]), max(3, 0.2 * len(labels))), dpi=110)
-    ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(100 * matrix, aspect="auto", cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(len(results["layers"])), results["layers"])
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("layer")
-    ax.set_title(f"{name}: where each label's neurons are", fontsize=9)
+    ax.set_title(f"{name}: where each label's neurons are\n(seeds pooled)", fontsize=9)
+    fig.colorbar(image, ax=ax, label="% of the label's top neurons")
     finish(fig, "label_layers")
 
     search = results.get("lambda_search")
@@ -268,20 +301,29 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         ax.set_yticks(range(len(l1s)), [f"{v:g}" for v in l1s], fontsize=7)
         ax.set_xlabel("L2")
         ax.set_ylabel("L1")
-        ax.set_title(f"{name}: selection score S on dev", fontsize=9)
-        fig.colorbar(im, ax=ax)
+        best = search["best"]
+        ax.add_patch(plt.Rectangle((l2s.index(best[1]) - 0.5, l1s.index(best[0]) - 0.5), 1, 1, fill=False,
+                                   edgecolor="red", linewidth=2))
+        ax.set_title(f"{name}: selection score S on dev (seed {search['seed']})\nred: chosen "
+                     f"L1 = {best[0]:g}, L2 = {best[1]:g}", fontsize=9)
+        fig.colorbar(im, ax=ax, label="S")
         finish(fig, "lambda_grid")
 
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=110)
+    oracle = float(np.mean([seed["minimal"]["oracle_dev"] for seed in results["per_seed"]]))
     for seed in results["per_seed"]:
         scan = seed["minimal"]
-        ax.plot(100 * np.asarray(scan["sizes"]) / results["neurons"], scan["dev_accuracies"], marker=".",
-                label=f"seed {seed['seed']}")
-        for d in results["deltas"]:
-            ax.axhline(scan["oracle_dev"] - d, color="grey", linestyle=":", linewidth=0.8)
+        line, = ax.plot(100 * np.asarray(scan["sizes"]) / results["neurons"], scan["dev_accuracies"], marker=".",
+                        label=f"seed {seed['seed']}")
+        chosen = next(x for x in scan["sets"] if x["delta"] == results["deltas"][0])
+        ax.plot([chosen["share"]], [chosen["dev_accuracy"]], marker="o", markersize=9, fillstyle="none",
+                color=line.get_color())
+    for d, style in zip(results["deltas"], (":", "--", "-.", ":")):
+        ax.axhline(oracle - d, color="grey", linestyle=style, linewidth=0.9,
+                   label=f"oracle - {d:g} (oracle mean {oracle:.2f})")
     ax.set_xlabel("% of neurons (top of the ranking), retrained")
-    ax.set_ylabel("dev accuracy")
-    ax.set_title(f"{name}: minimal-set scan (dotted: oracle - delta)", fontsize=9)
+    ax.set_ylabel("dev accuracy (%)")
+    ax.set_title(f"{name}: minimal-set scan; circles: the chosen set (delta {results['deltas'][0]:g})", fontsize=9)
     ax.legend(fontsize=7)
     finish(fig, "minimal_scan")
 
@@ -304,10 +346,13 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     return out
 
 
-CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+CSS = """body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}
 th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:90%}
-ul.words{margin:0;padding-left:1.2em;font-size:85%}li.hit b{color:#b00}li.miss{color:#777}"""
+ul.words{margin:0;padding-left:1.2em;font-size:85%}li.hit b{color:#b00}li.miss{color:#777}
+.pair{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.pair>div{flex:1 1 420px;min-width:0}
+figure{margin:.5em 0}figcaption{font-size:85%;color:#444}
+.card{border:1px solid #99b;background:#f6f7ff;padding:.6em 1em;margin:1em 0;border-radius:4px}"""
 
 LOAD_CHECK = """<script>window.addEventListener('load',function(){var imgs=document.images,ok=0;
 for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
@@ -315,19 +360,130 @@ document.body.setAttribute('data-figures',imgs.length);document.body.setAttribut
 </script>"""
 
 
-def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path], extra: str = "") -> str:
-    """The report page: tables, figures, then ``extra`` HTML (the top-neurons section)."""
+SORT_JS = """<script>
+document.querySelectorAll('table.sortable').forEach(function(table){
+  var body=table.tBodies[0];
+  table.querySelectorAll('th').forEach(function(th,col){th.style.cursor='pointer';th.addEventListener('click',function(){
+    var rows=Array.from(body.rows),asc=th.getAttribute('data-sort')!=='asc';
+    var key=function(r){var t=r.cells[col].textContent.trim(),n=parseFloat(t.replace(/,/g,''));return isNaN(n)?t:n;};
+    rows.sort(function(a,b){var x=key(a),y=key(b);var c=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));return asc?c:-c;});
+    rows.forEach(function(r){body.appendChild(r);});th.setAttribute('data-sort',asc?'asc':'desc');});});
+  var box=table.previousElementSibling&&table.previousElementSibling.querySelector('.table-filter');
+  if(box){box.addEventListener('input',function(){var q=box.value.trim().toLowerCase();
+    Array.from(body.rows).forEach(function(r){r.style.display=!q||r.cells[0].textContent.toLowerCase().indexOf(q)>=0?'':'none';});});}
+});
+</script>"""
+
+
+def _figure_html(key: str, path: Path, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f"<figure><img alt='{html.escape(key)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>{html.escape(key)}.png</b> {html.escape(caption)}</figcaption></figure>")
+
+
+def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path], extra: str = "",
+              captions: dict[str, str] | None = None, summary: str = "") -> str:
+    """The report page: a summary card, each table with its figures beside it (captioned),
+    the remaining figures, then ``extra`` HTML (the top-neurons section)."""
+    captions = captions or {}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
-    parts += [t.html() for t in tables]
-    parts.append("<h2>Figures</h2>")
-    for name, path in figures.items():
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>", summary]
+    shown: set[str] = set()
+    for table in tables:
+        beside = [k for k in table.figures if k in figures]
+        if not beside:
+            parts.append(table.html())
+            continue
+        parts.append("<div class='pair'><div>" + table.html() + "</div><div>"
+                     + "".join(_figure_html(k, figures[k], captions.get(k, "")) for k in beside) + "</div></div>")
+        shown.update(beside)
+    rest = [k for k in figures if k not in shown]
+    if rest:
+        parts.append("<h2>Figures</h2>" + "".join(_figure_html(k, figures[k], captions.get(k, "")) for k in rest))
     parts.append(extra)
-    parts.append(LOAD_CHECK + "</body></html>")
+    parts.append(SORT_JS + LOAD_CHECK + "</body></html>")
     return "".join(parts)
+
+
+GLOSSARY = (
+    ("Oracle", "the probe trained on all neurons with the chosen lambdas (paper section 2)"),
+    ("Acc_a", "accuracy of the oracle probe, all neurons"),
+    ("Top / Random / Bottom M%", "the oracle probe keeping only the top, a random or the bottom M% of neurons of "
+                                 "the ranking, the rest zeroed (no retraining; paper Table 1)"),
+    ("Neu_t", "size of the minimal neuron set: the fewest top neurons (1% steps) whose retrained probe is within "
+              "delta of the oracle on dev (paper Tables 2, 3)"),
+    ("Acc_t", "accuracy of the probe retrained on the minimal set"),
+    ("Sel_a / Sel_t", "selectivity: task accuracy minus control-task accuracy (random label per word type), with "
+                      "all neurons / the minimal set (Hewitt & Liang 2019; paper section 2)"),
+    ("At, Ab, Al, Az", "lambda search on dev: accuracy keeping the top / bottom M% (At, Ab), with all neurons (Al), "
+                       "and of the unregularised probe (Az); S = alpha (At - Ab) - beta (Az - Al)"),
+    ("mean ± std", "over the run's seeds; one number when there is one seed"),
+)
+
+
+def glossary_html() -> str:
+    rows = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>" for k, v in GLOSSARY)
+    return f"<h2>Glossary</h2><table>{rows}</table>"
+
+
+def summary_html(results: dict[str, Any]) -> str:
+    """The card at the top of report.html: what the console prints after a run, and more."""
+    s = results["summary"]
+    test = s["ablation"]["test"]
+    first = str(results["deltas"][0])
+    minimal = s["minimal"][first]
+    lines = [f"Test accuracy, all neurons: <b>{fmt(test['all'])}</b> (majority-label baseline "
+             f"{results['majority_baseline']['test']:.2f})",
+             f"Keeping {pct(results)}% of neurons: top {fmt(test['top'])}, random {fmt(test['random'])}, bottom "
+             f"{fmt(test['bottom'])}",
+             f"Minimal set (delta {results['deltas'][0]:g}): <b>{fmt(minimal['n_neurons'], 0)}</b> neurons "
+             f"({fmt(minimal['share'], 1)}% of {results['neurons']:,}), test Acc_t {fmt(minimal['test']['selected'])}"]
+    if s.get("selectivity"):
+        sel = s["selectivity"]["test"]
+        lines.append(f"Selectivity (test): Sel_a {fmt(sel['all'])}, Sel_t {fmt(sel['selected'])}")
+    dist = np.asarray(s["layer_distribution"]["mean"])
+    if dist.sum():
+        top_layer = results["layers"][int(np.argmax(dist))]
+        lines.append(f"Most minimal-set neurons in layer {html.escape(top_layer)} "
+                     f"({100 * dist.max() / dist.sum():.0f}%)")
+    trainings = [seed.get("oracle_training") for seed in results["per_seed"]]
+    if any(t is not None and not t["converged"] for t in trainings):
+        lines.append("<span style='color:#b00'>The oracle probe had not converged (its loss was still falling) for "
+                     f"{sum(1 for t in trainings if t is not None and not t['converged'])} of {len(trainings)} "
+                     "seeds; --epochs auto trains until it stops (docs/probe.md)</span>")
+    if len(results.get("rankers", [])) > 1:
+        lines.append("Rankers: " + "; ".join(
+            f"{html.escape(n)} top {fmt(r['summary']['ablation']['test']['top'])}"
+            for n, r in results["per_ranker"].items()))
+    items = "".join(f"<li>{line}</li>" for line in lines)
+    return (f"<div class='card'><b>Summary</b> ({html.escape(results['model'])} x {html.escape(results['task'])}, "
+            f"ranker {html.escape(results.get('rankers', ['weight-mass'])[0])}, {len(results['seeds'])} seed(s))"
+            f"<ul>{items}</ul><span class='note'>Terms: see the glossary at the end.</span></div>")
+
+
+def figure_captions(results: dict[str, Any]) -> dict[str, str]:
+    """What each figure plots, over which seeds, and what of the paper it reproduces."""
+    n = len(results["seeds"])
+    over = f"mean ± std over {n} seeds" if n > 1 else "one seed"
+    first = results["deltas"][0]
+    return {
+        "layers": f"Neurons of the minimal set (delta {first:g}) in each layer; bars {over}, error bars the std. "
+                  "Reproduces the paper's Figure 1.",
+        "neurons_per_label": f"Top neurons per label (weight mass of the label's probe weights within the minimal "
+                             f"set); {over}. Grey: labels with fewer than {RARE_TOKENS} train tokens, whose counts "
+                             "rest on a handful of examples. Paper Figures 2 and 4.",
+        "exclusivity": f"How many labels each minimal-set neuron serves; per-seed counts averaged over {n} seed(s). "
+                       "Paper Figure 3.",
+        "label_layers": "For each label, the share of its top neurons in each layer, seeds pooled; the colour bar is "
+                        "the percentage. Paper Figure 5.",
+        "lambda_grid": "Selection score S of every (L1, L2) pair of the lambda search on dev (seed of the search); "
+                       "the red square is the chosen pair. Paper section 2, Table 5.",
+        "minimal_scan": f"Dev accuracy of the probe retrained on the top k% of the ranking, one line per seed; "
+                        f"grey lines: the oracle's dev accuracy (mean over seeds) minus each delta; circles: the "
+                        f"minimal set chosen for delta {first:g}. Paper Tables 2, 3.",
+        "rankers": f"Test accuracy of the oracle probe keeping only (left) or removing (right) the top k% of each "
+                   f"ranking; {over}. Antverg & Belinkov's comparison of rankings.",
+    }
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -357,13 +513,19 @@ def neurons_section(run_dir: Path) -> str:
 def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     """Write tables.md, the figures and report.html into ``run_dir``; returns the paths written."""
     run_dir = Path(run_dir)
-    tables = run_tables(results)
+    config = run_dir / "config.json"
+    data_dir = read_json(config, "the run's settings").get("data_dir") if config.is_file() else None
+    tables = run_tables(results, data_dir)
     figures = run_figures(results, run_dir)
+    captions = figure_captions(results)
     title = f"{results['model']} x {results['task']}"
     md = [f"# {title}", "", intro(results), ""] + [t.markdown() for t in tables]
-    md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
+    md += [f"![{name}]({path.name})\n\n{captions.get(name, '')}\n" for name, path in figures.items()]
+    md += ["## Glossary", ""] + [f"* **{k}**: {v}" for k, v in GLOSSARY] + [""]
     _write_text(run_dir / "tables.md", "\n".join(md))
-    _write_text(run_dir / "report.html", html_page(title, intro(results), tables, figures, neurons_section(run_dir)))
+    page = html_page(title, intro(results), tables, figures, neurons_section(run_dir) + glossary_html(), captions,
+                     summary_html(results))
+    _write_text(run_dir / "report.html", page)
     return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]
 
 

@@ -203,6 +203,19 @@ class TransformersAdapter(ModelAdapter):
                 out.append(self._words_of(hidden[:, b], enc.word_ids(b), len(seg)))
         return out
 
+    def subwords(self, words: Sequence[str]) -> tuple[list[str], list[int], np.ndarray]:
+        """One sentence's sub-tokens (special tokens left out): their strings, the word each
+        belongs to, and their activations (layers, tokens, hidden) float32. For looking at
+        neurons below the word level (``neuroscope show --subwords``)."""
+        enc = self.tokenizer([list(words)], is_split_into_words=True, truncation=False, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+        with torch.inference_mode():
+            hidden = torch.stack(self.model(**inputs, output_hidden_states=True).hidden_states)[:, 0]
+        keep = [pos for pos, wid in enumerate(enc.word_ids(0)) if wid is not None]
+        tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+        return ([tokens[p] for p in keep], [enc.word_ids(0)[p] for p in keep],
+                hidden[:, keep, :].float().cpu().numpy())
+
     def _words_of(self, hidden: torch.Tensor, word_ids: list[int | None], n_words: int) -> np.ndarray:
         positions: list[list[int]] = [[] for _ in range(n_words)]
         for pos, wid in enumerate(word_ids):

@@ -174,8 +174,23 @@ def test_report_top_neurons_section_renders_and_filters(pos_run, tmp_path):
     _chromium(pos_run / "report.html", "--hide-scrollbars", "--window-size=1150,800", f"--screenshot={shot}",
               fragment="#filter=DT&only")
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000  # more than a blank page
+    page = tmp_path / "report.png"
+    _chromium(pos_run / "report.html", "--hide-scrollbars", "--window-size=1300,2600", f"--screenshot={page}")
+    assert page.stat().st_size > 100_000
     if os.environ.get("NEUROSCOPE_UPDATE_SCREENSHOTS"):
-        shutil.copy(shot, Path(__file__).resolve().parent.parent / "docs" / "img" / "top-neurons.png")
+        images = Path(__file__).resolve().parent.parent / "docs" / "img"
+        shutil.copy(shot, images / "top-neurons.png")
+        shutil.copy(page, images / "report.png")
+
+
+def test_report_has_a_summary_captions_and_a_glossary(pos_run):
+    html = (pos_run / "report.html").read_text()
+    assert html.index("class='card'") < html.index("paper Table 1")
+    for key in ("layers", "neurons_per_label", "exclusivity", "label_layers", "lambda_grid", "minimal_scan"):
+        assert f"<b>{key}.png</b> " in html  # every figure captioned
+    assert "Glossary" in html and "Neu_t" in html and "Sel_a / Sel_t" in html
+    assert "class='sortable'" in html and "$DATA/pos/" in html
+    assert "/shared/data/" not in html.split("id='top-neurons-section'")[0]  # no local paths in the tables
 
 
 def test_report_html_renders_its_figures_offline(pos_run):
@@ -330,3 +345,20 @@ def test_every_ranker_on_minilm_pos(data_dir, cache_dir, tmp_path):
     assert curves["keep_top"][-1]["mean"] == pytest.approx(test["probeless"]["all"])
     assert len(results["ranking_comparison"]["pairs"]) == 10
     assert (out / "rankers.png").is_file()
+
+
+def test_compare_takes_two_runs_of_one_model_and_task_and_says_what_differs(pos_run, tmp_path, data_dir, cache_dir,
+                                                                            caplog):
+    other = tmp_path / "mean"
+    assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
+                 "--max-sentences", "400,100,100", "--aggregation", "mean", "--l1", "1e-3", "--l2", "0",
+                 "--no-control", "--out", str(other), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(pos_run), str(other), "--out", str(out)]) == 0
+    md = (out / "compare.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("|  | minilm"))
+    assert "aggregation=last" in header and "aggregation=mean" in header
+    assert "Warning: the runs differ in protocol settings" in md
+    assert "seeds: 0,1 vs 0" in md and "max_sentences: 1500,250,250 vs 400,100,100" in md
+    assert "pos train tokens:" in md
+    assert any("not directly comparable" in r.getMessage() for r in caplog.records)

@@ -99,6 +99,13 @@ def test_show_colours_each_word_by_the_value_the_probe_saw(small_run):
     np.testing.assert_allclose(heat.values, stored.T, atol=2e-2, rtol=1e-2)
     assert heat.words == sentence.words and heat.scale == pytest.approx(np.abs(heat.values).max())
     assert "<table" in heat._repr_html_() and "full colour at" in heat.to_html()
+    # sub-tokens: the run aggregates with the last sub-token, so each word's last piece is the word's value
+    words = ["The", "unbelievably", "old", "man", "the", "boats", "."]
+    pieces = run.show(words, ids, subwords=True)
+    whole = run.show(words, ids)
+    assert len(pieces.words) > len(words) and "##bly" in pieces.words
+    last = [k for k in range(len(pieces.words)) if k + 1 == len(pieces.words) or not pieces.words[k + 1].startswith("##")]
+    np.testing.assert_allclose(pieces.values[:, last], whole.values, atol=1e-4)
 
 
 def test_heat_map_renderings(tmp_path):
