@@ -144,7 +144,7 @@ def main() -> int:
                                         "max_abs_ap_difference": diffs,
                                         "neurox_seconds_3_labels": round(neurox["iou_seconds"], 2)}
             with Timer() as t:
-                selected, _ = greedy_selection(torch.from_numpy(gx).double(), torch.from_numpy(gy), len(gx),
+                selected, _, _ = greedy_selection(torch.from_numpy(gx).double(), torch.from_numpy(gy), len(gx),
                                                args.gaussian_k, gx.shape[1])
             results["gaussian_vs_neurox"] = {"rows": int(len(gx)), "neurons": int(gx.shape[1]),
                                              "neuroscope": selected, "neurox": neurox["gaussian"]["selected"],

@@ -37,7 +37,11 @@ PROTOCOL_SETTINGS = ("seeds", "max_sentences", "grid", "epochs", "fraction", "de
 
 def _short(value: Any) -> str:
     if isinstance(value, list):
+        if len(value) > 4:
+            return f"{len(value)} values"
         return ",".join("all" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if value is None:
+        return "search"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -68,12 +72,12 @@ def protocol_differences(loaded: Sequence[dict[str, Any]], configs: Sequence[dic
         values = [c.get(key) for c in configs if c]
         if len({repr(v) for v in values}) > 1:
             lines.append(f"{key}: " + " vs ".join(_short(v) for v in values))
-    by_task: dict[str, set[int]] = {}
+    by_task: dict[str, list[int]] = {}
     for r in loaded:
-        by_task.setdefault(r["task"], set()).add(r["data"]["train"]["tokens"])
+        by_task.setdefault(r["task"], []).append(r["data"]["train"]["tokens"])
     for task, sizes in by_task.items():
-        if len(sizes) > 1:
-            lines.append(f"{task} train tokens: " + " vs ".join(f"{n:,}" for n in sorted(sizes)))
+        if len(set(sizes)) > 1:
+            lines.append(f"{task} train tokens: " + " vs ".join(f"{n:,}" for n in sizes))
     return lines
 
 
@@ -95,11 +99,13 @@ def _block_table(title: str, runs, rows_for) -> Table:
     tasks, models, cells = _grouped(runs)
     rows = []
     for task in tasks:
-        columns = [rows_for(cells[(task, m)]) if (task, m) in cells else None for m in models]
-        template = next(c for c in columns if c is not None)
+        columns = [dict(rows_for(cells[(task, m)])) if (task, m) in cells else {} for m in models]
+        labels: list[str] = []  # every row any run has (a run without a control task has no Sel rows)
+        for c in columns:
+            labels += [label for label in c if label not in labels]
         rows.append((task.upper(),) + ("",) * len(models))
-        for i, (label, _) in enumerate(template):
-            rows.append((label,) + tuple("-" if c is None else c[i][1] for c in columns))
+        for label in labels:
+            rows.append((label,) + tuple(c.get(label, "-") for c in columns))
     return Table(title, ("",) + tuple(models), tuple(rows))
 
 

@@ -76,7 +76,7 @@ def test_gaussian_matches_a_direct_computation():
 
     X, y = planted(300)
     Xt, yt = torch.from_numpy(X).double(), torch.from_numpy(y)
-    selected, info = greedy_selection(Xt, yt, 300, 2, 6)
+    selected, marginal, info = greedy_selection(Xt, yt, 300, 2, 6)
     # direct: MI of the classifier on selected + candidate with full covariances
     counts = np.bincount(y)
     d = 6
@@ -101,6 +101,18 @@ def test_gaussian_matches_a_direct_computation():
     expected = {k: mi([selected[0], k]) for k in candidates}
     for k in candidates:
         assert info[k].item() == pytest.approx(expected[k], abs=1e-4)
+    for k in range(d):  # the first step: each neuron alone (the default order after max_neurons)
+        assert marginal[k].item() == pytest.approx(mi([k]), abs=1e-4)
+
+
+def test_gaussian_orders_the_rest_by_marginal_or_conditional_information():
+    X, y = planted()
+    marginal = gaussian(inputs(X, y), max_neurons=1, tail="marginal")
+    conditional = gaussian(inputs(X, y), max_neurons=1)
+    assert marginal.order[0] == conditional.order[0]
+    assert set(marginal.order[:2].tolist()) == {1, 3}  # the other informative neuron next
+    with pytest.raises(ValueError, match="tail"):
+        gaussian(inputs(X, y), tail="mean")
 
 
 def test_random_is_seeded_and_a_permutation():
