@@ -50,7 +50,7 @@ from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION
 from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json
 from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
 from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, fit_oracle, load_model,
-                              load_task, majority_baseline, rank_and_ablate)
+                              load_task, majority_baseline, rank_and_ablate, restore_probe)
 from neuroscope.store import ActivationStore, labels_to_ids
 from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice, check_number
@@ -446,7 +446,7 @@ class Orchestrator:
         oracle_step = self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")
         train_accuracy, training = oracle_step["train_accuracy"], oracle_step.get("training")
         saved = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
-        probe = c.probe_cls(seed=seed, **c.params).set_fitted(c.task.labels, saved["coef"], saved["intercept"])
+        probe = restore_probe(c.probe_cls(seed=seed, **c.params), c.task.labels, saved["coef"], saved["intercept"])
 
         results: dict[str, dict[str, Any]] = {}
         selected: dict[str, np.ndarray] = {}

@@ -138,6 +138,17 @@ class SeedResult:
 CURVE_SHARES = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 
 
+def restore_probe(probe: Any, classes: Any, coef: np.ndarray, intercept: np.ndarray) -> Any:
+    """Give ``probe`` weights trained earlier (a saved oracle, the search's winner): through
+    ``set_fitted`` where the probe has it (the built-ins), else by the documented fitted
+    attributes, so a third-party probe class needs no more than docs/plugins.md asks."""
+    if hasattr(probe, "set_fitted"):
+        return probe.set_fitted(classes, coef, intercept)
+    probe.classes_, probe.coef_, probe.intercept_ = np.asarray(classes), coef, intercept
+    probe.neurons_ = np.arange(coef.shape[1])
+    return probe
+
+
 def fit_oracle(
     probe: ElasticNetProbe,
     acts: dict[str, ActivationSet],
@@ -158,7 +169,7 @@ def fit_oracle(
         if prefit[0].shape != (len(classes), acts["train"].n_neurons):
             raise ValueError(f"prefit coef has shape {prefit[0].shape}, expected "
                              f"{(len(classes), acts['train'].n_neurons)}")
-        probe.set_fitted(classes, prefit[0], prefit[1])
+        restore_probe(probe, classes, prefit[0], prefit[1])
     train_gold = labels_to_ids(train_labels, probe.classes_)
     return probe, evaluate_ablations(probe, {"all": None}, acts["train"], train_gold, unseen)["all"]
 
