@@ -315,9 +315,10 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         scan = seed["minimal"]
         line, = ax.plot(100 * np.asarray(scan["sizes"]) / results["neurons"], scan["dev_accuracies"], marker=".",
                         label=f"seed {seed['seed']}")
-        chosen = next(x for x in scan["sets"] if x["delta"] == results["deltas"][0])
-        ax.plot([chosen["share"]], [chosen["dev_accuracy"]], marker="o", markersize=9, fillstyle="none",
-                color=line.get_color())
+        chosen = next((x for x in scan["sets"] if x["delta"] == results["deltas"][0]), None)
+        if chosen is not None:
+            ax.plot([chosen["share"]], [chosen["dev_accuracy"]], marker="o", markersize=9, fillstyle="none",
+                    color=line.get_color())
     for d, style in zip(results["deltas"], (":", "--", "-.", ":")):
         ax.axhline(oracle - d, color="grey", linestyle=style, linewidth=0.9,
                    label=f"oracle - {d:g} (oracle mean {oracle:.2f})")
