@@ -317,6 +317,13 @@ class Run:
                              "again with --resume to extract them")
         return ActivationSet(path)
 
+    def token(self, split: str, row: int) -> tuple[int, int, Any]:
+        """Where row ``row`` of ``split``'s activations is in the corpus: (sentence index,
+        word position, the Sentence), from the store's sentence offsets."""
+        offsets = self.activations(split).offsets
+        s = int(np.searchsorted(offsets, row, side="right") - 1)
+        return s, int(row - offsets[s]), self.task().splits[split].sentences[s]
+
     def column(self, neuron: int, split: str = "train") -> np.ndarray:
         """One neuron's activation on every token of ``split`` (read in row chunks)."""
         X = self.activations(split)
@@ -417,26 +424,16 @@ class Neuron:
             bottom = self.label is not None and self.weights[self.label] < 0
         values = self.activations(split)
         order = np.argsort(values if bottom else -values, kind="stable")[:k]
-        corpus = self.run.task().splits[split]
-        offsets = self.run.activations(split).offsets
         out = []
         for row in order:
-            s = int(np.searchsorted(offsets, row, side="right") - 1)
-            sentence = corpus.sentences[s]
-            position = int(row - offsets[s])
+            s, position, sentence = self.run.token(split, int(row))
             out.append(WordActivation(float(values[row]), sentence.words[position], sentence.labels[position], split,
                                       s, position, sentence.words))
         return out
 
     def label_stats(self, split: str = "train") -> dict[str, dict[str, float]]:
         """Per label: tokens, mean and standard deviation of its activation."""
-        values = self.activations(split)
-        labels = np.asarray(self.run.task().splits[split].labels())
-        out = {}
-        for lab in sorted(set(labels.tolist())):
-            v = values[labels == lab]
-            out[lab] = {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std())}
-        return out
+        return _label_stats(self.activations(split), np.asarray(self.run.task().splits[split].labels()))
 
     def histogram(self, split: str = "train", labels: Sequence[str] | None = None, bins: int = 40):  # type: ignore[no-untyped-def]
         """A matplotlib figure: its activation distribution per label (``labels``, default the
@@ -448,7 +445,7 @@ class Neuron:
 
         values = self.activations(split)
         gold = np.asarray(self.run.task().splits[split].labels())
-        stats = self.label_stats(split)
+        stats = _label_stats(values, gold)
         if labels is None:
             labels = sorted(stats, key=lambda lab: -stats[lab]["mean"])[:5]
         for lab in labels:
@@ -468,6 +465,15 @@ class Neuron:
         ax.legend(fontsize="small")
         fig.tight_layout()
         return fig
+
+
+def _label_stats(values: np.ndarray, gold: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per label of ``gold``: tokens, mean and standard deviation of ``values``."""
+    out = {}
+    for lab in sorted(set(gold.tolist())):
+        v = values[gold == lab]
+        out[lab] = {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std())}
+    return out
 
 
 def _check_labels_known(name: str, labels: np.ndarray, classes: np.ndarray) -> None:

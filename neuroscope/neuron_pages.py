@@ -65,7 +65,6 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     columns = np.concatenate([block for _, block in X.chunks(ids)])  # (tokens, chosen neurons), one pass
     where = {int(j): k for k, j in enumerate(ids)}
     gold = np.asarray(task.train.labels())
-    offsets = X.offsets
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
     rows = []
     for lab in sorted(run.labels, key=lambda lab: (-counts[lab], lab)):
@@ -76,9 +75,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
             order = np.argsort(values if bottom else -values, kind="stable")[:words]
             hits = []
             for row in order:
-                s = int(np.searchsorted(offsets, row, side="right") - 1)
-                sentence = task.train.sentences[s]
-                p = int(row - offsets[s])
+                _, p, sentence = run.token("train", int(row))
                 left = " ".join(sentence.words[max(0, p - 4):p])
                 right = " ".join(sentence.words[p + 1:p + 5])
                 cls = "hit" if sentence.labels[p] == lab else "miss"

@@ -157,14 +157,20 @@ def has_converged(losses: Sequence[float], tol: float = CONVERGENCE_TOL) -> bool
     return previous - last <= max(tol * abs(previous), CONVERGENCE_ABS_TOL)
 
 
-def takes_report(trainer: Callable[..., Any]) -> bool:
-    """Whether a probe's training function keeps a training record (its ``report``
-    argument, see :func:`train_elastic_net`); third-party trainers may not."""
+def train_recorded(trainer: Callable[..., tuple[np.ndarray, np.ndarray]], X: Features, y: np.ndarray,
+                   n_classes: int, lambdas: Sequence[tuple[float, float]], *args: Any, **kwargs: Any
+                   ) -> tuple[np.ndarray, np.ndarray, list]:
+    """``trainer(X, y, n_classes, lambdas, ...)`` with its training record where it keeps one
+    (its ``report`` argument, see :func:`train_elastic_net`; third-party trainers may not):
+    coef, intercept, and one (converged, iterations, losses) entry or None per setting."""
+    report: list = []
     try:
         parameters = inspect.signature(trainer).parameters
+        keeps = "report" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     except (TypeError, ValueError):
-        return False
-    return "report" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        keeps = False
+    coef, intercept = trainer(X, y, n_classes, lambdas, *args, **({"report": report} if keeps else {}), **kwargs)
+    return coef, intercept, report + [None] * (len(lambdas) - len(report))
 
 
 def training_record(entry: tuple[bool, int, Sequence[float]] | None) -> dict[str, Any] | None:
@@ -495,21 +501,25 @@ class ElasticNetProbe(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(self.coef_.shape[1] if n_features is None else n_features)
         return self
 
-    def fit(self, X: Features, y: Sequence[Any], progress: Callable[[int], None] | None = None) -> "ElasticNetProbe":
+    def _train(self, X: Features, y: Sequence[Any], lambdas: Sequence[tuple[float, float]],
+               progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+        """Validate, then train one probe per (l1, l2) over one read of the data: classes,
+        columns, coef, intercept and the training record per setting."""
         X, y = fit_inputs(self, X, y)
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValidationError(f"y: one class only ({classes[0]!r}); a probe needs at least two classes to tell "
                                   "apart")
         columns = self._columns(X)
-        report: list = []
-        trainer = self.trainer()
-        coef, intercept = trainer(
-            X, np.searchsorted(classes, y), len(classes), [(self.l1, self.l2)], self._settings(),
-            None if self.neurons is None else columns, progress, **({"report": report} if takes_report(trainer) else {}),
-        )
-        self.set_fitted(classes, coef[0], intercept[0], columns, n_columns(X))
-        self._record(report[0] if report else None)
+        coef, intercept, report = train_recorded(self.trainer(), X, np.searchsorted(classes, y), len(classes),
+                                                 lambdas, self._settings(), None if self.neurons is None else columns,
+                                                 progress)
+        return classes, columns, coef, intercept, report
+
+    def fit(self, X: Features, y: Sequence[Any], progress: Callable[[int], None] | None = None) -> "ElasticNetProbe":
+        classes, columns, coef, intercept, report = self._train(X, y, [(self.l1, self.l2)], progress)
+        self.set_fitted(classes, coef[0], intercept[0], columns, self.n_features_in_)
+        self._record(report[0])
         return self
 
     def _record(self, entry: tuple[bool, int, Sequence[float]] | None) -> None:
@@ -543,21 +553,12 @@ class ElasticNetProbe(ClassifierMixin, BaseEstimator):
     ) -> list["ElasticNetProbe"]:
         """One fitted probe per (l1, l2), all trained over one read of the data."""
         template = cls(**params)
-        X, y = fit_inputs(template, X, y)
-        classes = np.unique(y)
-        columns = template._columns(X)
-        report: list = []
-        trainer = template.trainer()
-        coef, intercept = trainer(
-            X, np.searchsorted(classes, y), len(classes), lambdas, template._settings(),
-            None if template.neurons is None else columns, progress,
-            **({"report": report} if takes_report(trainer) else {}),
-        )
+        classes, columns, coef, intercept, report = template._train(X, y, lambdas, progress)
         probes = []
         for k, (l1, l2) in enumerate(lambdas):
             probe = cls(**{**params, "l1": l1, "l2": l2}).set_fitted(classes, coef[k], intercept[k], columns,
-                                                                     n_columns(X))
-            probe._record(report[k] if k < len(report) else None)
+                                                                     template.n_features_in_)
+            probe._record(report[k])
             probes.append(probe)
         return probes
 

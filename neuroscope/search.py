@@ -28,8 +28,8 @@ import attrs
 import numpy as np
 
 from neuroscope.ablation import accuracy
-from neuroscope.probe import (Features, LinearModel, TrainSettings, n_columns, predict_many, takes_report,
-                              train_elastic_net, training_record)
+from neuroscope.probe import (Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net,
+                              train_recorded, training_record)
 from neuroscope.ranking import Ranking
 
 PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
@@ -130,11 +130,9 @@ def lambda_search(
     records: dict[tuple[float, float], dict[str, Any] | None] = {}
     for start in range(0, len(settings_list), size):
         group = settings_list[start : start + size]
-        report: list = []
-        coef, intercept = trainer(X_train, y_train, n_classes, group, settings, progress=progress,
-                                  **({"report": report} if takes_report(trainer) else {}))
-        records.update({pair: training_record(report[k]) if k < len(report) else None
-                        for k, pair in enumerate(group)})
+        coef, intercept, report = train_recorded(trainer, X_train, y_train, n_classes, group, settings,
+                                                 progress=progress)
+        records.update({pair: training_record(report[k]) for k, pair in enumerate(group)})
         models: list[LinearModel] = []
         for k in range(len(group)):
             ranking = ranker(coef[k], **(ranker_options or {}))
