@@ -216,8 +216,27 @@ class Run:
         overall = (counts[:, None] * np.nan_to_num(means)).sum(axis=0) / max(int(counts.sum()), 1)
         return counts, means, overall
 
+    @functools.lru_cache(maxsize=2)
+    def extremes(self, k: int = 20, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """For every neuron the rows of ``split`` on which it is highest and lowest: two
+        (neurons, ``k``) arrays of row ids, most extreme first, ties by row (the order of
+        :meth:`Neuron.top_words`). One pass over the store, ``k`` rows per neuron kept."""
+        return extreme_rows(self.activations(split), k)
+
+    def precision_at(self, label: str, k: int = 20, seed: int = 0) -> np.ndarray:
+        """Per neuron, the share of its ``k`` top words (train) that carry ``label``: its
+        highest tokens where the oracle probe's weight for the label is >= 0, else its lowest."""
+        from neuroscope.store import labels_to_ids
+
+        column = self.label_id(label)
+        coef, _ = self.probe_weights(seed)
+        top, bottom = self.extremes(k)
+        gold = labels_to_ids(self.task().train.labels(), self.labels)
+        rows = np.where((coef[column] < 0)[:, None], bottom, top)
+        return (gold[rows] == column).mean(axis=1)
+
     def top_neurons(self, label: str | None = None, k: int = 10, ranker: str | None = None, seed: int = 0,
-                    by: str = "contribution") -> list[TopNeuron]:
+                    by: str = "contribution", pool: int = 50) -> list[TopNeuron]:
         """The ``k`` top neurons of the run's ranking (``label`` None), or of one label.
 
         For a label, ``by`` "contribution" (default) orders neurons by how much they raise
@@ -226,11 +245,17 @@ class Run:
         A neuron with a large weight but the same activation on every token scores low;
         a neuron that fires on the label and is weighted for it scores high. ``by``
         "weight" orders by |w| alone (the per-label view of the paper's Figures 2 and 4).
-        Each neuron carries its rank under ``ranker`` (default: the run's first)."""
+        ``by`` "precision" takes the ``pool`` neurons of largest contribution and orders
+        them by :meth:`precision_at` (20 words; ties by contribution): the neurons the
+        probe relies on whose extremes are most often the label's tokens, the ones worth
+        looking at; ``score`` is then that precision. Each neuron carries its rank under
+        ``ranker`` (default: the run's first)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValidationError(f"k: expected a number of neurons >= 1, got {k!r}")
-        if by not in ("contribution", "weight"):
-            raise ValidationError(f"by={by!r}: expected contribution or weight")
+        if by not in ("contribution", "weight", "precision"):
+            raise ValidationError(f"by={by!r}: expected contribution, weight or precision")
+        if not isinstance(pool, (int, np.integer)) or pool < 1:
+            raise ValidationError(f"pool: expected a number of neurons >= 1, got {pool!r}")
         coef, _ = self.probe_weights(seed)
         order = self.ranking(ranker, seed)
         rank = np.empty_like(order)
@@ -247,6 +272,11 @@ class Run:
                 _, means, overall = self.class_means()
                 scores = coef[column] * (means[column] - overall)
             chosen = np.argsort(-scores, kind="stable")[:k]
+            if by == "precision":
+                candidates = np.argsort(-scores, kind="stable")[:max(pool, k)]
+                precision = self.precision_at(label, seed=seed)
+                chosen = candidates[np.lexsort((-scores[candidates], -precision[candidates]))][:k]
+                scores = precision
         out = []
         for j in chosen:
             layer, unit = self.index.locate(int(j))
@@ -595,3 +625,35 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
 
 
 __all__ = ["Neuron", "Run", "TopNeuron", "WordActivation", "open", "protocol", "run", "run_arguments"]
+
+
+def extreme_rows(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids of the ``k`` highest and ``k`` lowest values of every column of ``X`` (an
+    activation store or anything with ``chunks()``, ``n_tokens`` and ``shape``), most
+    extreme first, equal values by row (``np.argsort(..., kind="stable")``'s order): a
+    running merge over row chunks, so memory is (neurons, 2 ``k``) whatever the number of
+    rows. Per chunk a partition finds each column's ``k``-th value and only the entries up
+    to it (ties included) are sorted."""
+    k = min(int(k), int(X.n_tokens))
+    n = int(X.shape[1])
+    kept: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # flat (column, key, row)
+    seen = 0
+    for start, block in X.chunks():
+        seen += len(block)
+        for high in (True, False):
+            keys = -block if high else block
+            kth = np.partition(keys, min(k, len(keys)) - 1, axis=0)[min(k, len(keys)) - 1]
+            rows, cols = np.nonzero(keys <= kth)
+            cols, values, rows = cols, keys[rows, cols], rows + start
+            if high in kept:
+                cols = np.concatenate([kept[high][0], cols])
+                values = np.concatenate([kept[high][1], values])
+                rows = np.concatenate([kept[high][2], rows])
+            order = np.lexsort((rows, values, cols))
+            cols, values, rows = cols[order], values[order], rows[order]
+            take = (np.searchsorted(cols, np.arange(n))[:, None] + np.arange(min(k, seen))).ravel()
+            kept[high] = (cols[take], values[take], rows[take])
+    if not kept:
+        empty = np.zeros((n, 0), dtype=np.int64)
+        return empty, empty
+    return kept[True][2].reshape(n, k).astype(np.int64), kept[False][2].reshape(n, k).astype(np.int64)

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--ranker", default=None, help="whose ranking (default: the run's first ranker)")
     neurons.add_argument("--seed", type=int, default=0, help="whose oracle probe and ranking")
     neurons.add_argument("--words", type=int, default=5, help="top words shown per neuron (0: none)")
+    neurons.add_argument("--by", choices=("contribution", "weight", "precision"), default="contribution",
+                         help="how a label's neurons are ordered (docs/python.md): the probe's contribution, |weight|, "
+                              "or, of the 50 largest contributions, the precision at 20 of their top words")
 
     show = _sub(sub, "show", "colour a sentence's words by chosen neurons' activations (the run's model)",
                 "  neuroscope show runs/2026-11-24-minilm-pos --sentence \"The old man the boats .\" "
@@ -402,9 +405,12 @@ def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.api import Run
 
     run = Run(args.run_dir)
-    tops = run.top_neurons(label=args.label, k=args.k, ranker=args.ranker, seed=args.seed)
+    tops = run.top_neurons(label=args.label, k=args.k, ranker=args.ranker, seed=args.seed, by=args.by)
     title = f"top neurons of {args.label}" if args.label else f"top neurons of the {args.ranker or run.rankers[0]} ranking"
     columns = ["layer:unit", "rank", "weight" if args.label else "largest weight"]
+    precision = bool(args.label) and args.by == "precision"
+    if precision:
+        columns.append("top 20 of the label")
     if args.words:
         columns.append("top words (label)")
     table = _table(f"{title} ({run.results['model']} x {run.results['task']}, seed {args.seed})", tuple(columns))
@@ -415,6 +421,8 @@ def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
             best = max(top.weights, key=lambda lab: abs(top.weights[lab]))
             weight = f"{top.weights[best]:+.3f} ({best})"
         row = [f"{top.layer}:{top.unit}", str(top.rank), weight]
+        if precision:
+            row.append(f"{100 * top.score:.0f} %")
         if args.words:
             words = run.neuron(top).top_words(args.words)
             row.append(", ".join(f"{w.word} ({w.label})" for w in words))

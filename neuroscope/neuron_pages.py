@@ -1,10 +1,11 @@
-"""The report's "Top neurons" section: for every label its top neurons (by probe
-contribution, :meth:`neuroscope.api.Run.top_neurons`), each with its top words in
-context and an activation histogram (the label's tokens against the rest), plus a filter
-box. Plain HTML, inline SVG and a few lines of JavaScript: offline, no CDN.
+"""The report's "Top neurons" section: for every label its top neurons (among the 50 of
+largest probe contribution, those whose 20 most extreme train tokens most often carry the
+label: :meth:`neuroscope.api.Run.top_neurons` with ``by="precision"``), each with its top
+words in context and an activation histogram (the label's tokens against the rest), plus
+a filter box. Plain HTML, inline SVG and a few lines of JavaScript: offline, no CDN.
 
-All chosen neurons' columns are read from the store in one chunked pass; the corpus is
-read again through the task's reader.
+The store is read twice in row chunks (every neuron's extreme rows, then the chosen
+neurons' columns); the corpus is read again through the task's reader.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     try:
         task = run.task()
         X = run.activations("train")
-        picks = {lab: run.top_neurons(label=lab, k=per_label) for lab in run.labels}
+        picks = {lab: run.top_neurons(label=lab, k=per_label, by="precision") for lab in run.labels}
     except NeuroscopeError as exc:
         log.warning("report: no top-neurons section: %s", exc)
         return f"<h2>Top neurons</h2><p class='note'>Not available: {html.escape(str(exc))}</p>"
@@ -82,21 +83,21 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                 hits.append(f"<li class='{cls}'>{html.escape(left)} <b>{html.escape(sentence.words[p])}</b> "
                             f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
                             f"{values[row]:.2f})</span></li>")
-            precision = float(np.mean([gold[r] == lab for r in order]))
             name = f"{t.layer}:{t.unit}"
             rows.append(
                 f"<tr data-filter='{html.escape(lab)} {name} layer{t.layer}'><td>{html.escape(lab)}<br>"
                 f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
-                f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'}: {100 * precision:.0f} %</td>"
+                f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'} 20: {100 * t.score:.0f} %</td>"
                 f"<td><ul class='words'>{''.join(hits)}</ul></td>"
                 f"<td>{histogram_svg(values, mask)}</td></tr>")
     return (
         "<section id='top-neurons-section'><h2 id='top-neurons'>Top neurons</h2>"
-        f"<p class='note'>For every label (most frequent first) its {per_label} top neurons by contribution: the "
-        "oracle probe's weight (seed 0) times the neuron's mean activation on the label minus its mean over all "
-        "train tokens. Rank: position in the run's first ranking. Words: the train tokens on which the neuron is "
-        "highest (positive weight) or lowest (negative weight), in context, with their gold label and activation; "
-        "the percentage is how many of them carry the label (precision). Histogram: activation density of the "
+        f"<p class='note'>For every label (most frequent first) {per_label} of its top neurons: of the 50 with the "
+        "largest contribution (the oracle probe's weight, seed 0, times the neuron's mean activation on the label "
+        "minus its mean over all train tokens), those whose 20 most extreme train tokens (highest for a positive "
+        "weight, lowest for a negative one) most often carry the label; the percentage is that precision at 20. "
+        "Rank: position in the run's first ranking. Words: the first of those tokens, in context, with their gold "
+        "label and activation. Histogram: activation density of the "
         "label's tokens (red) and of all other tokens (grey), train split. Filter by a label or a neuron "
         "(layer:unit); report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
         "<p><input id='ns-filter' placeholder='filter: label or layer:unit' size='30'></p>"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import neuroscope as ns
-from neuroscope.api import run_arguments
+from neuroscope.api import extreme_rows, run_arguments
 from neuroscope.cli import main, run_parser
 from neuroscope.errors import StoreError, ValidationError
 from neuroscope.heatmap import heat_map
@@ -73,6 +73,14 @@ def test_a_run_opens_and_shows_its_neurons(small_run):
     # the top DT neurons fire on determiners: most of their extreme tokens are DT
     precision = np.mean([np.mean([w.label == "DT" for w in run.neuron(t).top_words(20)]) for t in tops])
     assert precision > 0.3
+    # by="precision": of the 50 largest contributions, those whose top 20 words are most often DT
+    pool = {t.neuron for t in run.top_neurons(label="DT", k=50)}
+    clear = run.top_neurons(label="DT", k=5, by="precision")
+    assert {t.neuron for t in clear} <= pool and [t.score for t in clear] == sorted((t.score for t in clear),
+                                                                                      reverse=True)
+    best = run.neuron(clear[0], label="DT")
+    assert clear[0].score == pytest.approx(np.mean([w.label == "DT" for w in best.top_words(20)]))
+    assert clear[0].score > 0.5 and np.mean([t.score for t in clear]) >= precision
     neuron = run.neuron(tops[0])
     column = neuron.activations("train")
     assert column.shape == (run.results["data"]["train"]["tokens"],)
@@ -152,10 +160,28 @@ def test_the_cli_lists_neurons_and_draws_heat_maps(small_run, tmp_path, capsys):
     assert main(["neurons", str(small_run.path), "--label", "DT", "-k", "3", "--words", "2"]) == 0
     out = capsys.readouterr().out
     assert "top neurons of DT" in out and out.count("(DT)") >= 1
+    assert main(["neurons", str(small_run.path), "--label", "DT", "-k", "2", "--by", "precision"]) == 0
+    assert "top 20 of the label" in capsys.readouterr().out
     target = tmp_path / "map.svg"
     assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2",
                  "--out", str(target)]) == 0
     assert target.read_text().count("<rect") == 2 * 6
+
+
+def test_extreme_rows_match_a_stable_sort_over_any_chunking():
+    class Chunked:
+        def __init__(self, a, step):
+            self.a, self.n_tokens, self.shape, self.step = a, len(a), a.shape, step
+
+        def chunks(self):
+            for start in range(0, len(self.a), self.step):
+                yield start, self.a[start:start + self.step]
+
+    a = np.random.default_rng(0).integers(0, 5, (103, 7)).astype(np.float32)  # many ties
+    for step in (1, 3, 10, 200):
+        top, bottom = extreme_rows(Chunked(a, step), 8)
+        assert (top == np.argsort(-a, axis=0, kind="stable")[:8].T).all()
+        assert (bottom == np.argsort(a, axis=0, kind="stable")[:8].T).all()
 
 
 def test_protocol_on_user_arrays_finds_the_planted_neurons():
