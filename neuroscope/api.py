@@ -49,6 +49,8 @@ def _option_value(action: argparse.Action, name: str, value: Any) -> Any:
             return (value, value, value)
         if kind == "_limits" and isinstance(value, (list, tuple)):
             return tuple(None if v is None else int(v) for v in value)
+        if kind == "_layers" and isinstance(value, (list, tuple)):
+            return action.type(",".join(str(int(v)) for v in value)) if value else ()
         if kind == "Path" and value is not None:
             return Path(value)
     except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
@@ -375,7 +377,9 @@ class Run:
         ids = [self._as_neuron_id(n) for n in neurons]
         if not ids:
             raise ValidationError("neurons: expected one or more neurons to show")
-        adapter = load_model(Registry(), self.config["model"], device, self.config["aggregation"], 1)
+        dtype = self.config.get("dtype", "float32")
+        adapter = load_model(Registry(), self.config["model"], device, self.config["aggregation"], 1,
+                             self.config.get("layers"), None if dtype == "float32" else dtype)
         if adapter.neuron_index != self.index:
             raise RunDirectoryError(f"model {self.config['model']!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")

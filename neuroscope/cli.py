@@ -42,6 +42,16 @@ def _limits(value: str) -> tuple[int | None, int | None, int | None]:
         raise argparse.ArgumentTypeError(f"not a sentence count: {value!r}") from None
 
 
+def _layers(value: str) -> tuple[int, ...]:
+    from neuroscope.errors import NeuroscopeError
+    from neuroscope.model import parse_layers
+
+    try:
+        return parse_layers(value) or ()
+    except NeuroscopeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--layers: ")) from None
+
+
 def _epochs(value: str) -> int | str:
     if value.strip() == "auto":
         return "auto"
@@ -142,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                      help="probe matrix products in float32, or bfloat16 with float32 weights "
                           "(faster on CPUs with AVX512-BF16/AMX and recent GPUs; docs/probe.md)")
+    run.add_argument("--causal", action="store_true",
+                     help="also remove each ranking's top / random / bottom --fraction inside the model's forward "
+                          "pass and measure the probe on re-extracted test activations and the model's own loss "
+                          "(docs/protocol.md, \"Causal ablation\")")
+    run.add_argument("--causal-mode", choices=("zero", "mean"), default="zero",
+                     help="--causal: set removed neurons to 0, or to their mean over the train tokens")
+    run.add_argument("--causal-positions", choices=("words", "all"), default="words",
+                     help="--causal: edit every sub-token of every word (special tokens untouched), or every position")
+    run.add_argument("--layers", type=_layers, default=(), metavar="L[,L|FIRST-LAST...]",
+                     help="keep only these layers (0: the embedding / token layer), e.g. 0,8-12: a smaller store for "
+                          "a large model (default: every layer)")
+    run.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                     help="the model's weights in this precision (transformers models; default float32)")
     run.add_argument("--extract-batch-size", type=int, default=32, help="sentences per forward pass")
     run.add_argument("--stride", type=int, default=100, help="weight-mass steps of the ranking (NeuroX)")
     run.add_argument("--unseen-labels", choices=UNSEEN_RULES, default="error",
@@ -268,7 +291,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[Any, list[tuple[Any, Path]]]:
         precision=args.precision, fraction=args.fraction, aggregation=args.aggregation, device=args.device,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, extract_batch_size=args.extract_batch_size,
         stride=args.stride, unseen_labels=args.unseen_labels, max_sentences=args.max_sentences,
-        cache_dir=str(Path(cache_dir).resolve()), rankers=tuple(args.ranker), probe=probe,
+        cache_dir=str(Path(cache_dir).resolve()), rankers=tuple(args.ranker), probe=probe, causal=args.causal,
+        causal_mode=args.causal_mode, causal_positions=args.causal_positions, layers=args.layers, dtype=args.dtype,
     ) for model, task, probe in cells]
     if args.out is not None and len(cells) > 1:
         raise NeuroscopeError("--out names one run directory; with several models, tasks or probes use --runs-dir")

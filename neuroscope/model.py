@@ -10,7 +10,8 @@ Settings").
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,3 +68,101 @@ class ModelAdapter(abc.ABC):
 
     def device_name(self) -> str:
         return "cpu"
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        """Remove neurons inside the forward pass (``neuroscope run --causal``,
+        docs/plugins.md). ``ablation`` is a :class:`neuroscope.causal.Ablation`; inside the
+        context, ``embed(sentences)`` returns ``ablation.n_conditions x len(sentences)``
+        arrays, condition-major, each computed with that condition's neurons replaced at
+        each layer's output (so the change reaches every later layer). Yields a
+        :class:`neuroscope.causal.InterventionRecord` the adapter fills with its own
+        objective's loss where it has one. Leaving the context restores the model exactly.
+        An adapter that cannot intervene keeps this default, which says so."""
+        from neuroscope.causal import InterventionUnsupported
+
+        raise InterventionUnsupported(f"model adapter {self.name!r} cannot remove neurons inside its forward pass "
+                                      "(it does not implement intervene(); docs/plugins.md)")
+        yield  # pragma: no cover - unreachable, makes this a generator
+
+
+def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``--layers``: "0,6,12", "8-12" or a mix ("0,8-12"), or a sequence of indices; None
+    or "" for every layer. Indices count from 0, the embedding / token layer."""
+    if spec is None or spec == "" or spec == ():
+        return None
+    if isinstance(spec, str):
+        out: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    first, last = (int(x) for x in part.split("-", 1))
+                    if last < first:
+                        raise ValueError
+                    out.extend(range(first, last + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise NeuroscopeError(f"--layers: {part!r} is not a layer index or a range FIRST-LAST "
+                                      "(e.g. --layers 0,8-12)") from None
+    else:
+        out = [int(x) for x in spec]
+    if any(x < 0 for x in out) or len(set(out)) != len(out):
+        raise NeuroscopeError(f"--layers: expected different layer indices >= 0, got {out}")
+    return tuple(sorted(out))
+
+
+class LayerSubset(ModelAdapter):
+    """Only some layers of another adapter (``--layers``): its neuron index, store and
+    analyses hold those layers alone, so a large model's store stays small. The forward
+    pass is the full model's; an intervention on the subset's neurons is mapped onto the
+    full model's."""
+
+    def __init__(self, inner: ModelAdapter, layers: Sequence[int]):
+        index = inner.neuron_index
+        bad = [x for x in layers if x >= index.n_layers]
+        if bad:
+            raise NeuroscopeError(f"--layers: {bad} out of range; the model has layers 0-{index.n_layers - 1} "
+                                  f"({', '.join(index.layer_names)})")
+        self.inner = inner
+        self.layers = tuple(layers)
+        self.name = inner.name
+        self.batch_size = inner.batch_size
+        self._index = NeuronIndex(tuple(index.layer_names[x] for x in self.layers), index.hidden_size)
+
+    @property
+    def neuron_index(self) -> NeuronIndex:
+        return self._index
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.inner.identity(), "layers": list(self.layers)}
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return [v[list(self.layers)] for v in self.inner.embed(sentences)]
+
+    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+        return self.inner.batches(sentences)
+
+    def device_name(self) -> str:
+        return self.inner.device_name()
+
+    def subwords(self, words: Sequence[str]) -> tuple[list[str], list[int], np.ndarray]:
+        if not hasattr(self.inner, "subwords"):
+            raise AttributeError("subwords")
+        tokens, owners, layers = self.inner.subwords(words)
+        return tokens, owners, layers[list(self.layers)]
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        full = self.inner.neuron_index
+        hidden = full.hidden_size
+        columns = np.concatenate([np.arange(x * hidden, (x + 1) * hidden) for x in self.layers])
+        masks = np.zeros((ablation.masks.shape[0], full.n_neurons), dtype=bool)
+        masks[:, columns] = ablation.masks
+        values = None
+        if ablation.values is not None:
+            values = np.zeros(full.n_neurons, dtype=np.float32)
+            values[columns] = ablation.values
+        with self.inner.intervene(type(ablation)(masks, values, ablation.positions, ablation.objective)) as record:
+            yield record

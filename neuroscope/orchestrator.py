@@ -35,11 +35,14 @@ import numpy as np
 
 from neuroscope.ablation import UNSEEN_RULES
 from neuroscope.analyses import analyse
+from neuroscope.causal import MODES as CAUSAL_MODES
+from neuroscope.causal import POSITIONS as CAUSAL_POSITIONS
+from neuroscope.causal import InterventionUnsupported, causal_ablation, removal_sets, summarise_causal
 from neuroscope.comparison import compare_rankings
 from neuroscope.errors import NeuroscopeError, RegistryError, RunDirectoryError, ValidationError
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan, minimal_neuron_scan
-from neuroscope.model import AGGREGATIONS, resolve_device
+from neuroscope.model import AGGREGATIONS, ModelAdapter, parse_layers, resolve_device
 from neuroscope.probe import L2_FORMS, PRECISIONS, TrainSettings
 from neuroscope.progress import Reporter
 from neuroscope.rankers import RankerInputs, call_ranker, info_of
@@ -124,6 +127,11 @@ class RunConfig:
     l2_form: str = "squared"
     precision: str = "float32"
     cache_dir: str = ""
+    causal: bool = False
+    causal_mode: str = "zero"
+    causal_positions: str = "words"
+    layers: tuple[int, ...] = ()
+    dtype: str = "float32"
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -135,6 +143,13 @@ class RunConfig:
         check_choice("--unseen-labels", self.unseen_labels, UNSEEN_RULES)
         check_choice("--l2-form", self.l2_form, L2_FORMS)
         check_choice("--precision", self.precision, tuple(PRECISIONS))
+        check_choice("--causal-mode", self.causal_mode, CAUSAL_MODES)
+        check_choice("--causal-positions", self.causal_positions, CAUSAL_POSITIONS)
+        check_choice("--dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        try:
+            parse_layers(self.layers)
+        except NeuroscopeError as exc:
+            raise ValidationError(str(exc)) from None
         try:
             resolve_device(self.device)
         except NeuroscopeError as exc:
@@ -192,6 +207,17 @@ class RunConfig:
         data = attrs.asdict(self)
         for key in ("seeds", "max_sentences", "grid", "deltas", "rankers"):
             data[key] = list(getattr(self, key))
+        # settings at their defaults that older neuroscope did not have stay out of config.json, so
+        # a run without them keeps the config.json (and resumability) it always had
+        if not self.causal:
+            for key in ("causal", "causal_mode", "causal_positions"):
+                del data[key]
+        if not self.layers:
+            del data["layers"]
+        else:
+            data["layers"] = list(self.layers)
+        if self.dtype == "float32":
+            del data["dtype"]
         return data
 
     def probe_params(self, l1: float, l2: float) -> dict[str, Any]:
@@ -321,8 +347,12 @@ class Orchestrator:
                             config.unseen_labels)
 
         adapter = load_model(self.registry, config.model, config.device, config.aggregation,
-                             config.extract_batch_size)
+                             config.extract_batch_size, config.layers,
+                             None if config.dtype == "float32" else config.dtype)
         index = adapter.neuron_index
+        if config.causal and getattr(type(adapter), "intervene", None) is ModelAdapter.intervene:
+            raise InterventionUnsupported(f"--causal: model adapter {adapter.name!r} cannot remove neurons inside its "
+                                          "forward pass (it does not implement intervene(); docs/plugins.md)")
         store = ActivationStore(Path(config.cache_dir) / "activations")
         start = time.perf_counter()
         acts = extract(store, adapter, task, self.reporter.task)
@@ -386,6 +416,9 @@ class Orchestrator:
         seeds = [self._run_seed(context, seed) for seed in config.seeds]
 
         results = self._results(config, index, task, data, seeds, searched, (l1, l2, chosen_by))
+        if config.causal:
+            results["causal"] = self._step(steps_dir / "causal.json",
+                                           lambda: self._causal(config, adapter, context, seeds), "causal ablation")
         write_json(run_dir / "results.json", results)
         manifest = build_manifest(self.registry, adapter.device_name(), list(config.seeds), data, activations,
                                   self.argv)
@@ -395,6 +428,35 @@ class Orchestrator:
         self.timings["total"] = round(time.perf_counter() - started, 3)
         write_json(run_dir / "timings.json", self.timings)
         return results
+
+    def _causal(self, config: RunConfig, adapter: Any, c: "SeedContext", seeds: list[dict[str, Any]]
+                ) -> dict[str, Any]:
+        """Live-model ablation on the test split (:mod:`neuroscope.causal`): every seed's
+        and ranker's top / random / bottom ``fraction`` removed inside the model, all
+        conditions in one pass."""
+        start = time.perf_counter()
+        probes, conditions, stored = {}, {}, {}
+        for per_seed in seeds:
+            first = next(iter(per_seed.values()))
+            seed = first["seed"]
+            saved = read_arrays(c.steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
+            probes[f"seed-{seed}"] = (saved["coef"].astype(np.float32), saved["intercept"].astype(np.float32))
+            stored[f"seed-{seed}"] = first["ablation"]["test"]["all"]
+            for name, result in per_seed.items():
+                order = np.asarray(result["ranking"]["order"], dtype=np.int64)
+                for kind, neurons in removal_sets(order, c.index, config.fraction, seed).items():
+                    conditions[f"seed-{seed}/{name}/{kind}"] = neurons
+        means = None
+        if config.causal_mode == "mean":
+            counts, class_means = RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index, 0, None,
+                                               c.shared).class_means()
+            means = (counts[:, None] * np.nan_to_num(class_means)).sum(axis=0) / max(int(counts.sum()), 1)
+        sentences = c.task.test.words()
+        with self.reporter.task(f"causal ablation ({len(conditions) + 1} conditions)", len(sentences)) as advance:
+            found = causal_ablation(adapter, sentences, c.gold["test"], probes, conditions, c.index,
+                                    config.causal_mode, config.causal_positions, means, advance=advance)
+        return summarise_causal(found, config.fraction, list(config.rankers), stored,
+                                round(time.perf_counter() - start, 3))
 
     def _rankers(self, config: RunConfig) -> dict[str, tuple[Callable, dict[str, Any]]]:
         """Each ranker of the run with its options (registry.toml, and --stride where it takes one)."""

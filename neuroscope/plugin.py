@@ -20,6 +20,7 @@ modules of neuroscope may change between versions.
   :func:`gaussian`, :func:`random_order`)
 """
 
+from neuroscope.causal import Ablation, InterventionRecord, InterventionUnsupported, edit_hidden
 from neuroscope.datasets import sha256_of
 from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
                                ValidationError)
@@ -40,9 +41,12 @@ from neuroscope.validation import check_number
 
 __all__ = [
     "AGGREGATIONS",
+    "Ablation",
     "Corpus",
     "DataFormatError",
     "ElasticNetProbe",
+    "InterventionRecord",
+    "InterventionUnsupported",
     "LbfgsProbe",
     "LinearModel",
     "ModelAdapter",
@@ -63,6 +67,7 @@ __all__ = [
     "column_blocks",
     "data_file",
     "decode_text",
+    "edit_hidden",
     "gaussian",
     "iou",
     "probeless",

@@ -130,6 +130,42 @@ def ranker_tables(results: dict[str, Any]) -> list[Table]:
     return tables
 
 
+def causal_objective_note(causal: dict[str, Any]) -> str:
+    if causal["objective"]:
+        return (f"Loss: the model's {causal['objective']} (nats per token, over {causal['objective_tokens']:,} "
+                "scored test tokens).")
+    return f"The model's own objective is not measured: {causal['objective_unavailable']}."
+
+
+def causal_tables(results: dict[str, Any]) -> list[Table]:
+    """With --causal: the paper's Table 1 turned around (remove instead of keep), the
+    neurons removed from the probe's input only (in-probe) beside removed inside the
+    model's forward pass (in-model)."""
+    causal = results.get("causal")
+    if not causal:
+        return []
+    p = int(round(causal["fraction"] * 100))
+    none = causal["none"]
+    rows = [("-", "nothing removed", "0", fmt(results["summary"]["ablation"]["test"]["all"]), fmt(none["in_model"]),
+             "-" if none["loss"] is None else f"{none['loss']:.3f}")]
+    names = {"top": f"top {p}%", "random": f"random {p}% (per layer as top)", "bottom": f"bottom {p}%"}
+    for ranker, conditions in causal["per_ranker"].items():
+        for kind, label in names.items():
+            c = conditions[kind]
+            rows.append((ranker, label, f"{c['removed']:,}", fmt(c["in_probe"]), fmt(c["in_model"]),
+                         fmt(c["loss"], 3)))
+    note = (f"Test accuracy of each seed's oracle probe (not retrained) with the neurons removed: in-probe, zeroed in "
+            f"the stored activations only (the paper's kind of ablation); in-model, "
+            f"{'set to 0' if causal['mode'] == 'zero' else 'set to their train mean'} inside the forward pass at "
+            f"{'every sub-token of every word' if causal['positions'] == 'words' else 'every position'}, so later "
+            f"layers see the change, and the activations re-extracted. " + causal_objective_note(causal)
+            + f" {causal['seconds']:.0f} s for {1 + 3 * len(causal['per_ranker']) * len(results['seeds'])} "
+            "conditions. docs/protocol.md, \"Causal ablation\".")
+    return [Table(f"Causal ablation, test: remove {p}% of neurons from the probe's input or inside the model",
+                  ("ranker", "removed", "neurons", "in-probe acc", "in-model acc", "loss"), tuple(rows), note,
+                  figures=("causal",))]
+
+
 def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Table]:
     """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run (its first ranker), the rankers side
     by side when there are several, plus lambda grid, labels and data. Data sources under
@@ -154,6 +190,7 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
     tables.append(column_table(f"Minimal neuron set, dev, delta = {first:g} (paper Table 7)", header,
                                [minimal_rows(results, first, "dev", True)]))
     tables += ranker_tables(results)
+    tables += causal_tables(results)
     search = results.get("lambda_search")
     if search:
         rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",
@@ -344,6 +381,40 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{name}: rankers compared (mean ± std over seeds)", fontsize=10)
         finish(fig, "rankers")
+    causal = results.get("causal")
+    if causal:
+        with_loss = causal["objective"] is not None
+        fig, axes = plt.subplots(1, 2 if with_loss else 1, figsize=(10 if with_loss else 6, 3.6), dpi=110,
+                                 squeeze=False)
+        rankers = list(causal["per_ranker"])
+        kinds = ("top", "random", "bottom")
+        width = 0.8 / (2 * len(rankers))
+        ax = axes[0][0]
+        for r, ranker in enumerate(rankers):
+            for j, where in enumerate(("in_probe", "in_model")):
+                stats = [causal["per_ranker"][ranker][k][where] for k in kinds]
+                offset = (2 * r + j) * width - 0.4 + width / 2
+                ax.bar(np.arange(3) + offset, [v["mean"] for v in stats], width, yerr=[v["std"] for v in stats],
+                       capsize=2, label=f"{ranker}, {where.replace('_', '-')}", hatch="" if j else "//",
+                       color=f"C{r}", alpha=1.0 if j else 0.45)
+        ax.axhline(causal["none"]["in_model"]["mean"], color="k", linestyle=":", linewidth=1, label="nothing removed")
+        ax.set_xticks(range(3), [f"{k} {int(round(causal['fraction'] * 100))}%" for k in kinds])
+        ax.set_ylabel("test accuracy (oracle probe, %)")
+        ax.set_title("probe accuracy with the neurons removed", fontsize=9)
+        ax.legend(fontsize=7)
+        if with_loss:
+            ax = axes[0][1]
+            for r, ranker in enumerate(rankers):
+                stats = [causal["per_ranker"][ranker][k]["loss"] for k in kinds]
+                ax.bar(np.arange(3) + r * 0.8 / len(rankers) - 0.4 + 0.4 / len(rankers), [v["mean"] for v in stats],
+                       0.8 / len(rankers), yerr=[v["std"] for v in stats], capsize=2, color=f"C{r}", label=ranker)
+            ax.axhline(causal["none"]["loss"], color="k", linestyle=":", linewidth=1, label="nothing removed")
+            ax.set_xticks(range(3), [f"{k} {int(round(causal['fraction'] * 100))}%" for k in kinds])
+            ax.set_ylabel(f"{causal['objective']} (nats/token)")
+            ax.set_title("the model's own objective", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{name}: causal ablation, test (mean ± std over seeds)", fontsize=10)
+        finish(fig, "causal")
     return out
 
 
@@ -418,6 +489,8 @@ GLOSSARY = (
                       "all neurons / the minimal set (Hewitt & Liang 2019; paper section 2)"),
     ("At, Ab, Al, Az", "lambda search on dev: accuracy keeping the top / bottom M% (At, Ab), with all neurons (Al), "
                        "and of the unregularised probe (Az); S = alpha (At - Ab) - beta (Az - Al)"),
+    ("In-probe / in-model", "--causal: accuracy with neurons removed from the probe's input only, or inside the "
+                            "model's forward pass so that later layers see the change (docs/protocol.md)"),
     ("mean ± std", "over the run's seeds; one number when there is one seed"),
 )
 
@@ -452,6 +525,15 @@ def summary_html(results: dict[str, Any]) -> str:
         lines.append("<span style='color:#b00'>The oracle probe had not converged (its loss was still falling) for "
                      f"{sum(1 for t in trainings if t is not None and not t['converged'])} of {len(trainings)} "
                      "seeds; --epochs auto trains until it stops (docs/probe.md)</span>")
+    causal = results.get("causal")
+    if causal:
+        first_ranker = next(iter(causal["per_ranker"].values()))
+        lines.append(f"Causal (removed inside the model, {causal['mode']}): test accuracy with the top "
+                     f"{int(round(causal['fraction'] * 100))}% removed {fmt(first_ranker['top']['in_model'])}, a random "
+                     f"set {fmt(first_ranker['random']['in_model'])}, nothing {fmt(causal['none']['in_model'])}"
+                     + (f"; {html.escape(causal['objective'])} {fmt(first_ranker['top']['loss'], 3)} vs "
+                        f"{fmt(first_ranker['random']['loss'], 3)} (nothing removed {causal['none']['loss']:.3f})"
+                        if causal["objective"] else ""))
     if len(results.get("rankers", [])) > 1:
         lines.append("Rankers: " + "; ".join(
             f"{html.escape(n)} top {fmt(r['summary']['ablation']['test']['top'])}"
@@ -484,6 +566,10 @@ def figure_captions(results: dict[str, Any]) -> dict[str, str]:
                         f"minimal set chosen for delta {first:g}. Paper Tables 2, 3.",
         "rankers": f"Test accuracy of the oracle probe keeping only (left) or removing (right) the top k% of each "
                    f"ranking; {over}. Antverg & Belinkov's comparison of rankings.",
+        "causal": f"Removing the top, a layer-matched random or the bottom share of neurons: the oracle probe's test "
+                  f"accuracy when they are removed from its input only (hatched, in-probe) or inside the model's "
+                  f"forward pass (solid, in-model), and, where the checkpoint has one, the model's own loss; {over}. "
+                  "The dotted line: nothing removed. The paper's Discussion names this as open.",
     }
 
 

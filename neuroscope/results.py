@@ -107,6 +107,17 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("ranking_comparison.pairs[].{a,b}", str, "", "the two rankers"),
     ("ranking_comparison.pairs[].jaccard.*", dict, "percent", "Jaccard overlap of their top-k% sets: " + STAT),
     ("ranking_comparison.pairs[].spearman", dict, "", "Spearman's rho of the orderings: " + STAT),
+    ("causal?", dict, "", "live-model ablation, only with --causal (docs/protocol.md, \"Causal ablation\")"),
+    ("causal?.{mode,positions}", str, "", "zero or mean replacement; at the words' sub-tokens or at all positions"),
+    ("causal?.objective", (str, type(None)), "", "the model's own objective measured, or null"),
+    ("causal?.objective_unavailable", (str, type(None)), "", "why the objective is not measured, or null"),
+    ("causal?.{fraction,seconds}", NUM, "", "share of neurons each condition removes (0-1); wall seconds of the step"),
+    ("causal?.none.in_model", dict, "percent", "test accuracy on re-extracted, unablated activations: " + STAT),
+    ("causal?.none.loss", (float, type(None)), "nats/token", "the objective with nothing removed"),
+    ("causal?.per_ranker.*.*.removed", int, "count", "per ranker and condition (top, random, bottom): neurons removed"),
+    ("causal?.per_ranker.*.*.{in_probe,in_model}", dict, "percent", "test accuracy with the set removed from the "
+     "probe's input only / inside the model's forward pass: " + STAT),
+    ("causal?.per_ranker.*.*.loss", OPT_DICT, "nats/token", "the objective with the set removed: " + STAT + " or null"),
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -24,7 +24,7 @@ from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry, Resolved
 from neuroscope.store import ActivationSet, ActivationStore, exceeds_page_cache, labels_to_ids
 from neuroscope.types import TaskData
-from neuroscope.model import ModelAdapter, resolve_device
+from neuroscope.model import LayerSubset, ModelAdapter, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,13 @@ def check_task(task: TaskData) -> None:
                               "least two labels to tell apart")
 
 
-def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32) -> ModelAdapter:
-    """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``)."""
+def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32,
+               layers: Sequence[int] | None = None, dtype: str | None = None) -> ModelAdapter:
+    """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``);
+    ``layers`` keeps only those layers (``--layers``), ``dtype`` is passed to the adapter
+    (``--dtype``; adapters that load weights in one precision only refuse it)."""
     resolved = registry.resolve_model(spec)
-    options = {"batch_size": batch_size, **resolved.options}
+    options = {"batch_size": batch_size, **resolved.options, **({"dtype": dtype} if dtype else {})}
     try:
         inspect.signature(resolved.entry.obj).bind(device=device, aggregation=aggregation, **options)
     except TypeError as exc:
@@ -78,7 +81,7 @@ def load_model(registry: Registry, spec: str, device: str, aggregation: str, bat
     if not isinstance(adapter, ModelAdapter):
         raise NeuroscopeError(f"model adapter {resolved.entry.name!r} returned {type(adapter).__name__}, "
                               "not a neuroscope.ModelAdapter")
-    return adapter
+    return LayerSubset(adapter, layers) if layers else adapter
 
 
 def data_summary(task: TaskData) -> dict[str, Any]:

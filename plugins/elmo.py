@@ -16,19 +16,28 @@ batch to the next), every sentence starts from a zero state: the vectors of a
 sentence do not depend on which sentences were embedded before it. This equals
 AllenNLP on a fresh model (the parity fixtures reset its state) and is documented
 in docs/models.md. Words are characters, so there is no sub-word aggregation.
+
+``intervene()`` (``--causal``) edits each layer's output as the next layer receives it
+(``ElmoBiLm.edit``): the token layer's two halves feed the forward and the backward LSTM,
+each LSTM layer's output feeds the layer above; inside an LSTM layer a unit's own state
+still feeds its recurrence (the output, not the cell, is replaced). The published ELMo
+and Transformer-ELMo files hold no softmax, so their language-model loss cannot be
+measured: the run says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from neuroscope.plugin import ModelAdapter, ModelLoadError, NeuronIndex, hookimpl, resolve_device, sha256_of
+from neuroscope.plugin import (InterventionRecord, ModelAdapter, ModelLoadError, NeuronIndex, edit_hidden, hookimpl,
+                               resolve_device, sha256_of)
 
 from neuroscope_plugins.downloads import fetch_file
 from neuroscope_plugins.elmo_chars import batch_char_ids
@@ -135,21 +144,32 @@ class ElmoBiLm(torch.nn.Module):
         make = lambda: LstmCellWithProjection(proj, proj, cell, lstm.get("cell_clip"), lstm.get("proj_clip"))  # noqa: E731
         self.forward_layers = torch.nn.ModuleList([make() for _ in range(lstm["n_layers"])])
         self.backward_layers = torch.nn.ModuleList([make() for _ in range(lstm["n_layers"])])
+        #: ``edit(layer, (batch, steps, 2 * projection)) -> same``: applied to each layer's output
+        #: before the next layer reads it (``intervene()``); None: the plain forward pass
+        self.edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, char_ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Every layer, (batch, steps, 2 * projection), sentence markers included."""
         lengths = mask.sum(dim=1)
         token = self.char_cnn(char_ids)
-        layers = [torch.cat([token, token], dim=-1) * mask.unsqueeze(-1)]
-        forward_in = token
-        backward_in = reverse_padded(token, lengths)
+        width = token.shape[-1]
+        layer = torch.cat([token, token], dim=-1)
+        if self.edit is not None:
+            layer = self.edit(0, layer)
+        layers = [layer * mask.unsqueeze(-1)]
+        forward_in = layer[..., :width] if self.edit is not None else token
+        backward_in = reverse_padded(layer[..., width:] if self.edit is not None else token, lengths)
         for k, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
             forward_out = fwd(forward_in, lengths)
             backward_out = bwd(backward_in, lengths)
             if k > 0:
                 forward_out = forward_out + forward_in
                 backward_out = backward_out + backward_in
-            layers.append(torch.cat([forward_out, reverse_padded(backward_out, lengths)], dim=-1))
+            layer = torch.cat([forward_out, reverse_padded(backward_out, lengths)], dim=-1)
+            if self.edit is not None:
+                layer = self.edit(k + 1, layer)
+                forward_out, backward_out = layer[..., :width], reverse_padded(layer[..., width:], lengths)
+            layers.append(layer)
             forward_in, backward_in = forward_out, backward_out
         return layers
 
@@ -231,6 +251,8 @@ class CharacterLmAdapter(ModelAdapter):
     device: torch.device
     batch_size: int
     _index: NeuronIndex
+    _ablation: Any = None  # the Ablation inside intervene()
+    _positions: torch.Tensor | None = None  # (rows, steps) bool: where the current batch is edited
 
     @property
     def neuron_index(self) -> NeuronIndex:
@@ -239,12 +261,44 @@ class CharacterLmAdapter(ModelAdapter):
     def device_name(self) -> str:
         return str(self.device)
 
+    #: why ``--causal`` cannot measure this model's own objective
+    no_objective = "the published checkpoint holds no softmax weights, so its language-model loss cannot be measured"
+
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         ids, mask = batch_char_ids(sentences)
+        conditions = self._ablation.n_conditions if self._ablation is not None else 1
+        ids_t = torch.from_numpy(ids).to(self.device).repeat(conditions, 1, 1)
+        mask_t = torch.from_numpy(mask).to(self.device).repeat(conditions, 1)
+        if self._ablation is not None:
+            words = mask_t.clone()
+            if self._ablation.positions == "words":  # leave the <S> / </S> markers as they are
+                words[:, 0] = False
+                words[torch.arange(len(words)), mask_t.sum(1) - 1] = False
+            self._positions = words
         with torch.inference_mode():
-            layers = self.model(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
+            layers = self.model(ids_t, mask_t)
             stacked = torch.stack(layers).float().cpu().numpy()
-        return [stacked[:, b, 1 : len(words) + 1, :] for b, words in enumerate(sentences)]
+        n = len(sentences)
+        return [stacked[:, k * n + b, 1 : len(words) + 1, :] for k in range(conditions)
+                for b, words in enumerate(sentences)]
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        """Neurons removed at each layer's output inside the forward pass
+        (:meth:`ModelAdapter.intervene`); the objective is unavailable (``no_objective``)."""
+        record = InterventionRecord(ablation.n_conditions, unavailable=self.no_objective if ablation.objective
+                                    else None)
+        dtype = next(self.model.parameters()).dtype
+        edits = [ablation.layer(self._index, layer, self.device, dtype) for layer in range(self._index.n_layers)]
+
+        def edit(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+            return hidden if edits[layer] is None else edit_hidden(hidden, edits[layer], self._positions)
+
+        self._ablation, self.model.edit = ablation, edit
+        try:
+            yield record
+        finally:
+            self._ablation, self.model.edit, self._positions = None, None, None
 
 
 class ElmoAdapter(CharacterLmAdapter):

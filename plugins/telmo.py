@@ -27,7 +27,7 @@ import math
 import tarfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -123,12 +123,18 @@ class TransformerStack(torch.nn.Module):
         self.layers = torch.nn.ModuleList([EncoderLayer(dim, hidden) for _ in range(n_layers)])
         self.norm = AllenLayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Every layer's output (the last one normalised); ``edit(layer, x)`` replaces a
+        layer's output before the next layer reads it (``intervene()``)."""
         outputs = []
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers, start=1):
             x = layer(x, mask)
+            if k == len(self.layers):
+                x = self.norm(x)
+            if edit is not None:
+                x = edit(k, x)
             outputs.append(x)
-        outputs[-1] = self.norm(outputs[-1])
         return outputs
 
 
@@ -152,6 +158,9 @@ class TransformerElmo(torch.nn.Module):
         self.forward_stack = TransformerStack(dim, hidden, n_layers)
         self.backward_stack = TransformerStack(dim, hidden, n_layers)
         self.register_buffer("position", positional_encoding(5000, dim))
+        #: ``edit(layer, (batch, steps, 2 * width)) -> same`` applied to each layer's output
+        #: before the next layer reads it (``intervene()``); None: the plain forward pass
+        self.edit: Callable[[int, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, char_ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Every layer, (batch, steps, 2 * width), sentence markers included."""
@@ -162,12 +171,28 @@ class TransformerElmo(torch.nn.Module):
         forward_mask = mask.unsqueeze(-1) & torch.tril(torch.ones(steps, steps, dtype=torch.bool,
                                                                   device=mask.device)).unsqueeze(0)
         backward_mask = forward_mask.transpose(1, 2)
-        x = token + self.position[:, :steps]
-        forward_layers = self.forward_stack(x, forward_mask)
-        backward_layers = self.backward_stack(x, backward_mask)
-        layers = [torch.cat([token, token], dim=-1)]
-        layers += [torch.cat([f, b], dim=-1) for f, b in zip(forward_layers, backward_layers)]
-        return layers
+        if self.edit is None:
+            x = token + self.position[:, :steps]
+            forward_layers = self.forward_stack(x, forward_mask)
+            backward_layers = self.backward_stack(x, backward_mask)
+            layers = [torch.cat([token, token], dim=-1)]
+            layers += [torch.cat([f, b], dim=-1) for f, b in zip(forward_layers, backward_layers)]
+            return layers
+        width = token.shape[-1]
+        edit = self.edit
+
+        def half(side: int) -> Callable[[int, torch.Tensor], torch.Tensor]:
+            """Edit one direction's output as its half of the concatenated layer."""
+            def apply(layer: int, x: torch.Tensor) -> torch.Tensor:
+                both = torch.cat([x, x], dim=-1)
+                return edit(layer, both)[..., side * width:(side + 1) * width]
+            return apply
+
+        first = edit(0, torch.cat([token, token], dim=-1))
+        position = self.position[:, :steps]
+        forward_layers = self.forward_stack(first[..., :width] + position, forward_mask, half(0))
+        backward_layers = self.backward_stack(first[..., width:] + position, backward_mask, half(1))
+        return [first] + [torch.cat([f, b], dim=-1) for f, b in zip(forward_layers, backward_layers)]
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -171,6 +171,13 @@ def test_third_party_plugin_runs_through_the_cli(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert {"name": "charmodel", "version": "0.3"}.items() <= {
         k: v for p in manifest["plugins"] if p["name"] == "charmodel" for k, v in p.items()}.items()
+    # an adapter without intervene(): --causal is refused in one line, before anything is extracted or trained
+    causal = subprocess.run(
+        [sys.executable, "-m", "neuroscope.cli", "run", "--model", "charstats", "--task", "vowels", "--data-dir",
+         str(tmp_path), "--seeds", "1", "--causal", "--out", str(tmp_path / "causal"), "--cache-dir",
+         str(tmp_path / "cache2"), "--quiet"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert causal.returncode == 2 and "cannot remove neurons inside its forward pass" in causal.stderr
+    assert "Traceback" not in causal.stderr and not (tmp_path / "cache2").exists()
 
 
 def test_every_hook_is_documented_with_its_signature_and_tested():
