@@ -56,9 +56,11 @@ def register_probes(register: Register) -> None:
 def register_rankers(register: Register) -> None:
     """Register neuron rankers.
 
-    ``register(name, ranker, aliases=())``: ``ranker(coef, **options)`` takes a
-    (labels, neurons) weight matrix and returns a
-    :class:`neuroscope.ranking.Ranking`.
+    ``register(name, ranker, aliases=())``: ``ranker(inputs, **options)``, marked with
+    :func:`neuroscope.rankers.ranker` (what it needs: the probe, the activations), takes
+    a :class:`neuroscope.rankers.RankerInputs` and returns a
+    :class:`neuroscope.ranking.Ranking`; a plain ``f(coef, **options)`` on the probe's
+    (labels, neurons) weights still works.
     """
 
 

@@ -93,3 +93,16 @@ def test_a_random_decoder_runs_the_whole_protocol_through_the_cli(decoders, kind
         assert causal["objective"] == "next-token loss" and causal["none"]["loss"] > 0
         assert causal["none"]["in_model"]["mean"] == pytest.approx(results["summary"]["ablation"]["test"]["all"]["mean"],
                                                                     abs=0.1)
+
+
+def test_device_map_needs_accelerate_or_places_the_model(decoders):
+    import importlib.util
+
+    from neuroscope.errors import ModelLoadError
+
+    if importlib.util.find_spec("accelerate") is None:
+        with pytest.raises(ModelLoadError, match="pip install accelerate"):
+            TransformersAdapter(checkpoint=str(decoders["gpt2"]), device_map="auto")
+    else:
+        adapter = TransformersAdapter(checkpoint=str(decoders["gpt2"]), device_map="cpu")
+        assert adapter.device.type == "cpu" and adapter.embed([HARD])[0].shape == (3, len(HARD), 32)
