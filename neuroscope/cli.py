@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from neuroscope import __version__
-from neuroscope.errors import NeuroscopeError, StoreError
+from neuroscope.errors import NeuroscopeError, StoreError, ValidationError
 from neuroscope.model import AGGREGATIONS
 from neuroscope.ablation import UNSEEN_RULES
 from neuroscope.search import PAPER_VALUES
@@ -176,7 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="parent of run directories")
     run.add_argument("--cache-dir", type=Path, default=None, help="activation store (default: $NEUROSCOPE_CACHE "
                      "or ~/.cache/neuroscope)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--resume", action="store_true",
+                     help="continue interrupted runs: the one in --out, or each cell's run directory under --runs-dir "
+                          "(named by today's date); finished steps are reused")
+    run.add_argument("--executor", default="local",
+                     help="what runs the plan's units (extraction per model and corpus, then one per run directory): "
+                          "local (in order, here) or ray (in parallel on a Ray cluster; docs/distributed.md)")
+    run.add_argument("--address", default=None,
+                     help="--executor ray: a running cluster (ray://HEAD:10001 or HOST:6379); default: a local Ray "
+                          "started for the run")
+    run.add_argument("--cpus", type=int, default=None,
+                     help="--executor ray without --address: CPUs of the local Ray (default: all)")
+    run.add_argument("--cpus-per-unit", type=int, default=0,
+                     help="CPUs each unit declares; torch and BLAS threads in the unit are limited to them (default: "
+                          "local, all of the machine's; ray, 1)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
 
     _sub(sub, "plugins", "list loaded plugins, their hooks and versions, conflicts, and every model and task name",
@@ -296,8 +309,8 @@ def plan_runs(args: argparse.Namespace) -> tuple[Any, list[tuple[Any, Path]]]:
     ) for model, task, probe in cells]
     if args.out is not None and len(cells) > 1:
         raise NeuroscopeError("--out names one run directory; with several models, tasks or probes use --runs-dir")
-    if args.resume and args.out is None:
-        raise NeuroscopeError("--resume continues the run in --out; name it with --out RUN_DIR")
+    if args.cpus_per_unit < 0 or (args.cpus is not None and args.cpus < 1):
+        raise ValidationError("--cpus and --cpus-per-unit: expected integers >= 1")
     registry = Registry()
     for model, task, probe in cells:
         registry.resolve_model(model)
@@ -305,6 +318,7 @@ def plan_runs(args: argparse.Namespace) -> tuple[Any, list[tuple[Any, Path]]]:
         registry.resolve_probe(probe)
     for name in args.ranker:
         registry.resolve_ranker(name)
+    registry.get("executors", args.executor)
     return registry, [(config, Path(args.out) if args.out else default_run_dir(
         args.runs_dir, config.model, config.task, None if len(args.probe) == 1 else config.probe))
         for config in configs]
@@ -314,19 +328,46 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
                  ) -> list[tuple[Path, dict[str, Any]]]:
     """Run every planned cell in turn; (run directory, results) per cell. ``argv`` is the
     command recorded in each manifest (default: this process's)."""
-    from neuroscope.orchestrator import Orchestrator
+    from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
     from neuroscope.progress import Reporter
+    from neuroscope.results import load_results
+    from neuroscope.rundir import check_usable, claim
 
     registry, plan = plan_runs(args)
+    executor_cls = registry.get("executors", args.executor).obj
+    executor = executor_cls(address=args.address, cpus=args.cpus)
     reporter = Reporter(quiet=args.quiet, console=console)
-    orchestrator = Orchestrator(registry, reporter, sys.argv if argv is None else argv)
+    for _, run_dir in plan:  # a directory that may not be used fails before anything runs
+        check_usable(run_dir, args.resume)
+    units = plan_units(plan, args.resume, args.cpus_per_unit, sys.argv if argv is None else argv)
+    by_dir = {str(run_dir): config for config, run_dir in plan}
+    failures: list[tuple[Unit, UnitOutcome]] = []
     done = []
-    for config, run_dir in plan:
-        with reporter.running():
-            results = orchestrator.run(config, run_dir, resume=args.resume)
-        if not args.quiet:
-            _print_summary(console, config, results, run_dir)
-        done.append((run_dir, results))
+
+    def report(unit: Unit, outcome: UnitOutcome) -> None:
+        if outcome.ok and unit.kind == "cell":
+            run_dir = Path(unit.run_dir)
+            if outcome.files is not None:  # computed elsewhere: the driver writes the run directory
+                with claim(run_dir):
+                    write_files(run_dir, outcome.files)
+            results = load_results(run_dir)
+            if not args.quiet:
+                _print_summary(console, by_dir[unit.run_dir], results, run_dir)
+            done.append((run_dir, results))
+        elif not outcome.ok:
+            failures.append((unit, outcome))
+            if len(plan) > 1:
+                log.error("%s: %s failed: %s", unit.cell, unit.kind, outcome.message)
+        elif len(units) > 2:
+            reporter.log(f"done: {unit.id} ({outcome.seconds:.0f} s)")
+
+    executor.run(units, report, reporter)
+    if failures:
+        unit, first = failures[0]  # the first failure is the cause of those that were not run after it
+        if len(plan) == 1:  # one cell: its error, as it always was
+            raise first.error if isinstance(first.error, NeuroscopeError) else NeuroscopeError(first.message)
+        raise NeuroscopeError(f"{len(failures)} of {len(units)} units failed ({', '.join(u.id for u, _ in failures)}); "
+                              f"{len(done)} of {len(plan)} run directories finished")
     return done
 
 

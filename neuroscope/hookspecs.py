@@ -64,9 +64,23 @@ def register_rankers(register: Register) -> None:
     """
 
 
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register executors: what runs a plan's units of work.
+
+    ``register(name, executor_class, aliases=())``: ``executor_class(**options)`` (the
+    options from the command line: ``address``, ``cpus``, ``cpus_per_unit``) has
+    ``run(units, run_unit, report) -> dict[str, UnitOutcome]``: it runs every
+    :class:`neuroscope.executors.Unit` after the units it depends on, calling
+    ``run_unit(unit, files)`` wherever it places it, and reports each outcome to the
+    driver with ``report(unit, outcome)`` (docs/plugins.md, docs/distributed.md).
+    """
+
+
 HOOK_KINDS: dict[str, str] = {
     "register_models": "models",
     "register_tasks": "tasks",
     "register_probes": "probes",
     "register_rankers": "rankers",
+    "register_executors": "executors",
 }

@@ -220,6 +220,15 @@ class RunConfig:
             del data["dtype"]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+        """The settings :meth:`to_json` wrote (settings it leaves out take their defaults)."""
+        data = dict(data)
+        for key in ("seeds", "max_sentences", "grid", "deltas", "rankers", "layers"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
     def probe_params(self, l1: float, l2: float) -> dict[str, Any]:
         return {"l1": l1, "l2": l2, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
                 "device": self.device, "shuffle": self.shuffle, "l2_form": self.l2_form, "precision": self.precision}
@@ -260,6 +269,14 @@ class SeedContext:
 
 #: the lambda search's chosen probe, in the run's steps/ directory
 SEARCH_PROBE = "lambda-search-probe.npz"
+
+
+def check_causal_support(config: "RunConfig", adapter: ModelAdapter) -> None:
+    """Refuse --causal, before anything is extracted or trained, for an adapter that
+    cannot intervene in its forward pass."""
+    if config.causal and getattr(type(adapter), "intervene", None) is ModelAdapter.intervene:
+        raise InterventionUnsupported(f"--causal: model adapter {adapter.name!r} cannot remove neurons inside its "
+                                      "forward pass (it does not implement intervene(); docs/plugins.md)")
 
 
 def default_run_dir(root: Path, model: str, task: str, probe: str | None = None) -> Path:
@@ -350,9 +367,7 @@ class Orchestrator:
                              config.extract_batch_size, config.layers,
                              None if config.dtype == "float32" else config.dtype)
         index = adapter.neuron_index
-        if config.causal and getattr(type(adapter), "intervene", None) is ModelAdapter.intervene:
-            raise InterventionUnsupported(f"--causal: model adapter {adapter.name!r} cannot remove neurons inside its "
-                                          "forward pass (it does not implement intervene(); docs/plugins.md)")
+        check_causal_support(config, adapter)
         store = ActivationStore(Path(config.cache_dir) / "activations")
         start = time.perf_counter()
         acts = extract(store, adapter, task, self.reporter.task)

@@ -22,6 +22,8 @@ modules of neuroscope may change between versions.
 
 from neuroscope.causal import Ablation, InterventionRecord, InterventionUnsupported, edit_hidden
 from neuroscope.datasets import sha256_of
+from neuroscope.executors import (LocalExecutor, Unit, UnitOutcome, dependents_failed, limit_threads, read_files,
+                                  run_unit, write_files)
 from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
                                ValidationError)
 from neuroscope.hookspecs import hookimpl
@@ -49,6 +51,7 @@ __all__ = [
     "InterventionUnsupported",
     "LbfgsProbe",
     "LinearModel",
+    "LocalExecutor",
     "ModelAdapter",
     "ModelLoadError",
     "NeuronIndex",
@@ -61,12 +64,15 @@ __all__ = [
     "StoreError",
     "TaskData",
     "TrainSettings",
+    "Unit",
+    "UnitOutcome",
     "ValidationError",
     "collapse_rare_labels",
     "check_number",
     "column_blocks",
     "data_file",
     "decode_text",
+    "dependents_failed",
     "edit_hidden",
     "gaussian",
     "iou",
@@ -74,9 +80,12 @@ __all__ = [
     "random_order",
     "ranker",
     "hookimpl",
+    "limit_threads",
     "read_columns",
+    "read_files",
     "read_text",
     "resolve_device",
+    "run_unit",
     "sha256_of",
     "split_documents",
     "task_from_files",
@@ -85,4 +94,5 @@ __all__ = [
     "train_elastic_net",
     "train_lbfgs",
     "weight_mass_ranking",
+    "write_files",
 ]

@@ -214,7 +214,7 @@ def elastic_net_gradient(xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tenso
     logits = (xb @ weight.view(width, g * n_classes).to(compute)).float().view(batch, g, n_classes) + bias
     residual = torch.softmax(logits, dim=2)
     if loss is not None:
-        loss -= torch.log(residual[rows, :, yb].clamp_min(1e-30)).sum(dim=0)
+        loss -= torch.log(residual[rows, :, yb].clamp_min(1e-30)).double().sum(dim=0)  # float64: any thread count
     residual[rows, :, yb] -= 1.0
     residual /= batch
     torch.sum(residual, dim=0, out=bias.grad)
@@ -305,7 +305,7 @@ def train_elastic_net(
     losses: list[np.ndarray] = []
     calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
     for epoch in range(max_epochs):
-        epoch_loss = torch.zeros(g, device=device)
+        epoch_loss = torch.zeros(g, device=device, dtype=torch.float64)
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
         batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
         for idx, raw in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
@@ -340,9 +340,9 @@ def _epoch_loss(data_loss: torch.Tensor, total: int, weight: torch.Tensor, l1: t
     with torch.no_grad():
         out = data_loss / total
         if l1 is not None:
-            out = out + l1 * weight.abs().sum(dim=(0, 2))
+            out = out + l1 * weight.abs().double().sum(dim=(0, 2))
         if l2 is not None:
-            squares = weight.pow(2).sum(dim=(0, 2))
+            squares = weight.double().pow(2).sum(dim=(0, 2))
             out = out + l2 * (squares if l2_form == "squared" else squares.sqrt())
     return out.cpu().numpy().astype(np.float64)
 

@@ -1,5 +1,6 @@
-"""Small randomly initialised decoder LMs saved to disk with real tokenizers, so the
-transformers adapter's real loading code runs on them (no hub access here).
+"""Small randomly initialised models saved to disk with real tokenizers, so the
+transformers adapter's real loading code runs on them (no hub access here): decoder LMs
+(:func:`save_decoder`) and a BERT encoder (:func:`save_random_bert`).
 
 * byte-level BPE (GPT-2 and GPT-NeoX / Pythia style): trained on a few sentences, every
   byte in the alphabet, so any text encodes;
@@ -65,4 +66,19 @@ def save_decoder(kind: str, path: Path) -> Path:
                                              num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
                                              max_position_embeddings=64, **ends))
     model.save_pretrained(path)
+    return path
+
+
+def save_random_bert(path: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """A random BERT (WordPiece over letters, punctuation and digits) at ``path``."""
+    import string
+
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase) + \
+        ["##" + c for c in string.ascii_lowercase] + list(string.punctuation) + list(string.digits)
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                         intermediate_size=2 * hidden, max_position_embeddings=512)).save_pretrained(path)
     return path

@@ -1,0 +1,136 @@
+"""The built-in executors: ``local`` (the units in order, in this process) and ``ray``
+(independent units in parallel on a Ray cluster: a local one started for the run, or
+``--address`` of a running one). Written against ``neuroscope.plugin`` only, like a
+third-party executor (docs/plugins.md, docs/distributed.md).
+
+Ray: each unit is a task declaring ``num_cpus`` (``--cpus-per-unit``) and ``num_gpus``
+(1 when the run's ``--device`` is CUDA); inside it torch's and the BLAS's threads are
+limited to those CPUs. A task whose worker or node dies is retried (``max_retries``,
+default 3): a cell retried starts from the run directory's finished steps, which only
+the driver writes. A user error (bad data, a missing checkpoint) is not retried: the
+cell fails with its one-line message and the other cells go on. Ctrl-C cancels the
+tasks in flight; ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+
+from neuroscope.plugin import (LocalExecutor, NeuroscopeError, Unit, UnitOutcome, dependents_failed, hookimpl,
+                               read_files, run_unit)
+
+log = logging.getLogger(__name__)
+
+
+def _run_remote(unit: Unit, files: dict | None) -> UnitOutcome:
+    return run_unit(unit, files, quiet=True)
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an ``--address`` (``HOST:PORT`` or ``ray://HOST:PORT``) where nothing
+    listens: Ray itself would retry for minutes before failing."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise NeuroscopeError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise NeuroscopeError(f"--executor ray: cannot start or reach the Ray cluster at {address} (nothing answers "
+                              f"there: {exc.strerror or exc}); start one with `ray start --head` or check the "
+                              "address") from None
+
+
+class RayExecutor:
+    """Units as Ray tasks, each submitted once the units it waits for have finished."""
+
+    def __init__(self, *, address: str | None = None, cpus: int | None = None, max_retries: int = 3, **_: Any):
+        try:
+            import ray
+        except ImportError:
+            raise NeuroscopeError("--executor ray needs Ray: pip install \"neuroscope-nlp[ray]\"") from None
+        self.ray = ray
+        self.address = address
+        self.cpus = cpus
+        self.max_retries = int(max_retries)
+
+    def _start(self) -> bool:
+        """Connect to ``address`` or start a local Ray; True when this executor started it."""
+        if self.ray.is_initialized():
+            return False
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if self.address and self.address != "auto":
+            reachable(self.address)
+        try:
+            if self.address:
+                self.ray.init(address=self.address, **options)
+            else:
+                self.ray.init(num_cpus=self.cpus, **options)
+        except Exception as exc:  # ConnectionError, RuntimeError, ... depending on how the address fails
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+            raise NeuroscopeError(f"--executor ray: cannot start or reach {where} ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        return True
+
+    def run(self, units: Sequence[Unit], report: Any, reporter: Any = None) -> dict[str, UnitOutcome]:
+        started = self._start()
+        remote = self.ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_run_remote)
+        outcomes: dict[str, UnitOutcome] = {}
+        pending = list(units)
+        running: dict[Any, Unit] = {}
+        try:
+            while pending or running:
+                for unit in list(pending):
+                    if any(a not in outcomes for a in unit.after):
+                        continue
+                    pending.remove(unit)
+                    failed = dependents_failed(unit, outcomes)
+                    if failed:
+                        outcomes[unit.id] = UnitOutcome(unit.id, False, f"not run: {failed} failed "
+                                                                        f"({outcomes[failed].message})")
+                        report(unit, outcomes[unit.id])
+                        continue
+                    files = read_files(Path(unit.run_dir)) if unit.kind == "cell" and unit.resume else {}
+                    if not unit.cpus:  # a whole machine's threads would oversubscribe a shared node
+                        unit = attrs.evolve(unit, cpus=1)
+                    ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus,
+                                         name=unit.id).remote(unit, files if unit.kind == "cell" else None)
+                    running[ref] = unit
+                    if reporter is not None:
+                        reporter.log(f"started: {unit.id} ({unit.cpus} CPU{'s' if unit.cpus > 1 else ''}"
+                                     + (f", {unit.gpus:g} GPU" if unit.gpus else "") + ")")
+                if not running:
+                    if pending:  # only a unit waiting for one that is not in the plan
+                        raise NeuroscopeError(f"units wait for units not in the plan: {[u.id for u in pending]}")
+                    continue
+                done, _ = self.ray.wait(list(running), num_returns=1)
+                unit = running.pop(done[0])
+                try:
+                    outcome = self.ray.get(done[0])
+                except self.ray.exceptions.RayError as exc:
+                    cause = getattr(exc, "cause", None)
+                    message = str(cause) if cause is not None else str(exc).splitlines()[0]
+                    outcome = UnitOutcome(unit.id, False, f"{type(cause or exc).__name__}: {message}")
+                outcomes[unit.id] = outcome
+                report(unit, outcome)
+        except KeyboardInterrupt:
+            for ref in running:
+                self.ray.cancel(ref, force=True)
+            raise
+        finally:
+            if started:
+                self.ray.shutdown()
+        return outcomes
+
+
+@hookimpl
+def register_executors(register):
+    register("local", LocalExecutor)
+    register("ray", RayExecutor)

@@ -1,0 +1,163 @@
+"""Executors: the plan as a graph of units, the local executor, and the Ray executor on a
+real local Ray (no mocks): the same numbers as local, a killed worker retried, the
+--address form against a `ray start --head`, a failing cell beside finishing ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from neuroscope.cli import main
+from neuroscope.errors import NeuroscopeError
+from neuroscope.executors import plan_units
+from neuroscope.orchestrator import RunConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from decoders import save_random_bert  # noqa: E402
+
+SMALL = ["--max-sentences", "150,50,50", "--seeds", "1", "--l1", "1e-4", "--l2", "1e-4", "--no-control", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def random_bert(tmp_path_factory):
+    return save_random_bert(tmp_path_factory.mktemp("bert"))
+
+
+def numbers(run_dir: Path) -> dict:
+    """results.json without what names this machine's paths."""
+    results = json.loads((run_dir / "results.json").read_text())
+    for split in results["data"].values():
+        split.pop("source")
+    return results
+
+
+def test_the_built_in_executors_are_plugins():
+    from neuroscope.registry import Registry
+
+    registry = Registry()
+    assert registry.get("executors", "local").plugin == "executors"
+    assert registry.get("executors", "ray").plugin == "executors"
+    with pytest.raises(NeuroscopeError, match="unknown executor 'slurm'"):
+        registry.get("executors", "slurm")
+
+
+def test_the_plan_is_a_graph_extracting_each_corpus_once(tmp_path):
+    plan = [(RunConfig(model=m, task=t, probe=p, data_dir="d", cache_dir="c"), tmp_path / f"{m}-{t}-{p}")
+            for m in ("minilm", "bert") for t in ("pos", "chunk") for p in ("elastic-net", "lbfgs")]
+    units = plan_units(plan, cpus_per_unit=2)
+    extracts = [u for u in units if u.kind == "extract"]
+    cells = [u for u in units if u.kind == "cell"]
+    assert len(extracts) == 4 and len(cells) == 8  # two probes over one corpus: one extraction
+    seen: set[str] = set()
+    for unit in units:
+        assert set(unit.after) <= seen and unit.cpus == 2
+        seen.add(unit.id)
+    assert {c.after for c in cells if c.config["model"] == "minilm" and c.config["task"] == "pos"} == \
+        {("extract minilm x pos",)}
+    assert RunConfig.from_json(cells[0].config) == plan[0][0]
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pos").symlink_to(data_dir / "pos")  # no chunking data: that cell fails
+    code = main(["run", "--model", "minilm", "--task", "chunk,pos", "--data-dir", str(tmp_path / "data"),
+                 "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(cache_dir), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 of 2 run directories finished" in err and "chunk" in err and "Traceback" not in err
+    finished = list((tmp_path / "runs").glob("*-minilm-pos/results.json"))
+    assert len(finished) == 1
+
+
+@pytest.fixture(scope="module")
+def local_matrix(tmp_path_factory, data_dir, cache_dir, random_bert):
+    runs = tmp_path_factory.mktemp("local")
+    assert main(["run", "--model", f"minilm,hf:{random_bert}", "--task", "pos,chunk", "--data-dir", str(data_dir),
+                 "--runs-dir", str(runs), "--cache-dir", str(cache_dir), *SMALL]) == 0
+    return runs
+
+
+def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data_dir, random_bert):
+    runs = tmp_path / "runs"
+    assert main(["run", "--model", f"minilm,hf:{random_bert}", "--task", "pos,chunk", "--data-dir", str(data_dir),
+                 "--runs-dir", str(runs), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2",
+                 *SMALL]) == 0
+    local = sorted(p.name for p in local_matrix.iterdir())
+    assert sorted(p.name for p in runs.iterdir()) == local and len(local) == 4
+    for name in local:
+        assert numbers(runs / name) == numbers(local_matrix / name), name
+        assert not list((runs / name).glob("**/*.tmp"))
+
+
+def _unit_processes(marker: str) -> list[int]:
+    """PIDs of Ray workers whose process title names a running unit."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, tmp_path, data_dir):
+    out = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_once() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            pids = _unit_processes("ray::cell run")
+            if pids:
+                time.sleep(3)  # well inside the unit
+                for pid in _unit_processes("ray::cell run"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_once, daemon=True)
+    killer.start()
+    assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2", *SMALL]) == 0
+    killer.join(timeout=1)
+    assert killed, "no worker was running the cell"
+    reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
+    assert numbers(out) == numbers(reference)
+
+
+def test_the_address_form_uses_a_running_cluster(local_matrix, tmp_path, data_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([str(ray), "start", "--head", "--port", str(port), "--num-cpus", "2",
+                              "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
+                             text=True, timeout=180)
+    assert started.returncode == 0, started.stderr
+    try:
+        out = tmp_path / "run"
+        assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
+                     "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                     *SMALL]) == 0
+        reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
+        assert numbers(out) == numbers(reference)
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):
+    code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out",
+                 str(tmp_path / "run"), "--executor", "ray", "--address", "127.0.0.1:1", *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot start or reach the Ray cluster at 127.0.0.1:1" in err and "Traceback" not in err
