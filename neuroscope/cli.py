@@ -43,7 +43,6 @@ def _limits(value: str) -> tuple[int | None, int | None, int | None]:
 
 
 def _layers(value: str) -> tuple[int, ...]:
-    from neuroscope.errors import NeuroscopeError
     from neuroscope.model import parse_layers
 
     try:
@@ -326,7 +325,9 @@ def plan_runs(args: argparse.Namespace) -> tuple[Any, list[tuple[Any, Path]]]:
 
 def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | None = None
                  ) -> list[tuple[Path, dict[str, Any]]]:
-    """Run every planned cell in turn; (run directory, results) per cell. ``argv`` is the
+    """Plan the run's units and hand them to ``--executor``; (run directory, results) per
+    finished cell. The driver writes every run directory. With several cells, a failed
+    one does not stop the others; the error at the end counts them. ``argv`` is the
     command recorded in each manifest (default: this process's)."""
     from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
     from neuroscope.progress import Reporter
