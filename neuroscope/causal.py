@@ -7,8 +7,8 @@ the model's forward pass, so the removal propagates through every later layer, a
 measures on the test split (docs/protocol.md, "Causal ablation"):
 
 * the oracle probe's accuracy on activations re-extracted from the ablated model, beside
-  its accuracy when the same neurons are zeroed in the stored activations only (the
-  paper's kind of ablation: the difference is what propagation adds);
+  its accuracy when the same neurons are removed from the unablated activations only
+  (the paper's kind of ablation: the difference is what propagation adds);
 * the model's own objective where the checkpoint has one (masked-LM loss for an encoder
   with its MLM head, next-token loss for a decoder), else a one-line reason.
 
@@ -149,15 +149,17 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
                     probes: Mapping[str, tuple[np.ndarray, np.ndarray]], conditions: Mapping[str, np.ndarray],
                     index: NeuronIndex, mode: str = "zero", positions: str = "words",
                     train_means: np.ndarray | None = None, batch_size: int | None = None,
-                    advance: Callable[[int], None] | None = None) -> dict[str, Any]:
+                    advance: Callable[[int], None] | None = None, unseen: str = "error") -> dict[str, Any]:
     """Run every condition through the model over ``sentences`` and score it.
 
     ``probes``: name -> (coef, intercept) of the oracle probe each condition is scored
     with, named by the condition's prefix up to "/" (e.g. "seed-0"); ``conditions``: name
     ("seed-0/weight-mass/top") -> neuron ids removed. A condition "none" (nothing removed)
     is added and scored with every probe. Returns per condition: the in-model accuracy
-    (%, gold -1 counts wrong), the in-probe accuracy (the same neurons zeroed or
-    mean-replaced in the unablated activations), the objective's mean loss per token."""
+    (%; a gold -1, a label unseen in train, counts wrong, or is left out with ``unseen``
+    "exclude", as in the run's other accuracies), the in-probe accuracy (the same neurons
+    zeroed or mean-replaced in the unablated activations, which reproduce the stored
+    ones), the objective's mean loss per token."""
     if mode not in MODES:
         raise NeuroscopeError(f"causal mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if mode == "mean" and train_means is None:
@@ -171,7 +173,7 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
     scored = {name: (name.split("/")[0] if name != "none" else None) for name in names}
     correct = {(name, p): 0 for name in names for p in probes if scored[name] in (None, p)}
     correct_probe = dict.fromkeys(correct, 0)
-    n_tokens = 0
+    n_tokens = scored_rows = 0
     step = int(batch_size or getattr(adapter, "batch_size", 32))
     with adapter.intervene(ablation) as record:
         for start in range(0, len(sentences), step):
@@ -182,6 +184,7 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
                                       f"{len(names)} conditions x {len(batch)} sentences")
             rows = sum(len(s) for s in batch)
             labels = gold[n_tokens:n_tokens + rows]
+            scored_rows += int((labels >= 0).sum()) if unseen == "exclude" else rows
             per = [as_probe_input(np.concatenate([v.transpose(1, 0, 2).reshape(len(s), -1)
                                                   for v, s in zip(out[k * len(batch):(k + 1) * len(batch)], batch)]))
                    for k in range(len(names))]
@@ -197,14 +200,17 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
                 advance(len(batch))
     if n_tokens != len(gold):
         raise NeuroscopeError(f"causal ablation scored {n_tokens} tokens, the split has {len(gold)}")
+    if scored_rows == 0:
+        raise NeuroscopeError("causal ablation: no test token has a label seen in train (rule exclude)")
     out: dict[str, Any] = {"conditions": {}, "objective": record.objective, "objective_unavailable": record.unavailable,
                            "objective_tokens": record.tokens,
                            "mode": mode, "positions": positions, "tokens": n_tokens}
     for k, name in enumerate(names):
         entry: dict[str, Any] = {"removed": int(masks[k].sum()),
                                  "loss": float(record.loss[k] / record.tokens) if record.tokens else None}
-        entry["in_model"] = {p: 100.0 * correct[(name, p)] / n_tokens for p in probes if (name, p) in correct}
-        entry["in_probe"] = {p: 100.0 * correct_probe[(name, p)] / n_tokens for p in probes if (name, p) in correct}
+        entry["in_model"] = {p: 100.0 * correct[(name, p)] / scored_rows for p in probes if (name, p) in correct}
+        entry["in_probe"] = {p: 100.0 * correct_probe[(name, p)] / scored_rows for p in probes
+                             if (name, p) in correct}
         out["conditions"][name] = entry
     return out
 

@@ -469,7 +469,8 @@ class Orchestrator:
         sentences = c.task.test.words()
         with self.reporter.task(f"causal ablation ({len(conditions) + 1} conditions)", len(sentences)) as advance:
             found = causal_ablation(adapter, sentences, c.gold["test"], probes, conditions, c.index,
-                                    config.causal_mode, config.causal_positions, means, advance=advance)
+                                    config.causal_mode, config.causal_positions, means, advance=advance,
+                                    unseen=config.unseen_labels)
         return summarise_causal(found, config.fraction, list(config.rankers), stored,
                                 round(time.perf_counter() - start, 3))
 

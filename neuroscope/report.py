@@ -154,8 +154,8 @@ def causal_tables(results: dict[str, Any]) -> list[Table]:
             c = conditions[kind]
             rows.append((ranker, label, f"{c['removed']:,}", fmt(c["in_probe"]), fmt(c["in_model"]),
                          fmt(c["loss"], 3)))
-    note = (f"Test accuracy of each seed's oracle probe (not retrained) with the neurons removed: in-probe, zeroed in "
-            f"the stored activations only (the paper's kind of ablation); in-model, "
+    note = (f"Test accuracy of each seed's oracle probe (not retrained) with the neurons removed: in-probe, removed "
+            f"from the unablated activations only (the paper's kind of ablation); in-model, "
             f"{'set to 0' if causal['mode'] == 'zero' else 'set to their train mean'} inside the forward pass at "
             f"{'every sub-token of every word' if causal['positions'] == 'words' else 'every position'}, so later "
             f"layers see the change, and the activations re-extracted. " + causal_objective_note(causal)
