@@ -352,17 +352,19 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
                 with claim(run_dir):
                     write_files(run_dir, outcome.files)
             results = load_results(run_dir)
-            if not args.quiet:
+            if not args.quiet and immediate:
                 _print_summary(console, by_dir[unit.run_dir], results, run_dir)
             done.append((run_dir, results))
         elif not outcome.ok:
             failures.append((unit, outcome))
             if len(plan) > 1:
                 log.error("%s: %s failed: %s", unit.cell, unit.kind, outcome.message)
-        elif len(units) > 2:
-            reporter.log(f"done: {unit.id} ({outcome.seconds:.0f} s)")
 
+    immediate = args.executor == "local"  # others drive a live progress display: summaries after it
     executor.run(units, report, reporter)
+    if not args.quiet and not immediate:
+        for run_dir, results in done:
+            _print_summary(console, by_dir[str(run_dir)], results, run_dir)
     if failures:
         unit, first = failures[0]  # the first failure is the cause of those that were not run after it
         if len(plan) == 1:  # one cell: its error, as it always was

@@ -184,7 +184,8 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
                                      config.extract_batch_size, config.layers,
                                      None if config.dtype == "float32" else config.dtype)
                 check_causal_support(config, adapter)
-                extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, reporter.task)
+                with reporter.running():
+                    extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, reporter.task)
                 return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start)
             orchestrator = Orchestrator(registry, reporter, list(unit.argv))
             if files is None:

@@ -81,6 +81,17 @@ class RayExecutor:
 
     def run(self, units: Sequence[Unit], report: Any, reporter: Any = None) -> dict[str, UnitOutcome]:
         started = self._start()
+        try:
+            if reporter is None:
+                return self._run(units, report, None, lambda n: None)
+            with reporter.running(), reporter.task(f"units on Ray ({len(units)})", len(units)) as advance:
+                return self._run(units, report, reporter, advance)
+        finally:
+            if started:
+                self.ray.shutdown()
+
+    def _run(self, units: Sequence[Unit], report: Any, reporter: Any, advance: Any) -> dict[str, UnitOutcome]:
+        """Submit each unit once its dependencies are done; report outcomes as they come."""
         remote = self.ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_run_remote)
         outcomes: dict[str, UnitOutcome] = {}
         pending = list(units)
@@ -96,6 +107,7 @@ class RayExecutor:
                         outcomes[unit.id] = UnitOutcome(unit.id, False, f"not run: {failed} failed "
                                                                         f"({outcomes[failed].message})")
                         report(unit, outcomes[unit.id])
+                        advance(1)
                         continue
                     files = read_files(Path(unit.run_dir)) if unit.kind == "cell" and unit.resume else {}
                     if not unit.cpus:  # a whole machine's threads would oversubscribe a shared node
@@ -120,13 +132,16 @@ class RayExecutor:
                     outcome = UnitOutcome(unit.id, False, f"{type(cause or exc).__name__}: {message}")
                 outcomes[unit.id] = outcome
                 report(unit, outcome)
+                advance(1)
+                if reporter is not None:
+                    failed_count = sum(1 for o in outcomes.values() if not o.ok)
+                    reporter.log(f"{'done' if outcome.ok else 'FAILED'}: {unit.id} ({outcome.seconds:.0f} s); units "
+                                 f"done {len(outcomes)}, running {len(running)}, waiting {len(pending)}, "
+                                 f"failed {failed_count}")
         except KeyboardInterrupt:
             for ref in running:
                 self.ray.cancel(ref, force=True)
             raise
-        finally:
-            if started:
-                self.ray.shutdown()
         return outcomes
 
 
