@@ -206,17 +206,21 @@ class Run:
         return self.labels.index(label)
 
     @functools.lru_cache(maxsize=1)
+    def train_label_ids(self) -> np.ndarray:
+        """The class id of every train token (into :attr:`labels`; -1 for none)."""
+        from neuroscope.store import labels_to_ids
+
+        return labels_to_ids(self.task().train.labels(), self.labels)
+
+    @functools.lru_cache(maxsize=1)
     def class_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens per label, mean activation per label and neuron (labels, neurons), mean
         activation per neuron) on train: one pass over the run's store."""
         from neuroscope.rankers import RankerInputs
-        from neuroscope.store import labels_to_ids
 
-        gold = labels_to_ids(self.task().train.labels(), self.labels)
-        counts, means = RankerInputs(self.activations("train"), gold, self.labels, self.index, 0, None,
-                                     {}).class_means()
-        overall = (counts[:, None] * np.nan_to_num(means)).sum(axis=0) / max(int(counts.sum()), 1)
-        return counts, means, overall
+        inputs = RankerInputs(self.activations("train"), self.train_label_ids(), self.labels, self.index, 0, None, {})
+        counts, means = inputs.class_means()
+        return counts, means, inputs.overall_mean()
 
     @functools.lru_cache(maxsize=2)
     def extremes(self, k: int = 20, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -228,14 +232,11 @@ class Run:
     def precision_at(self, label: str, k: int = 20, seed: int = 0) -> np.ndarray:
         """Per neuron, the share of its ``k`` top words (train) that carry ``label``: its
         highest tokens where the oracle probe's weight for the label is >= 0, else its lowest."""
-        from neuroscope.store import labels_to_ids
-
         column = self.label_id(label)
         coef, _ = self.probe_weights(seed)
         top, bottom = self.extremes(k)
-        gold = labels_to_ids(self.task().train.labels(), self.labels)
         rows = np.where((coef[column] < 0)[:, None], bottom, top)
-        return (gold[rows] == column).mean(axis=1)
+        return (self.train_label_ids()[rows] == column).mean(axis=1)
 
     def top_neurons(self, label: str | None = None, k: int = 10, ranker: str | None = None, seed: int = 0,
                     by: str = "contribution", pool: int = 50) -> list[TopNeuron]:
@@ -377,9 +378,8 @@ class Run:
         ids = [self._as_neuron_id(n) for n in neurons]
         if not ids:
             raise ValidationError("neurons: expected one or more neurons to show")
-        dtype = self.config.get("dtype", "float32")
         adapter = load_model(Registry(), self.config["model"], device, self.config["aggregation"], 1,
-                             self.config.get("layers"), None if dtype == "float32" else dtype)
+                             self.config.get("layers"), self.config.get("dtype"))
         if adapter.neuron_index != self.index:
             raise RunDirectoryError(f"model {self.config['model']!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from neuroscope.errors import NeuroscopeError
+from neuroscope.results import mean_std
 from neuroscope.types import NeuronIndex
 
 log = logging.getLogger(__name__)
@@ -215,11 +216,6 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
     return out
 
 
-def _mean_std(values: list[float]) -> dict[str, Any]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=0)), "values": [float(v) for v in arr]}
-
-
 def summarise_causal(found: Mapping[str, Any], fraction: float, rankers: Sequence[str],
                      stored: Mapping[str, float], seconds: float) -> dict[str, Any]:
     """results.json's ``causal`` from :func:`causal_ablation`'s per-condition numbers:
@@ -236,7 +232,7 @@ def summarise_causal(found: Mapping[str, Any], fraction: float, rankers: Sequenc
     out: dict[str, Any] = {key: found[key] for key in ("mode", "positions", "objective", "objective_unavailable",
                                                         "tokens", "objective_tokens")}
     out.update({"fraction": fraction, "seconds": seconds,
-                "none": {"in_model": _mean_std(list(none["in_model"].values())), "loss": none["loss"]},
+                "none": {"in_model": mean_std(list(none["in_model"].values())), "loss": none["loss"]},
                 "per_ranker": {}})
     seeds = list(stored)
     for ranker in rankers:
@@ -245,8 +241,8 @@ def summarise_causal(found: Mapping[str, Any], fraction: float, rankers: Sequenc
             entries = [conditions[f"{seed}/{ranker}/{kind}"] for seed in seeds]
             out["per_ranker"][ranker][kind] = {
                 "removed": entries[0]["removed"],
-                "in_probe": _mean_std([e["in_probe"][seed] for e, seed in zip(entries, seeds)]),
-                "in_model": _mean_std([e["in_model"][seed] for e, seed in zip(entries, seeds)]),
-                "loss": None if entries[0]["loss"] is None else _mean_std([e["loss"] for e in entries]),
+                "in_probe": mean_std([e["in_probe"][seed] for e, seed in zip(entries, seeds)]),
+                "in_model": mean_std([e["in_model"][seed] for e, seed in zip(entries, seeds)]),
+                "loss": None if entries[0]["loss"] is None else mean_std([e["loss"] for e in entries]),
             }
     return out

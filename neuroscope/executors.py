@@ -181,8 +181,7 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
 
                 task = load_task(registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
                 adapter = load_model(registry, config.model, config.device, config.aggregation,
-                                     config.extract_batch_size, config.layers,
-                                     None if config.dtype == "float32" else config.dtype)
+                                     config.extract_batch_size, config.layers, config.dtype)
                 check_causal_support(config, adapter)
                 with reporter.running():
                     extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, reporter.task)
@@ -212,9 +211,13 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
 Report = Callable[[Unit, UnitOutcome], None]
 
 
-def dependents_failed(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> str | None:
-    """The id of a unit ``unit`` waits for that failed, if any."""
-    return next((a for a in unit.after if a in outcomes and not outcomes[a].ok), None)
+def not_run(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> UnitOutcome | None:
+    """The failed outcome of ``unit`` when a unit it waits for failed (naming it and its
+    message), else None: the unit may run."""
+    failed = next((a for a in unit.after if a in outcomes and not outcomes[a].ok), None)
+    if failed is None:
+        return None
+    return UnitOutcome(unit.id, False, f"not run: {failed} failed ({outcomes[failed].message})")
 
 
 class LocalExecutor:
@@ -227,11 +230,7 @@ class LocalExecutor:
     def run(self, units: Sequence[Unit], report: Report, reporter: Any = None) -> dict[str, UnitOutcome]:
         outcomes: dict[str, UnitOutcome] = {}
         for unit in units:
-            failed = dependents_failed(unit, outcomes)
-            if failed:
-                outcome = UnitOutcome(unit.id, False, f"not run: {failed} failed ({outcomes[failed].message})")
-            else:
-                outcome = run_unit(unit, None, reporter=reporter)
+            outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter)
             outcomes[unit.id] = outcome
             report(unit, outcome)
         return outcomes

@@ -49,7 +49,7 @@ from neuroscope.rankers import RankerInputs, call_ranker, info_of
 from neuroscope.ranking import Ranking
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
-from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION
+from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION, mean_std
 from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json
 from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES, LambdaSearch, group_size, lambda_grid, lambda_search
 from neuroscope.steps import (SeedResult, check_task, control_step, data_summary, extract, fit_oracle, load_model,
@@ -294,11 +294,6 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def mean_std(values: list[float]) -> dict[str, Any]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=0)), "values": [float(v) for v in arr]}
-
-
 class Orchestrator:
     """Runs cells of the plan; one Registry, one activation store, one reporter."""
 
@@ -364,8 +359,7 @@ class Orchestrator:
                             config.unseen_labels)
 
         adapter = load_model(self.registry, config.model, config.device, config.aggregation,
-                             config.extract_batch_size, config.layers,
-                             None if config.dtype == "float32" else config.dtype)
+                             config.extract_batch_size, config.layers, config.dtype)
         index = adapter.neuron_index
         check_causal_support(config, adapter)
         store = ActivationStore(Path(config.cache_dir) / "activations")
@@ -463,9 +457,8 @@ class Orchestrator:
                     conditions[f"seed-{seed}/{name}/{kind}"] = neurons
         means = None
         if config.causal_mode == "mean":
-            counts, class_means = RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index, 0, None,
-                                               c.shared).class_means()
-            means = (counts[:, None] * np.nan_to_num(class_means)).sum(axis=0) / max(int(counts.sum()), 1)
+            means = RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index, 0, None,
+                                 c.shared).overall_mean()
         sentences = c.task.test.words()
         with self.reporter.task(f"causal ablation ({len(conditions) + 1} conditions)", len(sentences)) as advance:
             found = causal_ablation(adapter, sentences, c.gold["test"], probes, conditions, c.index,

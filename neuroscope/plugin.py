@@ -22,8 +22,8 @@ modules of neuroscope may change between versions.
 
 from neuroscope.causal import Ablation, InterventionRecord, InterventionUnsupported, edit_hidden
 from neuroscope.datasets import sha256_of
-from neuroscope.executors import (LocalExecutor, Unit, UnitOutcome, dependents_failed, limit_threads, read_files,
-                                  run_unit, write_files)
+from neuroscope.executors import (LocalExecutor, Unit, UnitOutcome, limit_threads, not_run, read_files, run_unit,
+                                  write_files)
 from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
                                ValidationError)
 from neuroscope.hookspecs import hookimpl
@@ -72,7 +72,6 @@ __all__ = [
     "column_blocks",
     "data_file",
     "decode_text",
-    "dependents_failed",
     "edit_hidden",
     "gaussian",
     "iou",
@@ -81,6 +80,7 @@ __all__ = [
     "ranker",
     "hookimpl",
     "limit_threads",
+    "not_run",
     "read_columns",
     "read_files",
     "read_text",

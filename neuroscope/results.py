@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from neuroscope.errors import RunDirectoryError
 from neuroscope.rundir import read_json
 
@@ -31,6 +33,12 @@ NEURON_ID_LAYOUT = "layer * hidden_size + unit; layer indexes `layers` (0: the e
 NUM = (int, float)
 OPT_DICT = (dict, type(None))
 STAT = "mean, std over seeds and the per-seed values"
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """A :data:`STAT`: mean and population std over seeds, and the per-seed values."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=0)), "values": [float(v) for v in arr]}
 
 #: (path, type, unit, meaning); a type tuple allows several, None inside allows null
 SCHEMA: list[tuple[str, Any, str, str]] = [

@@ -68,10 +68,12 @@ def check_task(task: TaskData) -> None:
 def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32,
                layers: Sequence[int] | None = None, dtype: str | None = None) -> ModelAdapter:
     """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``);
-    ``layers`` keeps only those layers (``--layers``), ``dtype`` is passed to the adapter
-    (``--dtype``; adapters that load weights in one precision only refuse it)."""
+    ``layers`` keeps only those layers (``--layers``), ``dtype`` other than float32 (the
+    default of every adapter) is passed to the adapter (``--dtype``; adapters that load
+    weights in one precision only refuse it)."""
     resolved = registry.resolve_model(spec)
-    options = {"batch_size": batch_size, **resolved.options, **({"dtype": dtype} if dtype else {})}
+    options = {"batch_size": batch_size, **resolved.options,
+               **({"dtype": dtype} if dtype and dtype != "float32" else {})}
     try:
         inspect.signature(resolved.entry.obj).bind(device=device, aggregation=aggregation, **options)
     except TypeError as exc:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import attrs
 
-from neuroscope.plugin import (LocalExecutor, NeuroscopeError, Unit, UnitOutcome, dependents_failed, hookimpl,
+from neuroscope.plugin import (LocalExecutor, NeuroscopeError, Unit, UnitOutcome, hookimpl, not_run,
                                read_files, run_unit)
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,10 @@ class RayExecutor:
                     if any(a not in outcomes for a in unit.after):
                         continue
                     pending.remove(unit)
-                    failed = dependents_failed(unit, outcomes)
-                    if failed:
-                        outcomes[unit.id] = UnitOutcome(unit.id, False, f"not run: {failed} failed "
-                                                                        f"({outcomes[failed].message})")
-                        report(unit, outcomes[unit.id])
+                    skipped = not_run(unit, outcomes)
+                    if skipped:
+                        outcomes[unit.id] = skipped
+                        report(unit, skipped)
                         advance(1)
                         continue
                     files = read_files(Path(unit.run_dir)) if unit.kind == "cell" and unit.resume else {}

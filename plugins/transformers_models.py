@@ -313,14 +313,17 @@ class TransformersAdapter(ModelAdapter):
 
     # ---- intervention (neuroscope run --causal)
 
+    def _word_positions(self, enc: Any) -> torch.Tensor:
+        """(batch, tokens) bool: the sub-tokens of words (not special tokens, not padding)."""
+        return torch.tensor([[w is not None for w in enc.word_ids(b)] for b in range(len(enc["input_ids"]))],
+                            dtype=torch.bool, device=self.device)
+
     def _edit_positions(self, enc: Any, conditions: int) -> torch.Tensor:
         """(conditions x batch, tokens) bool: the positions an ablation edits."""
         if self._ablation[0].positions == "all":
             shape = enc["input_ids"].shape
             return torch.ones(conditions * shape[0], shape[1], dtype=torch.bool, device=self.device)
-        words = torch.tensor([[w is not None for w in enc.word_ids(b)] for b in range(len(enc["input_ids"]))],
-                             dtype=torch.bool)
-        return words.repeat(conditions, 1).to(self.device)
+        return self._word_positions(enc).repeat(conditions, 1)
 
     def _blocks(self) -> torch.nn.ModuleList:
         """The model's list of transformer blocks (one per hidden state after the first)."""
@@ -479,8 +482,7 @@ class TransformersAdapter(ModelAdapter):
             return
         ids = inputs["input_ids"]
         rows = ids.shape[0] // conditions
-        words = self._positions[:rows] if self._ablation[0].positions == "words" else torch.tensor(
-            [[w is not None for w in enc.word_ids(b)] for b in range(rows)], device=ids.device)
+        words = self._word_positions(enc)
         generator = torch.Generator().manual_seed(int(ids[:rows].sum()) % (2**31))
         chosen = (torch.rand(words.shape, generator=generator) < MLM_RATE).to(ids.device) & words
         chosen = chosen.repeat(conditions, 1)

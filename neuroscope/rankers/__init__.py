@@ -72,6 +72,12 @@ class RankerInputs:
             self.shared[key] = (counts, means)
         return self.shared[key]
 
+    def overall_mean(self) -> np.ndarray:
+        """(neurons,) float64 mean activation over every labelled train token, from
+        :meth:`class_means` (no second pass)."""
+        counts, means = self.class_means()
+        return (counts[:, None] * np.nan_to_num(means)).sum(axis=0) / max(int(counts.sum()), 1)
+
 
 def _add_by_class(sums: np.ndarray, y: np.ndarray, block: np.ndarray) -> None:
     """sums[c] += sum of the rows of class c (a one-hot matrix product, float64)."""

@@ -67,7 +67,8 @@ def greedy_selection(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons
     try:
         return _greedy(X, y, n_score, max_neurons, n_features)
     finally:
-        torch.set_flush_denormal(False) if denormals else None
+        if denormals:
+            torch.set_flush_denormal(False)
 
 
 def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_features: int
