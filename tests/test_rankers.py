@@ -97,12 +97,39 @@ def test_gaussian_matches_a_direct_computation():
         post = logp[y, np.arange(len(y))] - np.logaddexp.reduce(logp, axis=0)
         prior = counts / len(y)
         return (-(prior * np.log(prior)).sum() + post.mean()) / np.log(2)
-    candidates = [k for k in range(d) if k != selected[0]]
-    expected = {k: mi([selected[0], k]) for k in candidates}
-    for k in candidates:
-        assert info[k].item() == pytest.approx(expected[k], abs=1e-4)
-    for k in range(d):  # the first step: each neuron alone (the default order after max_neurons)
+    candidates = [k for k in range(d) if k not in selected]
+    for k in candidates:  # the final information, given both selected neurons (orders the rest)
+        assert info[k].item() == pytest.approx(mi(selected + [k]), abs=1e-4)
+    for k in range(d):  # the first step: each neuron alone (the marginal tail)
         assert marginal[k].item() == pytest.approx(mi([k]), abs=1e-4)
+    # the second choice is the exact greedy one: the best of every pair with the first
+    assert selected[1] == max((k for k in range(d) if k != selected[0]), key=lambda k: mi([selected[0], k]))
+    shortlisted = greedy_selection(Xt, yt, 300, 2, 6, refresh=2, candidates=3)
+    assert shortlisted[0] == selected and torch.allclose(shortlisted[2], info)
+
+
+def test_refreshed_shortlists_select_what_scoring_every_candidate_selects():
+    """Between full scorings every `refresh` steps only a shortlist is scored; on 40 neurons
+    with planted signal of varying strength it makes the exact greedy choices."""
+    from neuroscope.rankers.gaussian import greedy_selection
+    import torch
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, size=600)
+    X = rng.normal(size=(600, 40))
+    for k in range(12):  # neurons k carry label (k % 4) with strength falling with k
+        X[:, k] += (y == k % 4) * (2.0 - 0.15 * k)
+    X[:, 20] = X[:, 0] + 0.1 * rng.normal(size=600)  # a near-copy of neuron 0: redundant
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    exact = greedy_selection(Xt, yt, 600, 10, 40)
+    assert exact[0][:4] == [0, 1, 2, 3]  # the strongest detector of each label first
+    assert 20 not in exact[0]  # a copy of a selected neuron adds almost nothing
+    shortlisted = greedy_selection(Xt, yt, 600, 10, 40, refresh=4, candidates=12)
+    assert shortlisted[0] == exact[0]
+    assert torch.allclose(shortlisted[2], exact[2])
+    # a shortlist too short: the 2 best neurons alone are 0 and its copy, so the copy comes second
+    narrow = greedy_selection(Xt, yt, 600, 10, 40, refresh=10, candidates=2)
+    assert narrow[0][:2] == [0, 20]
 
 
 def test_gaussian_orders_the_rest_by_marginal_or_conditional_information():

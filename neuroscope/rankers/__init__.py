@@ -41,6 +41,8 @@ class RankerInputs:
     probe: Any = None
     #: statistics computed once and shared by every ranker of the run (not part of equality)
     shared: dict = attrs.field(factory=dict, eq=False, repr=False)
+    #: the share of neurons the run's ablation keeps (--fraction), for rankers whose cost grows with it
+    fraction: float = 0.2
 
     @property
     def coef(self) -> np.ndarray:
