@@ -6,10 +6,12 @@
    fresh activation cache: wall time, and Ray's overhead in seconds and percent.
 2. Two units on one node: one cell alone with 1 CPU, then the same cell twice at once
    under Ray (2 CPUs, 1 each): with threads limited to the unit's CPUs, the pair should
-   cost about what one costs (not 2x, and far from the 8-14x of oversubscription).
+   cost about what one costs (not 2x, and far from the 8-14x of oversubscription). Then
+   one cell with 2 seeds, its units in order and with ``--executor local --cpus 2`` (the
+   two seed units at once).
 3. From a finished run's ``timings.json`` (``--timings RUN_DIR``, e.g. a default MiniLM x
-   POS run): the unit graph at seed granularity (extraction, then the lambda search,
-   then each seed's oracle -> rankings -> minimal sets -> control in parallel), its
+   POS run): the unit graph (extraction and the lambda search, then each seed's unit in
+   parallel, then the report), its
    critical path against its total work, per cell and for the paper's study (4 models x
    4 tasks x 3 seeds, every cell costing what the measured one did): the speed-up bound
    on a cluster with enough workers.
@@ -57,8 +59,9 @@ def two_at_once(cell: list[str], work: Path, cpus: int) -> float:
     args = run_parser().parse_args(cell + ["--out", str(work / "unused")])
     _, plan = plan_runs(args)
     config = plan[0][0]
-    units = [u for u in plan_units([(config, work / "pair-a"), (config, work / "pair-b")], cpus_per_unit=1)
-             if u.kind == "cell"]
+    units = [attrs.evolve(u, after=tuple(a for a in u.after if not a.startswith("extract ")))  # extracted already
+             for u in plan_units([(config, work / "pair-a"), (config, work / "pair-b")], cpus_per_unit=1)
+             if u.kind != "extract"]
 
     def report(unit, outcome) -> None:
         if not outcome.ok:
@@ -69,17 +72,26 @@ def two_at_once(cell: list[str], work: Path, cpus: int) -> float:
     executor._start()
     try:
         start = time.perf_counter()
-        executor.run([attrs.evolve(u, after=()) for u in units], report)
+        executor.run(units, report)
         return time.perf_counter() - start
     finally:
         executor.ray.shutdown()
 
 
-def seed_graph(timings: dict[str, float | None]) -> dict[str, float]:
-    """Critical path and total work of one cell's units at seed granularity."""
+def seed_graph(timings: dict) -> dict[str, float]:
+    """Critical path and total work of one cell's units: from each unit's seconds when the
+    run recorded them (search, with the extraction; seed-N; finish), else from the steps'."""
+    if "units" in timings:
+        units = {k: float(v) for k, v in timings["units"].items()}
+        seeds = {k.split("-", 1)[1]: v for k, v in units.items() if k.startswith("seed-")}
+        search, rest = units.get("search", 0.0), units.get("finish", 0.0)
+        extraction = float(timings.get("extraction") or 0.0)
+        chain = max(seeds.values()) if seeds else 0.0
+        return {"extraction": extraction, "search": search - extraction, "seed_chains": seeds, "other": rest,
+                "critical_path": search + chain + rest, "total_work": search + sum(seeds.values()) + rest}
     t = {k: float(v or 0.0) for k, v in timings.items() if k != "total"}
     extraction, search = t.get("extraction", 0.0), t.get("lambda-search", 0.0)
-    seeds: dict[str, float] = {}
+    seeds = {}
     for key, value in t.items():
         if key.startswith("seed-"):
             seed = key.split("-")[1]
@@ -115,6 +127,13 @@ def main() -> int:
         results["two_units"] = {"one_alone_1cpu_s": alone, "two_at_once_1cpu_each_s": pair, "ratio": pair / alone}
         print(f"one cell alone, 1 CPU: {alone:.1f} s; the same cell twice at once under Ray, 1 CPU each: "
               f"{pair:.1f} s ({pair / alone:.2f}x)")
+        seeds = ["--model", "minilm", "--task", "pos", "--data-dir", str(DATA), *SMALL, "--seeds", "2",
+                 "--cache-dir", str(work / "cache-local")]
+        in_order = neuroscope(*seeds, "--out", str(work / "seeds-in-order"))
+        at_once = neuroscope(*seeds, "--out", str(work / "seeds-at-once"), "--cpus", str(args.cpus))
+        results["seed_units"] = {"in_order_s": in_order, "at_once_s": at_once, "speedup": in_order / at_once}
+        print(f"one cell, 2 seeds: local in order (all threads) {in_order:.1f} s; local --cpus {args.cpus} (the seed "
+              f"units at once, 1 CPU each) {at_once:.1f} s ({in_order / at_once:.2f}x)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.timings:

@@ -179,13 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue interrupted runs: the one in --out, or each cell's run directory under --runs-dir "
                           "(named by today's date); finished steps are reused")
     run.add_argument("--executor", default="local",
-                     help="what runs the plan's units (extraction per model and corpus, then one per run directory): "
-                          "local (in order, here) or ray (in parallel on a Ray cluster; docs/distributed.md)")
+                     help="what runs the plan's units (extraction per model and corpus, then per run directory the "
+                          "lambda search, one unit per seed and the report): local (here; in order, or several at once "
+                          "with --cpus) or ray (in parallel on a Ray cluster; docs/distributed.md)")
     run.add_argument("--address", default=None,
                      help="--executor ray: a running cluster (ray://HEAD:10001 or HOST:6379); default: a local Ray "
                           "started for the run")
     run.add_argument("--cpus", type=int, default=None,
-                     help="--executor ray without --address: CPUs of the local Ray (default: all)")
+                     help="--executor local: run up to CPUS / --cpus-per-unit independent units at once in worker "
+                          "processes (default: one at a time, here); --executor ray without --address: CPUs of the "
+                          "local Ray (default: all)")
     run.add_argument("--cpus-per-unit", type=int, default=0,
                      help="CPUs each unit declares; torch and BLAS threads in the unit are limited to them (default: "
                           "local, all of the machine's; ray, 1)")
@@ -346,21 +349,22 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
     done = []
 
     def report(unit: Unit, outcome: UnitOutcome) -> None:
-        if outcome.ok and unit.kind == "cell":
+        if outcome.ok and unit.kind != "extract" and outcome.files is not None:
+            with claim(Path(unit.run_dir)):  # computed elsewhere: the driver writes the run directory
+                write_files(Path(unit.run_dir), outcome.files)
+        if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
-            if outcome.files is not None:  # computed elsewhere: the driver writes the run directory
-                with claim(run_dir):
-                    write_files(run_dir, outcome.files)
             results = load_results(run_dir)
             if not args.quiet and immediate:
                 _print_summary(console, by_dir[unit.run_dir], results, run_dir)
             done.append((run_dir, results))
-        elif not outcome.ok:
+        elif not outcome.ok and not outcome.skipped:  # the units after a failed one are not run: one cause
             failures.append((unit, outcome))
             if len(plan) > 1:
-                log.error("%s: %s failed: %s", unit.cell, unit.kind, outcome.message)
+                log.error("%s: %s failed: %s", unit.cell, unit.id, outcome.message)
 
-    immediate = args.executor == "local"  # others drive a live progress display: summaries after it
+    # units in parallel drive a live progress display: summaries after it
+    immediate = args.executor == "local" and (args.cpus or 1) // max(1, args.cpus_per_unit) <= 1
     executor.run(units, report, reporter)
     if not args.quiet and not immediate:
         for run_dir, results in done:
@@ -369,8 +373,9 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
         unit, first = failures[0]  # the first failure is the cause of those that were not run after it
         if len(plan) == 1:  # one cell: its error, as it always was
             raise first.error if isinstance(first.error, NeuroscopeError) else NeuroscopeError(first.message)
-        raise NeuroscopeError(f"{len(failures)} of {len(units)} units failed ({', '.join(u.id for u, _ in failures)}); "
-                              f"{len(done)} of {len(plan)} run directories finished")
+        raise NeuroscopeError(f"{len(failures)} of {len(units)} units failed ({', '.join(u.id for u, _ in failures)}; "
+                              f"the units after them were not run); {len(done)} of {len(plan)} run directories "
+                              "finished")
     return done
 
 

@@ -6,21 +6,25 @@ A run of several models x tasks x probes is planned as a graph of units
 * one **extract** unit per (model, task, data slice): the activations of every split
   written to the activation store (``--cache-dir``). Cells over the same corpus and
   model (e.g. two probes) share it, so the corpus is extracted once;
-* one **cell** unit per run directory, after its extract unit: the protocol (lambda
-  search, then per seed the oracle, rankings, ablations, minimal sets, control task,
-  then the report), reading the activations from the store.
+* per run directory (cell), after its extract unit: a **search** unit (the cell's
+  settings, data and activations' handles, then the lambda search), one **seed** unit
+  per seed after it (the oracle, rankings, ablations, minimal sets and control task of
+  that seed; the seeds are independent of each other), then a **finish** unit after
+  every seed (results, causal ablation, report): the orchestrator's steps
+  (:func:`neuroscope.orchestrator.cell_steps`).
 
 A unit is plain data (:class:`Unit`: the run's settings as JSON, the run directory's
-name, resources) and :func:`run_unit` runs one anywhere: it limits torch's and the
-BLAS's threads to the CPUs the unit was given, and returns one :class:`UnitOutcome`.
-A cell unit run away from the driver works in a private directory seeded with the run
-directory's finished steps and returns every file it wrote; the driver alone writes the
-run directory (:func:`write_files`), so workers need shared storage only for the
-activation cache (docs/distributed.md).
+name, the seed, resources) and :func:`run_unit` runs one anywhere: it limits torch's and
+the BLAS's threads to the CPUs the unit was given, and returns one :class:`UnitOutcome`.
+A cell's unit run away from the driver works in a private directory seeded with the run
+directory's files (the steps of the units before it) and returns every file it wrote;
+the driver alone writes the run directory (:func:`write_files`), so workers need shared
+storage only for the activation cache (docs/distributed.md).
 
 Built-in executors (``plugins/executors.py``, registered through ``register_executors``
-like a third-party one): ``local`` runs the units in order in this process; ``ray`` runs
-independent units in parallel on a Ray cluster.
+like a third-party one): ``local`` runs the units in order in this process, or with
+``--cpus`` several at once in worker processes; ``ray`` runs independent units in
+parallel on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ from neuroscope.errors import NeuroscopeError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("extract", "cell")
+KINDS = ("extract", "search", "seed", "finish")
+#: the units of a cell, after its extract unit
+CELL_KINDS = KINDS[1:]
 
 
 @attrs.frozen
 class Unit:
     """One unit of work. ``config`` is ``RunConfig.to_json()``; ``run_dir`` the cell's run
-    directory (empty for an extract unit); ``after`` the ids it waits for; ``cpus`` and
-    ``gpus`` the resources it declares."""
+    directory (empty for an extract unit); ``seed`` the seed of a seed unit; ``after`` the
+    ids it waits for; ``cpus`` and ``gpus`` the resources it declares; ``resume``: the
+    cell's first unit may continue a run directory that holds finished steps."""
 
     id: str
     kind: str
@@ -58,11 +65,12 @@ class Unit:
     cpus: int = 0
     gpus: float = 0.0
     argv: tuple[str, ...] = ()
+    seed: int | None = None
 
     @property
     def cell(self) -> str:
         return f"{self.config['model']} x {self.config['task']}" + (
-            f" ({self.config['probe']})" if self.kind == "cell" else "")
+            f" ({self.config['probe']})" if self.kind != "extract" else "")
 
 
 @attrs.frozen
@@ -78,6 +86,8 @@ class UnitOutcome:
     seconds: float = 0.0
     timings: dict | None = None
     error: Exception | None = attrs.field(default=None, eq=False, repr=False)
+    #: not run because a unit it waits for failed
+    skipped: bool = False
 
 
 def extraction_key(config: Mapping[str, Any]) -> tuple:
@@ -90,8 +100,11 @@ def extraction_key(config: Mapping[str, Any]) -> tuple:
 def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_unit: int = 0,
                argv: Sequence[str] = ()) -> list[Unit]:
     """The graph of a planned run (``plan``: (RunConfig, run directory) per cell), in an
-    order that runs every unit after the units it depends on. ``cpus_per_unit`` 0: the
-    units take the whole machine's threads (one at a time, as ``local`` runs them)."""
+    order that runs every unit after the units it depends on: a cell's units together, as
+    the local executor runs them. ``cpus_per_unit`` 0: the units take the whole machine's
+    threads (one at a time)."""
+    from neuroscope.orchestrator import cell_steps
+
     units: list[Unit] = []
     extracts: dict[tuple, str] = {}
     for config, run_dir in plan:
@@ -101,8 +114,14 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
         if key not in extracts:
             extracts[key] = f"extract {config.model} x {config.task}"
             units.append(Unit(extracts[key], "extract", data, cpus=cpus_per_unit, gpus=gpus, argv=tuple(argv)))
-        units.append(Unit(f"cell {Path(run_dir).name}", "cell", data, str(run_dir), resume, (extracts[key],),
-                          cpus_per_unit, gpus, tuple(argv)))
+        name = Path(run_dir).name
+        search = Unit(f"search {name}", "search", data, str(run_dir), resume, (extracts[key],), cpus_per_unit, gpus,
+                      tuple(argv))
+        seeds = [Unit(f"seed {seed} {name}", "seed", data, str(run_dir), True, (search.id,), cpus_per_unit, gpus,
+                      tuple(argv), seed) for kind, seed in cell_steps(config) if kind == "seed"]
+        finish = Unit(f"finish {name}", "finish", data, str(run_dir), True, tuple(u.id for u in seeds), cpus_per_unit,
+                      gpus, tuple(argv))
+        units += [search, *seeds, finish]
     return units
 
 
@@ -160,11 +179,12 @@ def write_files(run_dir: Path, files: Mapping[str, bytes]) -> None:
 
 def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool = True,
              reporter: Any = None) -> UnitOutcome:
-    """Run one unit here. ``files`` None: a cell writes its run directory in place (the
-    driver's own process); a mapping (possibly empty): the cell works in a private
-    directory seeded with those files and returns what it wrote. A user error (bad data,
-    a missing checkpoint, ...) is a failed outcome with its one-line message; anything
-    else (a bug, a dying machine) propagates, so that the executor may retry."""
+    """Run one unit here. ``files`` None: a cell's unit writes its run directory in place
+    (the driver's own process); a mapping (possibly empty): it works in a private directory
+    seeded with those files (the run directory's, at the time the unit was submitted) and
+    returns what it wrote. A user error (bad data, a missing checkpoint, ...) is a failed
+    outcome with its one-line message; anything else (a bug, a dying machine) propagates,
+    so that the executor may retry."""
     from neuroscope.orchestrator import Orchestrator, RunConfig, check_causal_support
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
@@ -189,7 +209,7 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
             orchestrator = Orchestrator(registry, reporter, list(unit.argv))
             if files is None:
                 with reporter.running():
-                    orchestrator.run(config, Path(unit.run_dir), resume=unit.resume)
+                    orchestrator.run_step(config, Path(unit.run_dir), unit.kind, unit.seed, resume=unit.resume)
                 return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start,
                                    timings=dict(orchestrator.timings))
             work = Path(tempfile.mkdtemp(prefix="neuroscope-unit-"))
@@ -198,7 +218,7 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
                 if files:
                     run_dir.mkdir()
                     write_files(run_dir, files)
-                orchestrator.run(config, run_dir, resume=bool(files))
+                orchestrator.run_step(config, run_dir, unit.kind, unit.seed, resume=unit.resume or bool(files))
                 written = {name: data for name, data in read_files(run_dir).items() if files.get(name) != data}
                 return UnitOutcome(unit.id, True, files=written, seconds=time.perf_counter() - start,
                                    timings=dict(orchestrator.timings))
@@ -217,20 +237,142 @@ def not_run(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> UnitOutcome | No
     failed = next((a for a in unit.after if a in outcomes and not outcomes[a].ok), None)
     if failed is None:
         return None
-    return UnitOutcome(unit.id, False, f"not run: {failed} failed ({outcomes[failed].message})")
+    cause = outcomes[failed]
+    message = cause.message if cause.skipped else f"not run: {failed} failed ({cause.message})"
+    return UnitOutcome(unit.id, False, message, skipped=True)
+
+
+class GraphProgress:
+    """What an executor running units in parallel shows: a line when a unit starts and when
+    it ends, with the units done / running / waiting / failed in all and of its cell."""
+
+    def __init__(self, units: Sequence[Unit], reporter: Any):
+        self.reporter = reporter
+        self.total = len(units)
+        self.per_cell: dict[str, int] = {}
+        for unit in units:
+            self.per_cell[unit.run_dir] = self.per_cell.get(unit.run_dir, 0) + 1
+        self.done: dict[str, int] = {}
+        self.failed = 0
+
+    def started(self, unit: Unit) -> None:
+        if self.reporter is not None:
+            self.reporter.log(f"started: {unit.id} ({unit.cpus} CPU{'s' if unit.cpus > 1 else ''}"
+                              + (f", {unit.gpus:g} GPU" if unit.gpus else "") + ")")
+
+    def finished(self, unit: Unit, outcome: UnitOutcome, running: int, waiting: int) -> None:
+        self.done[unit.run_dir] = self.done.get(unit.run_dir, 0) + 1
+        self.failed += not outcome.ok
+        if self.reporter is None:
+            return
+        status = "done" if outcome.ok else ("not run" if outcome.skipped else "FAILED")
+        cell = (f"; its cell {self.done[unit.run_dir]} of {self.per_cell[unit.run_dir]}"
+                if unit.kind != "extract" else "")
+        self.reporter.log(f"{status}: {unit.id} ({outcome.seconds:.0f} s){cell}; units done "
+                          f"{sum(self.done.values())} of {self.total}, running {running}, waiting {waiting}, "
+                          f"failed {self.failed}")
+
+
+def cell_files(unit: Unit) -> dict[str, bytes] | None:
+    """What a unit run away from the driver starts from: for a cell's unit the run
+    directory's files (the steps of the units before it; none for a new run's first unit),
+    for an extract unit None (it writes the shared store itself)."""
+    if unit.kind == "extract":
+        return None
+    return read_files(Path(unit.run_dir)) if unit.resume else {}
 
 
 class LocalExecutor:
-    """Runs the units in order, in this process, cells writing their run directories in
-    place (today's loop, as a graph): the reference every other executor must equal."""
+    """Runs the units on this machine. By default in order, in this process, cells writing
+    their run directories in place (today's loop, as a graph): the reference every other
+    executor must equal. With ``cpus`` (``--cpus N``): up to N / ``--cpus-per-unit``
+    (default 1) independent units at once in worker processes, each with its threads
+    limited to its CPUs, the driver writing what they return."""
 
-    def __init__(self, **options: Any):
+    def __init__(self, *, cpus: int | None = None, **options: Any):
+        self.cpus = cpus
         self.options = options
 
     def run(self, units: Sequence[Unit], report: Report, reporter: Any = None) -> dict[str, UnitOutcome]:
+        per_unit = max([u.cpus for u in units] + [1])
+        if self.cpus and self.cpus // per_unit > 1:
+            if reporter is None:
+                return self._parallel(units, report, None, self.cpus // per_unit, lambda n: None)
+            with reporter.running(), reporter.task(f"units ({len(units)})", len(units)) as advance:
+                return self._parallel(units, report, reporter, self.cpus // per_unit, advance)
         outcomes: dict[str, UnitOutcome] = {}
         for unit in units:
             outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter)
             outcomes[unit.id] = outcome
             report(unit, outcome)
         return outcomes
+
+    def _parallel(self, units: Sequence[Unit], report: Report, reporter: Any, workers: int,
+                  advance: Callable[[int], None]) -> dict[str, UnitOutcome]:
+        """Each unit in a worker process once the units it waits for are done."""
+        import concurrent.futures as cf
+        import multiprocessing
+
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+        def submit(unit: Unit) -> cf.Future:
+            return pool.submit(run_unit, unit, cell_files(unit))
+
+        def wait(futures: list) -> tuple[Any, UnitOutcome | Exception]:
+            done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+            future = next(iter(done))
+            try:
+                return future, future.result()
+            except Exception as exc:  # a worker that died (BrokenProcessPool) or a bug in the unit
+                return future, exc
+
+        try:
+            outcomes = run_graph(units, report, submit, wait, GraphProgress(units, reporter), advance)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return outcomes
+
+
+def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], Any],
+              wait: Callable[[list], tuple[Any, "UnitOutcome | Exception"]], progress: GraphProgress,
+              advance: Callable[[int], None] = lambda n: None) -> dict[str, UnitOutcome]:
+    """The scheduling loop of an executor running units in parallel: each unit is submitted
+    (``submit(unit)`` -> a handle; units declaring no CPUs get 1, so that no unit takes a
+    whole machine's threads) once the units it waits for have been reported, or reported
+    not run when one of them failed; ``wait(handles)`` blocks until one has ended and gives
+    (its handle, its outcome or the exception it ended with). Returns every outcome."""
+    outcomes: dict[str, UnitOutcome] = {}
+    pending = list(units)
+    running: dict[Any, Unit] = {}
+    while pending or running:
+        for unit in list(pending):
+            if any(a not in outcomes for a in unit.after):
+                continue
+            pending.remove(unit)
+            skipped = not_run(unit, outcomes)
+            if skipped:
+                outcomes[unit.id] = skipped
+                report(unit, skipped)
+                progress.finished(unit, skipped, len(running), len(pending))
+                advance(1)
+                continue
+            unit = attrs.evolve(unit, cpus=unit.cpus or 1)
+            running[submit(unit)] = unit
+            progress.started(unit)
+        if not running:
+            if pending:  # only a unit waiting for one that is not in the plan
+                raise NeuroscopeError(f"units wait for units not in the plan: {[u.id for u in pending]}")
+            continue
+        handle, ended = wait(list(running))
+        unit = running.pop(handle)
+        if not isinstance(ended, UnitOutcome):
+            detail = str(ended).splitlines()[0] if str(ended) else "no detail"
+            ended = UnitOutcome(unit.id, False, f"{type(ended).__name__}: {detail}")
+        outcome = ended
+        outcomes[unit.id] = outcome
+        report(unit, outcome)
+        progress.finished(unit, outcome, len(running), len(pending))
+        advance(1)
+    return outcomes

@@ -6,7 +6,8 @@ Steps, each written to ``RUN_DIR/steps/`` when finished so that ``--resume``
 continues an interrupted run from the last finished one:
 
 1. ``data.json`` - the task's splits, checksums and label statistics;
-2. activations - in the shared activation store (resumable on their own);
+2. activations - in the shared activation store (resumable on their own), their
+   store handles in ``activations.json``;
 3. ``lambda-search.json`` - the (l1, l2) grid scored by S on dev (section 2,
    "Search"), with the first seed; skipped when lambdas are given or no ranker
    reads the probe;
@@ -15,11 +16,19 @@ continues an interrupted run from the last finished one:
    curves) and ``seed-N-R-minimal.json`` (minimal neuron sets per delta: Tables
    2, 3); ``seed-N-control.json`` (control task, selectivity of every ranker);
 5. ``results.json``, ``manifest.json``, ``tables.md``, figures, ``report.html``.
+
+The steps after the extraction are the cell's units of work (:func:`cell_steps`):
+``search`` (1-3), one ``seed`` unit per seed (4; independent of each other), and
+``finish`` (5). Each takes the run's settings and directory, rebuilds its
+:class:`CellContext` from them, and leaves its results as files there, so an
+executor may run the seeds of a cell on different machines
+(:mod:`neuroscope.executors`); :meth:`Orchestrator.run` runs them in order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 import json
 import logging
@@ -249,26 +258,62 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+#: a cell's units after its extraction, in the order the local executor runs them
+STEP_KINDS = ("search", "seed", "finish")
+
+
+def cell_steps(config: RunConfig) -> list[tuple[str, int | None]]:
+    """The units of one cell after the extraction, in order: the lambda search, one unit per
+    seed (independent of each other), then the results and report (docs/distributed.md)."""
+    return [("search", None), *(("seed", seed) for seed in config.seeds), ("finish", None)]
+
+
 @attrs.frozen
-class SeedContext:
-    """What every seed of a cell shares: settings, data, probe and rankers."""
+class Lambdas:
+    """The cell's lambdas: the search that chose them (None when not searched) and how."""
+
+    searched: LambdaSearch | None
+    l1: float
+    l2: float
+    chosen_by: str
+
+
+@attrs.frozen
+class CellContext:
+    """What every unit of a cell works from, rebuilt in the unit's process from the run's
+    settings and its run directory (the activations by their store handles in
+    ``steps/activations.json``): settings, data, activations, gold labels, neuron index,
+    probe and rankers."""
 
     config: RunConfig
+    run_dir: Path
     steps_dir: Path
-    probe_cls: Any
-    trainer: Callable[..., tuple[np.ndarray, np.ndarray]]
-    params: dict[str, Any]
-    acts: dict[str, Any]
     task: TaskData
+    data: dict[str, Any]
+    #: split -> {"path", "key", "shape", "identity"} of its activation store entry
+    activations: dict[str, dict[str, Any]]
+    device: str
+    acts: dict[str, Any]
     gold: dict[str, np.ndarray]
     index: NeuronIndex
+    probe_cls: Any
+    probe_options: dict[str, Any]
+    trainer: Callable[..., tuple[np.ndarray, np.ndarray]]
     rankers: dict[str, tuple[Callable, dict[str, Any]]]
-    searched: LambdaSearch | None
+    #: the ranker whose ranking of each grid probe scores the lambda search (one that reads the probe)
+    searcher: str | None
     shared: dict = attrs.field(factory=dict)
+
+    def params(self, lambdas: Lambdas) -> dict[str, Any]:
+        return {**self.config.probe_params(lambdas.l1, lambdas.l2), **self.probe_options}
 
 
 #: the lambda search's chosen probe, in the run's steps/ directory
 SEARCH_PROBE = "lambda-search-probe.npz"
+#: the cell's activation store handles and device, in steps/ (written by its first unit)
+ACTIVATIONS = "activations.json"
+#: each unit's step timings, merged into timings.json by the cell's last unit
+TIMINGS_DIR = "timings"
 
 
 def check_causal_support(config: "RunConfig", adapter: ModelAdapter) -> None:
@@ -301,14 +346,17 @@ class Orchestrator:
         self.registry = registry
         self.reporter = reporter
         self.argv = list(sys.argv if argv is None else argv)
-        #: wall seconds per step of the current run (None: reused from an earlier run), for timings.json
+        #: wall seconds per step of the current unit (None: reused from an earlier run), for timings.json
         self.timings: dict[str, float | None] = {}
+        self._tasks: dict[tuple, tuple[TaskData, dict[str, Any]]] = {}
 
-    def _step(self, path: Path, compute: Callable[[], Any], label: str) -> Any:
-        """Load a finished step, or compute and write it."""
+    def _step(self, path: Path, compute: Callable[[], Any], label: str, quiet: bool = False) -> Any:
+        """Load a finished step, or compute and write it. ``quiet``: a unit reading the steps
+        of the units before it (no log line, no timing)."""
         if path.is_file():
-            self.reporter.log(f"{label}: reusing finished step {path.name}")
-            self.timings[path.stem] = None
+            if not quiet:
+                self.reporter.log(f"{label}: reusing finished step {path.name}")
+                self.timings[path.stem] = None
             return read_json(path, "step file")
         start = time.perf_counter()
         data = compute()
@@ -316,12 +364,14 @@ class Orchestrator:
         write_json(path, data)
         return data
 
-    def _prepare(self, config: RunConfig, run_dir: Path, resume: bool, data: dict[str, Any]) -> Path:
-        """Write config.json and steps/data.json into the claimed ``run_dir``; a resumed run
-        must have the same settings and data."""
+    def _prepare(self, config: RunConfig, run_dir: Path, resume: bool, data: dict[str, Any], write: bool = True
+                 ) -> Path:
+        """Write config.json and steps/data.json into the claimed ``run_dir`` (``write``: the
+        cell's first unit; the others find them there); a resumed run must have the same
+        settings and data."""
         steps_dir = run_dir / "steps"
         config_path = run_dir / "config.json"
-        if check_usable(run_dir, resume) is State.RUN:
+        if check_usable(run_dir, resume) is State.RUN or not write:
             saved = read_json(config_path, "run configuration")
             if saved != config.to_json():
                 diff = sorted(k for k in set(saved) | set(config.to_json())
@@ -331,43 +381,75 @@ class Orchestrator:
             if {k: v["sha256"] for k, v in saved["splits"].items()} != \
                     {k: v["sha256"] for k, v in data["splits"].items()}:
                 raise RunDirectoryError(f"{run_dir}: the data changed since this run started; start a new run")
-        steps_dir.mkdir(parents=True, exist_ok=True)
-        write_json(config_path, config.to_json())
-        write_json(steps_dir / "data.json", data)
+        if write:
+            steps_dir.mkdir(parents=True, exist_ok=True)
+            write_json(config_path, config.to_json())
+            write_json(steps_dir / "data.json", data)
         return steps_dir
 
     def run(self, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-        """Run one model x task cell into ``run_dir`` (created once the data is read, locked
-        while the run writes it)."""
+        """Run one model x task cell into ``run_dir``: its units (:func:`cell_steps`) in
+        order, as the local executor runs them. The directory is created once the data is
+        read and locked while a unit writes it."""
+        check_usable(Path(run_dir), resume)
+        results: dict[str, Any] = {}
+        for kind, seed in cell_steps(config):
+            results = self.run_step(config, run_dir, kind, seed, resume=resume or kind != "search")
+        return results
+
+    def run_step(self, config: RunConfig, run_dir: Path, kind: str, seed: int | None = None,
+                 resume: bool = False) -> dict[str, Any]:
+        """One unit of a cell (``kind`` of :data:`STEP_KINDS`; ``seed`` for a seed unit), with
+        ``run_dir`` claimed while it writes; the units before it must have finished (their
+        files are in ``run_dir``). Returns the results for ``finish``, else {}."""
         run_dir = Path(run_dir)
+        check_choice("unit", kind, STEP_KINDS)
         started = time.perf_counter()
         self.timings = {}
         check_usable(run_dir, resume)
-        task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
-        check_task(task)
-        data = data_summary(task)
+        key = (config.task, config.data_dir, config.max_sentences)
+        if key not in self._tasks:  # the cell's units in one process read the corpus once
+            task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
+            check_task(task)
+            self._tasks = {key: (task, data_summary(task))}
+        task, data = self._tasks[key]
         with claim(run_dir):
-            steps_dir = self._prepare(config, run_dir, resume, data)
-            return self._run(config, run_dir, steps_dir, task, data, started)
+            cell = self.open_cell(config, run_dir, task, data, first=kind == "search", resume=resume)
+            if kind == "search":
+                self.search(cell)
+                self._write_timings(cell, "search", started)
+                return {}
+            if kind == "seed":
+                self.seed(cell, self.lambdas(cell), int(seed))  # type: ignore[arg-type]
+                self._write_timings(cell, f"seed-{seed}", started)
+                return {}
+            results = self.finish(cell)
+            self._write_timings(cell, "finish", started, merged=True)
+            return results
 
-    def _run(self, config: RunConfig, run_dir: Path, steps_dir: Path, task: TaskData, data: dict[str, Any],
-             started: float) -> dict[str, Any]:
-        for split, stats in data["splits"].items():
-            if stats["unseen_labels"]:
-                log.warning("%s: %d %s tokens carry labels unseen in train %s (rule: %s)", config.task,
-                            sum(stats["unseen_labels"].values()), split, sorted(stats["unseen_labels"]),
-                            config.unseen_labels)
-
-        adapter = load_model(self.registry, config.model, config.device, config.aggregation,
-                             config.extract_batch_size, config.layers, config.dtype)
-        index = adapter.neuron_index
-        check_causal_support(config, adapter)
-        store = ActivationStore(Path(config.cache_dir) / "activations")
-        start = time.perf_counter()
-        acts = extract(store, adapter, task, self.reporter.task)
-        self.timings["extraction"] = round(time.perf_counter() - start, 3)
-        activations = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
+    def open_cell(self, config: RunConfig, run_dir: Path, task: TaskData, data: dict[str, Any], first: bool,
+                  resume: bool) -> CellContext:
+        """The cell's context. The first unit writes config.json, steps/data.json and the
+        activations' handles (extracting what the store lacks); the others check that the
+        settings and data are the run's and open the activations by those handles."""
+        steps_dir = self._prepare(config, run_dir, resume, data, write=first)
+        if first:
+            for split, stats in data["splits"].items():
+                if stats["unseen_labels"]:
+                    log.warning("%s: %d %s tokens carry labels unseen in train %s (rule: %s)", config.task,
+                                sum(stats["unseen_labels"].values()), split, sorted(stats["unseen_labels"]),
+                                config.unseen_labels)
+            adapter = self.load_adapter(config)
+            check_causal_support(config, adapter)
+            acts = self._extract(config, adapter, task)
+            handles = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}
+            write_json(steps_dir / ACTIVATIONS, {"device": adapter.device_name(), "splits": handles})
+            device = adapter.device_name()
+        else:
+            saved = read_json(steps_dir / ACTIVATIONS, "record of the run's activations")
+            handles, device = saved["splits"], saved["device"]
+            acts = self._open_activations(config, task, handles)
 
         probe_resolved = self.registry.resolve_probe(config.probe)
         probe_cls = probe_resolved.entry.obj
@@ -376,74 +458,133 @@ class Orchestrator:
                                   "minimal-set scan and control task need it (docs/plugins.md)")
         template = probe_cls(**{**config.probe_params(0.0, 0.0), **probe_resolved.options})
         trainer = template.trainer() if hasattr(template, "trainer") else probe_cls.train_many
-        l1_allowed = "l1" in getattr(probe_cls, "penalties", ("l1", "l2"))
-        if not l1_allowed and config.l1:
+        if "l1" not in getattr(probe_cls, "penalties", ("l1", "l2")) and config.l1:
             raise ValidationError(f"--l1: probe {config.probe!r} takes no L1 penalty; use --l1 0")
         rankers = self._rankers(config)
         classes = np.asarray(task.labels)
         gold = {name: labels_to_ids(task.splits[name].labels(), classes) for name in task.splits}
-        n_train = acts["train"].n_tokens
         # the search scores lambdas by the ranking they give (S); it needs a ranker that reads the probe
         searcher = next((name for name, (fn, _) in rankers.items() if "probe" in info_of(fn).needs), None)
+        return CellContext(config, run_dir, steps_dir, task, data, handles, device, acts, gold, acts["train"].index,
+                           probe_cls, dict(probe_resolved.options), trainer, rankers, searcher)
 
-        if config.search and searcher is not None:
-            fn, options = rankers[searcher]
-            shared: dict = {}
+    def load_adapter(self, config: RunConfig) -> ModelAdapter:
+        return load_model(self.registry, config.model, config.device, config.aggregation, config.extract_batch_size,
+                          config.layers, config.dtype)
 
-            def coef_ranker(coef: np.ndarray) -> Ranking:
-                return call_ranker(fn, RankerInputs(acts["train"], gold["train"], task.labels, index,
-                                                    config.seeds[0], _Weights(coef), shared), **options)
+    def _extract(self, config: RunConfig, adapter: ModelAdapter, task: TaskData) -> dict[str, Any]:
+        """Every split's activations from the store, extracted where it lacks them (step 2)."""
+        start = time.perf_counter()
+        acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task)
+        self.timings["extraction"] = round(time.perf_counter() - start, 3)
+        return acts
 
-            def search() -> dict[str, Any]:
-                grid = [pair for pair in lambda_grid(config.grid) if l1_allowed or pair[0] == 0]
-                settings = config.settings(config.seeds[0])
-                n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
-                n_groups = -(-n_settings // group_size(index.n_neurons, len(classes), n_settings, config.grid_memory))
-                with self.reporter.task(f"lambda grid ({len(grid)} pairs)", config.rows_trained(n_train, n_groups)) as advance:
-                    found = lambda_search(acts["train"], gold["train"], acts["dev"], gold["dev"], len(classes), grid,
-                                          settings, coef_ranker, {}, config.fraction, config.alpha,
-                                          config.beta, config.unseen_labels, config.grid_memory, advance, trainer)
-                if found.best_probe is not None:
-                    np.savez_compressed(steps_dir / SEARCH_PROBE, coef=found.best_probe[0],
-                                        intercept=found.best_probe[1])
-                return found.to_json()
+    def _open_activations(self, config: RunConfig, task: TaskData, handles: dict[str, Any]) -> dict[str, Any]:
+        """The activations the cell's first unit recorded, from this machine's store; a store
+        without them (a node without the shared --cache-dir) gets them extracted again."""
+        store = ActivationStore(Path(config.cache_dir) / "activations")
+        if all((store.path_for(h["key"]) / "manifest.json").is_file() for h in handles.values()):
+            return {name: store.open(handle["key"]) for name, handle in handles.items()}
+        self.reporter.log(f"activations of {config.model} x {config.task} are not in {store.root} here: extracting")
+        acts = self._extract(config, self.load_adapter(config), task)
+        if {name: a.manifest["key"] for name, a in acts.items()} != {n: h["key"] for n, h in handles.items()}:
+            raise RunDirectoryError(f"the activations of {config.model} x {config.task} extracted here differ from "
+                                    "the run's (another model version or settings?); start a new run")
+        return acts
 
-            searched = LambdaSearch.from_json(self._step(steps_dir / "lambda-search.json", search, "lambda search"))
-            l1, l2 = searched.best
-            chosen_by = "search"
-        elif config.search:
-            # no ranker reads the probe's weights: the probe only evaluates, unregularised (docs/ranking.md)
-            searched, (l1, l2), chosen_by = None, (0.0, 0.0), "unregularised (no probe-based ranker)"
-            self.reporter.log("no ranker reads the probe's weights: lambda search skipped, evaluation probe "
-                              "unregularised (pass --l1/--l2 to choose)")
-        else:
-            searched, (l1, l2), chosen_by = None, (config.l1, config.l2), "fixed"
-        params = {**config.probe_params(l1, l2), **probe_resolved.options}
+    def search(self, c: CellContext) -> None:
+        """Step 3: the (l1, l2) grid scored by S on dev with the first seed (paper section 2,
+        "Search"), when the lambdas are not given and a ranker reads the probe's weights."""
+        config = c.config
+        if not config.search or c.searcher is None:
+            if config.search:
+                self.reporter.log("no ranker reads the probe's weights: lambda search skipped, evaluation probe "
+                                  "unregularised (pass --l1/--l2 to choose)")
+            return
+        fn, options = c.rankers[c.searcher]
+        l1_allowed = "l1" in getattr(c.probe_cls, "penalties", ("l1", "l2"))
+        n_classes = len(c.task.labels)
 
-        context = SeedContext(config, steps_dir, probe_cls, trainer, params, acts, task, gold, index, rankers,
-                              searched)
-        seeds = [self._run_seed(context, seed) for seed in config.seeds]
+        def coef_ranker(coef: np.ndarray) -> Ranking:
+            return call_ranker(fn, RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index,
+                                                config.seeds[0], _Weights(coef), c.shared, config.fraction),
+                               **options)
 
-        results = self._results(config, index, task, data, seeds, searched, (l1, l2, chosen_by))
+        def search() -> dict[str, Any]:
+            grid = [pair for pair in lambda_grid(config.grid) if l1_allowed or pair[0] == 0]
+            n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
+            n_groups = -(-n_settings // group_size(c.index.n_neurons, n_classes, n_settings, config.grid_memory))
+            rows = config.rows_trained(c.acts["train"].n_tokens, n_groups)
+            with self.reporter.task(f"lambda grid ({len(grid)} pairs)", rows) as advance:
+                found = lambda_search(c.acts["train"], c.gold["train"], c.acts["dev"], c.gold["dev"], n_classes,
+                                      grid, config.settings(config.seeds[0]), coef_ranker, {}, config.fraction,
+                                      config.alpha, config.beta, config.unseen_labels, config.grid_memory, advance,
+                                      c.trainer)
+            if found.best_probe is not None:
+                np.savez_compressed(c.steps_dir / SEARCH_PROBE, coef=found.best_probe[0],
+                                    intercept=found.best_probe[1])
+            return found.to_json()
+
+        self._step(c.steps_dir / "lambda-search.json", search, "lambda search")
+
+    def lambdas(self, c: CellContext) -> Lambdas:
+        """The lambdas the search unit chose (or those given, or none when no ranker reads the probe)."""
+        config = c.config
+        if config.search and c.searcher is not None:
+            path = c.steps_dir / "lambda-search.json"
+            if not path.is_file():
+                raise RunDirectoryError(f"{path}: missing; the cell's lambda search has not run (continue with "
+                                        "--resume)")
+            searched = LambdaSearch.from_json(read_json(path, "step file"))
+            return Lambdas(searched, *searched.best, "search")
+        if config.search:  # the probe only evaluates, unregularised (docs/ranking.md)
+            return Lambdas(None, 0.0, 0.0, "unregularised (no probe-based ranker)")
+        return Lambdas(None, float(config.l1), float(config.l2), "fixed")  # type: ignore[arg-type]
+
+    def finish(self, c: CellContext) -> dict[str, Any]:
+        """Step 5: every seed's results (from their finished steps), the causal ablation when
+        asked, results.json, manifest.json, tables, figures and report.html."""
+        config = c.config
+        lambdas = self.lambdas(c)
+        seeds = [self.seed(c, lambdas, seed, reuse_quietly=True) for seed in config.seeds]
+        results = self._results(config, c.index, c.task, c.data, seeds, lambdas.searched,
+                                (lambdas.l1, lambdas.l2, lambdas.chosen_by))
         if config.causal:
-            results["causal"] = self._step(steps_dir / "causal.json",
-                                           lambda: self._causal(config, adapter, context, seeds), "causal ablation")
-        write_json(run_dir / "results.json", results)
-        manifest = build_manifest(self.registry, adapter.device_name(), list(config.seeds), data, activations,
-                                  self.argv)
-        manifest["store_root"] = str(store.root)
-        write_json(run_dir / "manifest.json", manifest)
-        render_report(results, run_dir)
-        self.timings["total"] = round(time.perf_counter() - started, 3)
-        write_json(run_dir / "timings.json", self.timings)
+            results["causal"] = self._step(c.steps_dir / "causal.json", lambda: self._causal(c, lambdas, seeds),
+                                           "causal ablation")
+        write_json(c.run_dir / "results.json", results)
+        manifest = build_manifest(self.registry, c.device, list(config.seeds), c.data, c.activations, self.argv)
+        manifest["store_root"] = str(Path(config.cache_dir) / "activations")
+        write_json(c.run_dir / "manifest.json", manifest)
+        render_report(results, c.run_dir)
         return results
 
-    def _causal(self, config: RunConfig, adapter: Any, c: "SeedContext", seeds: list[dict[str, Any]]
-                ) -> dict[str, Any]:
+    def _write_timings(self, c: CellContext, unit: str, started: float, merged: bool = False) -> None:
+        """This unit's step timings and wall seconds to ``timings/UNIT.json``; ``merged``:
+        every unit's, in ``timings.json``: a step's seconds from the unit that ran it (None:
+        reused from an earlier run), each unit's seconds, and their sum as ``total``."""
+        folder = c.run_dir / TIMINGS_DIR
+        folder.mkdir(exist_ok=True)
+        write_json(folder / f"{unit}.json", {**self.timings, "unit": round(time.perf_counter() - started, 3)})
+        if not merged:
+            return
+        steps: dict[str, float | None] = {}
+        units: dict[str, float] = {}
+        for path in sorted(folder.glob("*.json")):
+            saved = read_json(path, "timings")
+            units[path.stem] = saved.pop("unit")
+            for step, seconds in saved.items():
+                if steps.get(step) is None:
+                    steps[step] = seconds
+        write_json(c.run_dir / "timings.json", {**steps, "units": units, "total": round(sum(units.values()), 3)})
+
+    def _causal(self, c: CellContext, lambdas: Lambdas, seeds: list[dict[str, Any]]) -> dict[str, Any]:
         """Live-model ablation on the test split (:mod:`neuroscope.causal`): every seed's
         and ranker's top / random / bottom ``fraction`` removed inside the model, all
         conditions in one pass."""
         start = time.perf_counter()
+        config = c.config
+        adapter = self.load_adapter(config)
         probes, conditions, stored = {}, {}, {}
         for per_seed in seeds:
             first = next(iter(per_seed.values()))
@@ -485,28 +626,32 @@ class Orchestrator:
             out[name] = (fn, options)
         return out
 
-    def _run_seed(self, c: "SeedContext", seed: int) -> dict[str, dict[str, Any]]:
-        """The oracle probe of ``seed``, then per ranker: ranking and ablations, minimal set,
-        analyses; then the control task for every ranker's minimal set. Returns one
-        per-seed result per ranker."""
+    def seed(self, c: CellContext, lambdas: Lambdas, seed: int, reuse_quietly: bool = False
+             ) -> dict[str, dict[str, Any]]:
+        """Step 4 for one seed: the oracle probe, then per ranker the ranking and ablations
+        (Table 1), the minimal set (Tables 2, 3) and analyses; then the control task for
+        every ranker's minimal set (selectivity). Returns one per-seed result per ranker.
+        ``reuse_quietly``: the cell's last unit reading the seed's finished steps."""
         config, steps_dir = c.config, c.steps_dir
+        params = c.params(lambdas)
+        step = functools.partial(self._step, quiet=reuse_quietly)
         n_train = c.acts["train"].n_tokens
         n_classes = len(c.task.labels)
         settings = config.settings(seed)
 
         def oracle() -> dict[str, Any]:
-            probe = c.probe_cls(seed=seed, **c.params)
+            probe = c.probe_cls(seed=seed, **params)
             prefit = None
             searched_probe = steps_dir / SEARCH_PROBE
-            if c.searched is not None and seed == config.seeds[0] and searched_probe.is_file():
+            if lambdas.searched is not None and seed == config.seeds[0] and searched_probe.is_file():
                 # the search trained this very probe (same lambdas, seed and settings)
                 saved = read_arrays(searched_probe, ("coef", "intercept"))
                 prefit = (saved["coef"], saved["intercept"])
-                self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {c.params['l1']}, "
-                                  f"{c.params['l2']}")
+                self.reporter.log(f"oracle seed {seed}: the lambda search's probe for {params['l1']}, "
+                                  f"{params['l2']}")
             with self.reporter.task(f"oracle seed {seed}", None if prefit else config.rows_trained(n_train)) as advance:
                 fitted, train_accuracy = fit_oracle(probe, c.acts, c.task, config.unseen_labels, advance, prefit)
-            training = c.searched.best_training if prefit else fitted.training_record()
+            training = lambdas.searched.best_training if prefit else fitted.training_record()  # type: ignore
             if prefit and training is not None and not training["converged"]:
                 log.warning("oracle probe of seed %d had not converged after %d epochs (the loss was still falling); "
                             "--epochs auto trains until it stops", seed, training["epochs"])
@@ -514,10 +659,10 @@ class Orchestrator:
                                 intercept=fitted.intercept_, classes=fitted.classes_.astype(str))
             return {"seed": seed, "train_accuracy": train_accuracy, "training": training}
 
-        oracle_step = self._step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")
+        oracle_step = step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")
         train_accuracy, training = oracle_step["train_accuracy"], oracle_step.get("training")
         saved = read_arrays(steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
-        probe = restore_probe(c.probe_cls(seed=seed, **c.params), c.task.labels, saved["coef"], saved["intercept"])
+        probe = restore_probe(c.probe_cls(seed=seed, **params), c.task.labels, saved["coef"], saved["intercept"])
 
         results: dict[str, dict[str, Any]] = {}
         selected: dict[str, np.ndarray] = {}
@@ -528,25 +673,25 @@ class Orchestrator:
             def rank() -> dict[str, Any]:
                 info = info_of(fn)
                 inputs = RankerInputs(c.acts["train"], c.gold["train"], c.task.labels, c.index, seed,
-                                      probe if "probe" in info.needs else None, c.shared)
+                                      probe if "probe" in info.needs else None, c.shared, config.fraction)
                 with self.reporter.task(f"{name} ranking seed {seed}", None):
                     ranking = call_ranker(fn, inputs, **options)
                 return rank_and_ablate(probe, ranking, train_accuracy, c.acts, c.task, config.fraction,
                                        config.unseen_labels).to_json()
 
-            ranked = SeedResult.from_json(self._step(steps_dir / f"seed-{seed}-{slug}.json", rank,
+            ranked = SeedResult.from_json(step(steps_dir / f"seed-{seed}-{slug}.json", rank,
                                                      f"{name} ranking seed {seed}"))
 
             def minimal() -> dict[str, Any]:
                 with self.reporter.task(f"minimal set {name} seed {seed}", None) as advance:
                     scan = minimal_neuron_scan(
                         c.acts["train"], c.gold["train"], c.acts["dev"], c.gold["dev"], c.acts["test"],
-                        c.gold["test"], n_classes, ranked.ranking, (c.params["l1"], c.params["l2"]), settings,
+                        c.gold["test"], n_classes, ranked.ranking, (params["l1"], params["l2"]), settings,
                         ranked.ablation["dev"]["all"], config.deltas, config.scan_step, config.scan_block,
                         config.unseen_labels, advance, c.trainer)
                 return scan.to_json()
 
-            scan = MinimalScan.from_json(self._step(steps_dir / f"seed-{seed}-{slug}-minimal.json", minimal,
+            scan = MinimalScan.from_json(step(steps_dir / f"seed-{seed}-{slug}-minimal.json", minimal,
                                                     f"minimal set {name} seed {seed}"))
             chosen = scan.for_delta(config.deltas[0])
             selected[name] = np.asarray(chosen.neurons, dtype=np.int64)
@@ -574,10 +719,10 @@ class Orchestrator:
             def control_run() -> dict[str, Any]:
                 with self.reporter.task(f"control task seed {seed}",
                                         config.rows_trained(n_train, 1 + len(selected))) as advance:
-                    return control_step(c.trainer, c.params, c.acts, c.task, seed, selected, accuracies,
+                    return control_step(c.trainer, params, c.acts, c.task, seed, selected, accuracies,
                                         config.unseen_labels, advance)
 
-            control = self._step(steps_dir / f"seed-{seed}-control.json", control_run, f"control task seed {seed}")
+            control = step(steps_dir / f"seed-{seed}-control.json", control_run, f"control task seed {seed}")
             for name in results:
                 results[name]["control"] = control[name]
         return results

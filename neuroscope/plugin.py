@@ -22,8 +22,8 @@ modules of neuroscope may change between versions.
 
 from neuroscope.causal import Ablation, InterventionRecord, InterventionUnsupported, edit_hidden
 from neuroscope.datasets import sha256_of
-from neuroscope.executors import (LocalExecutor, Unit, UnitOutcome, limit_threads, not_run, read_files, run_unit,
-                                  write_files)
+from neuroscope.executors import (GraphProgress, LocalExecutor, Unit, UnitOutcome, cell_files, limit_threads, not_run,
+                                  read_files, run_graph, run_unit, write_files)
 from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
                                ValidationError)
 from neuroscope.hookspecs import hookimpl
@@ -51,6 +51,7 @@ __all__ = [
     "InterventionUnsupported",
     "LbfgsProbe",
     "LinearModel",
+    "GraphProgress",
     "LocalExecutor",
     "ModelAdapter",
     "ModelLoadError",
@@ -80,11 +81,13 @@ __all__ = [
     "ranker",
     "hookimpl",
     "limit_threads",
+    "cell_files",
     "not_run",
     "read_columns",
     "read_files",
     "read_text",
     "resolve_device",
+    "run_graph",
     "run_unit",
     "sha256_of",
     "split_documents",

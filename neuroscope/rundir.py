@@ -1,8 +1,8 @@
 """The run directory: who may write it, whether it holds a run, and reading its files.
 
-A run directory is claimed with an exclusive lock (``.lock``, ``flock``) for
-the whole run, so two runs started together with the same ``--out`` never
-both write: the second is refused at once. It is created only after the
+A run directory is claimed with an exclusive lock (``.lock``, ``flock``) while
+a unit of its run writes it, so two runs started together with the same
+``--out`` never both write: the second is refused at once. It is created only after the
 settings are validated and the data read, and a directory with no finished
 step (e.g. left by a run that failed while loading its model) counts as
 free. A directory holding other files is never used: neither a new run nor
@@ -22,7 +22,9 @@ from neuroscope.errors import RunDirectoryError
 
 LOCK_NAME = ".lock"
 #: files a run writes at its start, before any protocol step finishes
-START_FILES = ("config.json", "steps", LOCK_NAME)
+START_FILES = ("config.json", "steps", "timings", LOCK_NAME)
+#: files in steps/ a run writes at its start: the data's summary and the activations' store handles
+START_STEPS = ("data.json", "activations.json")
 
 
 class State(enum.Enum):
@@ -32,11 +34,11 @@ class State(enum.Enum):
 
 
 def finished_steps(run_dir: Path) -> list[Path]:
-    """Step files of the protocol that a run finished (``steps/data.json`` is written at the start)."""
+    """Step files of the protocol that a run finished (:data:`START_STEPS` are written at the start)."""
     steps = Path(run_dir) / "steps"
     if not steps.is_dir():
         return []
-    return sorted(p for p in steps.iterdir() if p.name != "data.json" and not p.name.endswith(".tmp"))
+    return sorted(p for p in steps.iterdir() if p.name not in START_STEPS and not p.name.endswith(".tmp"))
 
 
 def state_of(run_dir: Path) -> State:

@@ -1,27 +1,25 @@
-"""The built-in executors: ``local`` (the units in order, in this process) and ``ray``
-(independent units in parallel on a Ray cluster: a local one started for the run, or
-``--address`` of a running one). Written against ``neuroscope.plugin`` only, like a
-third-party executor (docs/plugins.md, docs/distributed.md).
+"""The built-in executors: ``local`` (the units in order, in this process, or with
+``--cpus`` several at once in worker processes) and ``ray`` (independent units in
+parallel on a Ray cluster: a local one started for the run, or ``--address`` of a
+running one). Written against ``neuroscope.plugin`` only, like a third-party executor
+(docs/plugins.md, docs/distributed.md).
 
 Ray: each unit is a task declaring ``num_cpus`` (``--cpus-per-unit``) and ``num_gpus``
 (1 when the run's ``--device`` is CUDA); inside it torch's and the BLAS's threads are
 limited to those CPUs. A task whose worker or node dies is retried (``max_retries``,
-default 3): a cell retried starts from the run directory's finished steps, which only
-the driver writes. A user error (bad data, a missing checkpoint) is not retried: the
-cell fails with its one-line message and the other cells go on. Ctrl-C cancels the
-tasks in flight; ``--resume`` continues.
+default 3): a retried unit starts from the run directory's files, the finished units'
+steps, which only the driver writes. A user error (bad data, a missing checkpoint) is
+not retried: its cell fails with its one-line message and the other cells go on. Ctrl-C
+cancels the tasks in flight; ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
-import attrs
-
-from neuroscope.plugin import (LocalExecutor, NeuroscopeError, Unit, UnitOutcome, hookimpl, not_run,
-                               read_files, run_unit)
+from neuroscope.plugin import (GraphProgress, LocalExecutor, NeuroscopeError, Unit, UnitOutcome, cell_files, hookimpl,
+                               run_graph, run_unit)
 
 log = logging.getLogger(__name__)
 
@@ -93,55 +91,26 @@ class RayExecutor:
     def _run(self, units: Sequence[Unit], report: Any, reporter: Any, advance: Any) -> dict[str, UnitOutcome]:
         """Submit each unit once its dependencies are done; report outcomes as they come."""
         remote = self.ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_run_remote)
-        outcomes: dict[str, UnitOutcome] = {}
-        pending = list(units)
-        running: dict[Any, Unit] = {}
+        submitted: list = []
+
+        def submit(unit: Unit) -> Any:
+            ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus, name=unit.id).remote(unit, cell_files(unit))
+            submitted.append(ref)
+            return ref
+
+        def wait(refs: list) -> tuple[Any, Any]:
+            done, _ = self.ray.wait(refs, num_returns=1)
+            try:
+                return done[0], self.ray.get(done[0])
+            except self.ray.exceptions.RayError as exc:  # the unit's worker died more often than retried
+                return done[0], getattr(exc, "cause", None) or exc
+
         try:
-            while pending or running:
-                for unit in list(pending):
-                    if any(a not in outcomes for a in unit.after):
-                        continue
-                    pending.remove(unit)
-                    skipped = not_run(unit, outcomes)
-                    if skipped:
-                        outcomes[unit.id] = skipped
-                        report(unit, skipped)
-                        advance(1)
-                        continue
-                    files = read_files(Path(unit.run_dir)) if unit.kind == "cell" and unit.resume else {}
-                    if not unit.cpus:  # a whole machine's threads would oversubscribe a shared node
-                        unit = attrs.evolve(unit, cpus=1)
-                    ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus,
-                                         name=unit.id).remote(unit, files if unit.kind == "cell" else None)
-                    running[ref] = unit
-                    if reporter is not None:
-                        reporter.log(f"started: {unit.id} ({unit.cpus} CPU{'s' if unit.cpus > 1 else ''}"
-                                     + (f", {unit.gpus:g} GPU" if unit.gpus else "") + ")")
-                if not running:
-                    if pending:  # only a unit waiting for one that is not in the plan
-                        raise NeuroscopeError(f"units wait for units not in the plan: {[u.id for u in pending]}")
-                    continue
-                done, _ = self.ray.wait(list(running), num_returns=1)
-                unit = running.pop(done[0])
-                try:
-                    outcome = self.ray.get(done[0])
-                except self.ray.exceptions.RayError as exc:
-                    cause = getattr(exc, "cause", None)
-                    message = str(cause) if cause is not None else str(exc).splitlines()[0]
-                    outcome = UnitOutcome(unit.id, False, f"{type(cause or exc).__name__}: {message}")
-                outcomes[unit.id] = outcome
-                report(unit, outcome)
-                advance(1)
-                if reporter is not None:
-                    failed_count = sum(1 for o in outcomes.values() if not o.ok)
-                    reporter.log(f"{'done' if outcome.ok else 'FAILED'}: {unit.id} ({outcome.seconds:.0f} s); units "
-                                 f"done {len(outcomes)}, running {len(running)}, waiting {len(pending)}, "
-                                 f"failed {failed_count}")
+            return run_graph(units, report, submit, wait, GraphProgress(units, reporter), advance)
         except KeyboardInterrupt:
-            for ref in running:
+            for ref in submitted:
                 self.ray.cancel(ref, force=True)
             raise
-        return outcomes
 
 
 @hookimpl

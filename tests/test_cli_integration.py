@@ -31,9 +31,13 @@ def test_run_directory_has_every_output(pos_run):
                  "steps/seed-1-control.json", "steps/lambda-search-probe.npz",
                  "timings.json"):
         assert (pos_run / name).is_file(), name
+    assert (pos_run / "steps" / "activations.json").is_file()
     timings = json.loads((pos_run / "timings.json").read_text())
     assert {"extraction", "lambda-search", "seed-0", "seed-1-weight-mass-minimal", "total"} <= set(timings)
-    assert timings["total"] >= timings["lambda-search"] > 0
+    assert set(timings["units"]) == {"search", "seed-0", "seed-1", "finish"}
+    assert timings["total"] == pytest.approx(sum(timings["units"].values()), abs=0.01)
+    assert timings["units"]["search"] >= timings["lambda-search"] > 0
+    assert timings["units"]["seed-1"] >= timings["seed-1-weight-mass-minimal"] > 0
     # seed 0's oracle is the search's winning probe (same lambdas, seed, settings), not a second training
     searched, oracle = np.load(pos_run / "steps" / "lambda-search-probe.npz"), np.load(pos_run / "steps" / "seed-0-probe.npz")
     assert np.array_equal(searched["coef"], oracle["coef"])

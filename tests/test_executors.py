@@ -54,16 +54,22 @@ def test_the_plan_is_a_graph_extracting_each_corpus_once(tmp_path):
     plan = [(RunConfig(model=m, task=t, probe=p, data_dir="d", cache_dir="c"), tmp_path / f"{m}-{t}-{p}")
             for m in ("minilm", "bert") for t in ("pos", "chunk") for p in ("elastic-net", "lbfgs")]
     units = plan_units(plan, cpus_per_unit=2)
-    extracts = [u for u in units if u.kind == "extract"]
-    cells = [u for u in units if u.kind == "cell"]
-    assert len(extracts) == 4 and len(cells) == 8  # two probes over one corpus: one extraction
+    by_kind = {kind: [u for u in units if u.kind == kind] for kind in ("extract", "search", "seed", "finish")}
+    assert len(units) == sum(len(v) for v in by_kind.values())
+    # two probes over one corpus: one extraction; per cell a search, one unit per seed (3), a finish
+    assert [len(by_kind[k]) for k in ("extract", "search", "seed", "finish")] == [4, 8, 24, 8]
     seen: set[str] = set()
     for unit in units:
         assert set(unit.after) <= seen and unit.cpus == 2
         seen.add(unit.id)
-    assert {c.after for c in cells if c.config["model"] == "minilm" and c.config["task"] == "pos"} == \
+    assert {c.after for c in by_kind["search"] if c.config["model"] == "minilm" and c.config["task"] == "pos"} == \
         {("extract minilm x pos",)}
-    assert RunConfig.from_json(cells[0].config) == plan[0][0]
+    name = plan[0][1].name
+    seeds = [u for u in by_kind["seed"] if u.run_dir == str(plan[0][1])]
+    assert [(u.seed, u.after) for u in seeds] == [(s, (f"search {name}",)) for s in (0, 1, 2)]  # independent
+    finish = next(u for u in by_kind["finish"] if u.run_dir == str(plan[0][1]))
+    assert finish.after == tuple(u.id for u in seeds)
+    assert RunConfig.from_json(by_kind["search"][0].config) == plan[0][0]
 
 
 def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, capsys):
@@ -97,6 +103,18 @@ def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data
         assert not list((runs / name).glob("**/*.tmp"))
 
 
+def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, data_dir, cache_dir):
+    args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--cache-dir", str(cache_dir),
+            *SMALL, "--seeds", "2"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--cpus", "2"]) == 0  # two worker processes
+    assert numbers(tmp_path / "two") == numbers(tmp_path / "one")
+    timings = json.loads((tmp_path / "two" / "timings.json").read_text())
+    assert sorted(timings["units"]) == ["finish", "search", "seed-0", "seed-1"]
+    assert timings["seed-0-weight-mass"] > 0 and timings["seed-1-weight-mass"] > 0  # each seed's steps timed
+    assert not list((tmp_path / "two").glob("**/*.tmp"))
+
+
 def _unit_processes(marker: str) -> list[int]:
     """PIDs of Ray workers whose process title names a running unit."""
     found = []
@@ -117,10 +135,10 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
     def kill_once() -> None:
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            pids = _unit_processes("ray::cell run")
+            pids = _unit_processes("ray::seed 0 run")
             if pids:
                 time.sleep(3)  # well inside the unit
-                for pid in _unit_processes("ray::cell run"):
+                for pid in _unit_processes("ray::seed 0 run"):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.2)
@@ -130,7 +148,7 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2", *SMALL]) == 0
     killer.join(timeout=1)
-    assert killed, "no worker was running the cell"
+    assert killed, "no worker was running the seed unit"
     reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
     assert numbers(out) == numbers(reference)
 

@@ -179,8 +179,8 @@ TAILS = ("marginal", "conditional")
 @ranker(needs=("activations",), cite="Torroba Hennigen, Williams & Cotterell, EMNLP 2020 (NeuroX "
         "gaussian_probe.get_neuron_ordering)", cost="one read of fit_tokens rows; max_neurons greedy steps, each "
         "O(labels x tokens x neurons), all candidates scored every refresh steps",
-        max_neurons=None, fit_tokens=20000, score_tokens=2000, memory=2**30, tail="conditional", refresh=10,
-        candidates=256)
+        max_neurons="--fraction of the neurons", fit_tokens=20000, score_tokens=2000, memory=2**30, tail="conditional",
+        refresh=10, candidates=256)
 def gaussian(inputs: RankerInputs, max_neurons: int | None = None, fit_tokens: int = 20000,
              score_tokens: int = 2000, memory: int = 2**30, tail: str = "conditional", refresh: int = 10,
              candidates: int = 256) -> Ranking:
