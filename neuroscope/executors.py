@@ -178,35 +178,34 @@ def write_files(run_dir: Path, files: Mapping[str, bytes]) -> None:
 
 
 def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool = True,
-             reporter: Any = None) -> UnitOutcome:
+             reporter: Any = None, orchestrator: Any = None) -> UnitOutcome:
     """Run one unit here. ``files`` None: a cell's unit writes its run directory in place
     (the driver's own process); a mapping (possibly empty): it works in a private directory
     seeded with those files (the run directory's, at the time the unit was submitted) and
     returns what it wrote. A user error (bad data, a missing checkpoint, ...) is a failed
     outcome with its one-line message; anything else (a bug, a dying machine) propagates,
-    so that the executor may retry."""
+    so that the executor may retry. ``orchestrator``: one shared by the units an executor
+    runs in this process (it keeps the last corpus read), else a new one."""
     from neuroscope.orchestrator import Orchestrator, RunConfig, check_causal_support
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
-    from neuroscope.steps import extract, load_model, load_task
+    from neuroscope.steps import extract
 
     start = time.perf_counter()
     config = RunConfig.from_json(unit.config)
     reporter = reporter or Reporter(quiet=quiet)
     try:
         with limit_threads(unit.cpus):
-            registry = Registry()
+            orchestrator = orchestrator or Orchestrator(Registry(), reporter, list(unit.argv))
             if unit.kind == "extract":
                 from neuroscope.store import ActivationStore
 
-                task = load_task(registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
-                adapter = load_model(registry, config.model, config.device, config.aggregation,
-                                     config.extract_batch_size, config.layers, config.dtype)
+                task, _ = orchestrator.task_of(config)
+                adapter = orchestrator.load_adapter(config)
                 check_causal_support(config, adapter)
                 with reporter.running():
                     extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, reporter.task)
                 return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start)
-            orchestrator = Orchestrator(registry, reporter, list(unit.argv))
             if files is None:
                 with reporter.running():
                     orchestrator.run_step(config, Path(unit.run_dir), unit.kind, unit.seed, resume=unit.resume)
@@ -300,9 +299,19 @@ class LocalExecutor:
                 return self._parallel(units, report, None, self.cpus // per_unit, lambda n: None)
             with reporter.running(), reporter.task(f"units ({len(units)})", len(units)) as advance:
                 return self._parallel(units, report, reporter, self.cpus // per_unit, advance)
+        from neuroscope.orchestrator import Orchestrator
+        from neuroscope.progress import Reporter
+        from neuroscope.registry import Registry
+
         outcomes: dict[str, UnitOutcome] = {}
+        shared = None  # one orchestrator for every unit: a cell's units read its corpus once
         for unit in units:
-            outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter)
+            if shared is None:
+                try:
+                    shared = Orchestrator(Registry(), reporter or Reporter(quiet=True), list(unit.argv))
+                except NeuroscopeError:
+                    pass  # run_unit reports it as the unit's failure
+            outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter, orchestrator=shared)
             outcomes[unit.id] = outcome
             report(unit, outcome)
         return outcomes

@@ -407,12 +407,7 @@ class Orchestrator:
         started = time.perf_counter()
         self.timings = {}
         check_usable(run_dir, resume)
-        key = (config.task, config.data_dir, config.max_sentences)
-        if key not in self._tasks:  # the cell's units in one process read the corpus once
-            task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
-            check_task(task)
-            self._tasks = {key: (task, data_summary(task))}
-        task, data = self._tasks[key]
+        task, data = self.task_of(config)
         with claim(run_dir):
             cell = self.open_cell(config, run_dir, task, data, first=kind == "search", resume=resume)
             if kind == "search":
@@ -426,6 +421,16 @@ class Orchestrator:
             results = self.finish(cell)
             self._write_timings(cell, "finish", started, merged=True)
             return results
+
+    def task_of(self, config: RunConfig) -> tuple[TaskData, dict[str, Any]]:
+        """The cell's task (its slice, checked) and data summary; the units of a cell run by
+        this orchestrator read the corpus once (the last one read is kept)."""
+        key = (config.task, config.data_dir, config.max_sentences)
+        if key not in self._tasks:
+            task = load_task(self.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
+            check_task(task)
+            self._tasks = {key: (task, data_summary(task))}
+        return self._tasks[key]
 
     def open_cell(self, config: RunConfig, run_dir: Path, task: TaskData, data: dict[str, Any], first: bool,
                   resume: bool) -> CellContext:
