@@ -80,15 +80,15 @@ def two_at_once(cell: list[str], work: Path, cpus: int) -> float:
 
 def seed_graph(timings: dict) -> dict[str, float]:
     """Critical path and total work of one cell's units: from each unit's seconds when the
-    run recorded them (search, with the extraction; seed-N; finish), else from the steps'."""
+    run recorded them (extract, search, seed-N, finish), else from the steps'."""
     if "units" in timings:
         units = {k: float(v) for k, v in timings["units"].items()}
         seeds = {k.split("-", 1)[1]: v for k, v in units.items() if k.startswith("seed-")}
-        search, rest = units.get("search", 0.0), units.get("finish", 0.0)
-        extraction = float(timings.get("extraction") or 0.0)
+        extraction, search, rest = units.get("extract", 0.0), units.get("search", 0.0), units.get("finish", 0.0)
         chain = max(seeds.values()) if seeds else 0.0
-        return {"extraction": extraction, "search": search - extraction, "seed_chains": seeds, "other": rest,
-                "critical_path": search + chain + rest, "total_work": search + sum(seeds.values()) + rest}
+        return {"extraction": extraction, "search": search, "seed_chains": seeds, "other": rest,
+                "critical_path": extraction + search + chain + rest,
+                "total_work": extraction + search + sum(seeds.values()) + rest}
     t = {k: float(v or 0.0) for k, v in timings.items() if k != "total"}
     extraction, search = t.get("extraction", 0.0), t.get("lambda-search", 0.0)
     seeds = {}

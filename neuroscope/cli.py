@@ -347,13 +347,20 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
     by_dir = {str(run_dir): config for config, run_dir in plan}
     failures: list[tuple[Unit, UnitOutcome]] = []
     done = []
+    extracted: dict[str, float] = {}  # extract unit -> its seconds, for its cells' timings.json
 
     def report(unit: Unit, outcome: UnitOutcome) -> None:
         if outcome.ok and unit.kind != "extract" and outcome.files is not None:
             with claim(Path(unit.run_dir)):  # computed elsewhere: the driver writes the run directory
                 write_files(Path(unit.run_dir), outcome.files)
+        if outcome.ok and unit.kind == "extract":
+            extracted[unit.id] = round(outcome.seconds, 3)
         if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
+            search = next(u for u in units if u.kind == "search" and u.run_dir == unit.run_dir)
+            if search.after[0] in extracted:
+                with claim(run_dir):
+                    record_extraction(run_dir, extracted[search.after[0]])
             results = load_results(run_dir)
             if not args.quiet and immediate:
                 _print_summary(console, by_dir[unit.run_dir], results, run_dir)
@@ -377,6 +384,21 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
                               f"the units after them were not run); {len(done)} of {len(plan)} run directories "
                               "finished")
     return done
+
+
+def record_extraction(run_dir: Path, seconds: float) -> None:
+    """Put the seconds of the extract unit a cell waited for into its timings.json (the cell's
+    own units found the activations in the store): ``extraction`` and ``units.extract``,
+    added to ``total``. Cells sharing one extraction each show it."""
+    from neuroscope.orchestrator import write_json
+    from neuroscope.rundir import read_json
+
+    path = run_dir / "timings.json"
+    timings = read_json(path, "timings")
+    timings["extraction"] = seconds
+    timings["units"] = {"extract": seconds, **timings["units"]}
+    timings["total"] = round(sum(timings["units"].values()), 3)
+    write_json(path, timings)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:

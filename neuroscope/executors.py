@@ -44,9 +44,8 @@ from neuroscope.errors import NeuroscopeError
 
 log = logging.getLogger(__name__)
 
+#: the kinds of unit: a model's extraction of a corpus, then a cell's search, seeds and finish
 KINDS = ("extract", "search", "seed", "finish")
-#: the units of a cell, after its extract unit
-CELL_KINDS = KINDS[1:]
 
 
 @attrs.frozen

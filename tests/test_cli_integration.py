@@ -34,7 +34,8 @@ def test_run_directory_has_every_output(pos_run):
     assert (pos_run / "steps" / "activations.json").is_file()
     timings = json.loads((pos_run / "timings.json").read_text())
     assert {"extraction", "lambda-search", "seed-0", "seed-1-weight-mass-minimal", "total"} <= set(timings)
-    assert set(timings["units"]) == {"search", "seed-0", "seed-1", "finish"}
+    assert set(timings["units"]) == {"extract", "search", "seed-0", "seed-1", "finish"}
+    assert timings["extraction"] == timings["units"]["extract"] > 0  # the extract unit's seconds
     assert timings["total"] == pytest.approx(sum(timings["units"].values()), abs=0.01)
     assert timings["units"]["search"] >= timings["lambda-search"] > 0
     assert timings["units"]["seed-1"] >= timings["seed-1-weight-mass-minimal"] > 0

@@ -110,7 +110,7 @@ def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, d
     assert main([*args, "--out", str(tmp_path / "two"), "--cpus", "2"]) == 0  # two worker processes
     assert numbers(tmp_path / "two") == numbers(tmp_path / "one")
     timings = json.loads((tmp_path / "two" / "timings.json").read_text())
-    assert sorted(timings["units"]) == ["finish", "search", "seed-0", "seed-1"]
+    assert sorted(timings["units"]) == ["extract", "finish", "search", "seed-0", "seed-1"]
     assert timings["seed-0-weight-mass"] > 0 and timings["seed-1-weight-mass"] > 0  # each seed's steps timed
     assert not list((tmp_path / "two").glob("**/*.tmp"))
 
