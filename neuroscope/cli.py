@@ -348,6 +348,7 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
     failures: list[tuple[Unit, UnitOutcome]] = []
     done = []
     extracted: dict[str, float] = {}  # extract unit -> its seconds, for its cells' timings.json
+    extract_of = {u.run_dir: u.after[0] for u in units if u.kind == "search"}  # run directory -> its extract unit
 
     def report(unit: Unit, outcome: UnitOutcome) -> None:
         if outcome.ok and unit.kind != "extract" and outcome.files is not None:
@@ -357,10 +358,9 @@ def execute_runs(args: argparse.Namespace, console: Console, argv: list[str] | N
             extracted[unit.id] = round(outcome.seconds, 3)
         if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
-            search = next(u for u in units if u.kind == "search" and u.run_dir == unit.run_dir)
-            if search.after[0] in extracted:
+            if extract_of[unit.run_dir] in extracted:
                 with claim(run_dir):
-                    record_extraction(run_dir, extracted[search.after[0]])
+                    record_extraction(run_dir, extracted[extract_of[unit.run_dir]])
             results = load_results(run_dir)
             if not args.quiet and immediate:
                 _print_summary(console, by_dir[unit.run_dir], results, run_dir)

@@ -185,10 +185,9 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
     outcome with its one-line message; anything else (a bug, a dying machine) propagates,
     so that the executor may retry. ``orchestrator``: one shared by the units an executor
     runs in this process (it keeps the last corpus read), else a new one."""
-    from neuroscope.orchestrator import Orchestrator, RunConfig, check_causal_support
+    from neuroscope.orchestrator import Orchestrator, RunConfig
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
-    from neuroscope.steps import extract
 
     start = time.perf_counter()
     config = RunConfig.from_json(unit.config)
@@ -197,13 +196,9 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
         with limit_threads(unit.cpus):
             orchestrator = orchestrator or Orchestrator(Registry(), reporter, list(unit.argv))
             if unit.kind == "extract":
-                from neuroscope.store import ActivationStore
-
                 task, _ = orchestrator.task_of(config)
-                adapter = orchestrator.load_adapter(config)
-                check_causal_support(config, adapter)
                 with reporter.running():
-                    extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, reporter.task)
+                    orchestrator.extract_activations(config, task)
                 return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start)
             if files is None:
                 with reporter.running():

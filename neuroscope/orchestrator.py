@@ -391,7 +391,6 @@ class Orchestrator:
         """Run one model x task cell into ``run_dir``: its units (:func:`cell_steps`) in
         order, as the local executor runs them. The directory is created once the data is
         read and locked while a unit writes it."""
-        check_usable(Path(run_dir), resume)
         results: dict[str, Any] = {}
         for kind, seed in cell_steps(config):
             results = self.run_step(config, run_dir, kind, seed, resume=resume or kind != "search")
@@ -444,13 +443,11 @@ class Orchestrator:
                     log.warning("%s: %d %s tokens carry labels unseen in train %s (rule: %s)", config.task,
                                 sum(stats["unseen_labels"].values()), split, sorted(stats["unseen_labels"]),
                                 config.unseen_labels)
-            adapter = self.load_adapter(config)
-            check_causal_support(config, adapter)
-            acts = self._extract(config, adapter, task)
+            adapter, acts = self.extract_activations(config, task)
             handles = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}
-            write_json(steps_dir / ACTIVATIONS, {"device": adapter.device_name(), "splits": handles})
             device = adapter.device_name()
+            write_json(steps_dir / ACTIVATIONS, {"device": device, "splits": handles})
         else:
             saved = read_json(steps_dir / ACTIVATIONS, "record of the run's activations")
             handles, device = saved["splits"], saved["device"]
@@ -477,12 +474,16 @@ class Orchestrator:
         return load_model(self.registry, config.model, config.device, config.aggregation, config.extract_batch_size,
                           config.layers, config.dtype)
 
-    def _extract(self, config: RunConfig, adapter: ModelAdapter, task: TaskData) -> dict[str, Any]:
-        """Every split's activations from the store, extracted where it lacks them (step 2)."""
+    def extract_activations(self, config: RunConfig, task: TaskData) -> tuple[ModelAdapter, dict[str, Any]]:
+        """Step 2: the model, and every split's activations from the store, extracted where
+        it lacks them (an extract unit, or the cell's first unit). --causal with an adapter
+        that cannot intervene is refused before anything is extracted."""
+        adapter = self.load_adapter(config)
+        check_causal_support(config, adapter)
         start = time.perf_counter()
         acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task)
         self.timings["extraction"] = round(time.perf_counter() - start, 3)
-        return acts
+        return adapter, acts
 
     def _open_activations(self, config: RunConfig, task: TaskData, handles: dict[str, Any]) -> dict[str, Any]:
         """The activations the cell's first unit recorded, from this machine's store; a store
@@ -491,7 +492,7 @@ class Orchestrator:
         if all((store.path_for(h["key"]) / "manifest.json").is_file() for h in handles.values()):
             return {name: store.open(handle["key"]) for name, handle in handles.items()}
         self.reporter.log(f"activations of {config.model} x {config.task} are not in {store.root} here: extracting")
-        acts = self._extract(config, self.load_adapter(config), task)
+        _, acts = self.extract_activations(config, task)
         if {name: a.manifest["key"] for name, a in acts.items()} != {n: h["key"] for n, h in handles.items()}:
             raise RunDirectoryError(f"the activations of {config.model} x {config.task} extracted here differ from "
                                     "the run's (another model version or settings?); start a new run")
