@@ -79,7 +79,8 @@ def minilm_pos_store(cache: Path, max_sentences: int | None = None):
     """Activations and label ids of MiniLM x PTB sample (train, dev, test), extracted once into ``cache``."""
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
-    from neuroscope.steps import extract, load_model, load_task
+    from neuroscope.loading import load_model, load_task
+    from neuroscope.steps.extraction import extract
     from neuroscope.store import ActivationStore, labels_to_ids
 
     registry = Registry()

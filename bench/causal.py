@@ -36,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     from neuroscope.causal import causal_ablation, removal_sets
     from neuroscope.registry import Registry
-    from neuroscope.steps import load_model, load_task
+    from neuroscope.loading import load_model, load_task
     from neuroscope.store import labels_to_ids
 
     registry = Registry()

@@ -52,13 +52,14 @@ def neuroscope(*args: str) -> float:
 def two_at_once(cell: list[str], work: Path, cpus: int) -> float:
     """Wall seconds of two identical cells run at once as Ray units of 1 CPU each (the
     activations already in the cache)."""
-    from neuroscope.cli import plan_runs, run_parser
+    from neuroscope.cli import run_parser
     from neuroscope.executors import plan_units, write_files
+    from neuroscope.planning import plan_runs
+    from neuroscope.settings import request_from_values
     from neuroscope_plugins.executors import RayExecutor
 
     args = run_parser().parse_args(cell + ["--out", str(work / "unused")])
-    _, plan = plan_runs(args)
-    config = plan[0][0]
+    config = plan_runs(request_from_values(vars(args))).cells[0][0]
     units = [attrs.evolve(u, after=tuple(a for a in u.after if not a.startswith("extract ")))  # extracted already
              for u in plan_units([(config, work / "pair-a"), (config, work / "pair-b")], cpus_per_unit=1)
              if u.kind != "extract"]

@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     from neuroscope.registry import Registry
-    from neuroscope.steps import load_model, load_task
+    from neuroscope.loading import load_model, load_task
     from neuroscope.store import ActivationStore
 
     registry = Registry()

@@ -52,7 +52,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
-    from neuroscope.orchestrator import Orchestrator, RunConfig
+    from neuroscope.orchestrator import Orchestrator
+    from neuroscope.settings import RunConfig
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
 

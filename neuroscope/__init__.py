@@ -23,8 +23,8 @@ from neuroscope.lbfgs import LbfgsProbe
 from neuroscope.model import AGGREGATIONS, ModelAdapter
 from neuroscope.probe import ElasticNetProbe
 from neuroscope.types import Corpus, NeuronIndex, Sentence, TaskData
+from neuroscope.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AGGREGATIONS",

@@ -13,18 +13,18 @@ compared with a warning that says how.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import attrs
 import numpy as np
 
-import logging
-
 from neuroscope.errors import NeuroscopeError
+from neuroscope.report import (Table, ablation_rows, fmt, html_page, minimal_rows, pyplot, ranker_tables, save_figure,
+                               with_ranker, write_text)
+from neuroscope.results import load_results
 from neuroscope.rundir import read_json
-from neuroscope.report import (Table, _pyplot, _save, _write_text, ablation_rows, fmt, html_page, load_results,
-                               minimal_rows, ranker_tables, with_ranker)
 
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def compare_tables(runs: Sequence[dict[str, Any]]) -> list[Table]:
 
 
 def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
-    plt = _pyplot()
+    plt = pyplot()
     tasks, models, cells = _grouped(runs)
     figures: dict[str, Path] = {}
     fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 2.6 * len(tasks)), dpi=100,
@@ -155,7 +155,7 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
             ax.set_ylabel("neurons", fontsize=7)
             ax.set_title(f"({chr(97 + i * len(models) + j)}) {task.upper()} - {model}", fontsize=8)
     fig.suptitle("Minimal-set neurons per layer, mean ± std over seeds, one y scale (paper Figure 1)", fontsize=10)
-    _save(fig, out / "compare_layers.png")
+    save_figure(fig, out / "compare_layers.png")
     figures["compare_layers"] = out / "compare_layers.png"
 
     for task in tasks:
@@ -173,7 +173,7 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
         ax.set_title(f"{task.upper()}: neurons per label across models (paper Figures 3, 4)", fontsize=9)
         ax.legend(fontsize=7)
         path = out / f"compare_labels_{task}.png"
-        _save(fig, path)
+        save_figure(fig, path)
         figures[f"compare_labels_{task}"] = path
     return figures
 
@@ -214,6 +214,6 @@ def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
                  + "; ".join(differences) + "."
     md = [f"# {title}", "", intro, ""] + [t.markdown() for t in tables]
     md += [f"![{name}]({path.name})\n" for name, path in figures.items()]
-    _write_text(out / "compare.md", "\n".join(md))
-    _write_text(out / "compare.html", html_page(title, intro, tables, figures))
+    write_text(out / "compare.md", "\n".join(md))
+    write_text(out / "compare.html", html_page(title, intro, tables, figures))
     return [out / "compare.md", *figures.values(), out / "compare.html"]

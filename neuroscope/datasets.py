@@ -100,7 +100,7 @@ def status(dataset: Dataset, data_dir: Path, registry: Registry | None = None, v
     if verify and present and dataset.files:
         out["verified"] = all(sha256_of(Path(data_dir) / f.path) == f.sha256 for f in dataset.files)
     if present and registry is not None:
-        from neuroscope.steps import load_task
+        from neuroscope.loading import load_task
 
         for task in dataset.tasks:
             try:

@@ -185,7 +185,8 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
     outcome with its one-line message; anything else (a bug, a dying machine) propagates,
     so that the executor may retry. ``orchestrator``: one shared by the units an executor
     runs in this process (it keeps the last corpus read), else a new one."""
-    from neuroscope.orchestrator import Orchestrator, RunConfig
+    from neuroscope.orchestrator import Orchestrator
+    from neuroscope.settings import RunConfig
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
 

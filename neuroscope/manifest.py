@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from neuroscope import __version__
+from neuroscope.version import __version__
 from neuroscope.registry import Registry
 
 DEPENDENCIES = ("torch", "transformers", "tokenizers", "numpy", "pluggy", "attrs", "rich", "matplotlib",

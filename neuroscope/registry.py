@@ -91,7 +91,7 @@ class Resolved:
 
 
 def _neuroscope_version() -> str:
-    from neuroscope import __version__
+    from neuroscope.version import __version__
 
     return __version__
 

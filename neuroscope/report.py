@@ -17,8 +17,10 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
 from neuroscope.rundir import read_json
+from neuroscope.runs import Run
 
 
 @attrs.frozen
@@ -240,7 +242,7 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
 RARE_TOKENS = 100
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     """Lay out, write (temp name + rename) and close a figure."""
     import matplotlib.pyplot as plt
 
@@ -251,7 +253,8 @@ def _save(fig: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _pyplot():
+def pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,14 +266,14 @@ def _pyplot():
 def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     """Figures of one run: Figure 1 (layers), 2/4 (neurons per label), 3 (labels per neuron),
     5 (dominant layer per label), the lambda grid and the minimal-set scan."""
-    plt = _pyplot()
+    plt = pyplot()
     s = results["summary"]
     name = f"{results['model']} x {results['task']}"
     out: dict[str, Path] = {}
 
     def finish(fig: Any, key: str) -> None:
         out[key] = run_dir / f"{key}.png"
-        _save(fig, out[key])
+        save_figure(fig, out[key])
 
     n_seeds = len(results["seeds"])
     over = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
@@ -573,7 +576,8 @@ def figure_captions(results: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write text under a temporary name, then rename: never a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -589,8 +593,6 @@ def intro(results: dict[str, Any]) -> str:
 def neurons_section(run_dir: Path) -> str:
     """The "Top neurons" section of a run directory that has its settings and manifest
     (empty for one that has not, e.g. a bare results.json)."""
-    from neuroscope.api import Run
-    from neuroscope.neuron_pages import top_neurons_section
 
     if not (Path(run_dir) / "manifest.json").is_file() or not (Path(run_dir) / "config.json").is_file():
         return ""
@@ -609,10 +611,10 @@ def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     md = [f"# {title}", "", intro(results), ""] + [t.markdown() for t in tables]
     md += [f"![{name}]({path.name})\n\n{captions.get(name, '')}\n" for name, path in figures.items()]
     md += ["## Glossary", ""] + [f"* **{k}**: {v}" for k, v in GLOSSARY] + [""]
-    _write_text(run_dir / "tables.md", "\n".join(md))
+    write_text(run_dir / "tables.md", "\n".join(md))
     page = html_page(title, intro(results), tables, figures, neurons_section(run_dir) + glossary_html(), captions,
                      summary_html(results))
-    _write_text(run_dir / "report.html", page)
+    write_text(run_dir / "report.html", page)
     return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]
 
 

@@ -15,6 +15,7 @@ import contextlib
 import enum
 import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -116,3 +117,13 @@ def read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise RunDirectoryError(f"{path}: damaged ({type(exc).__name__}: {exc}); delete it and the step's .json "
                                 "beside it and continue with --resume, which recomputes both") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name, then rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)

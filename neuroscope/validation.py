@@ -17,7 +17,9 @@ import numpy as np
 from neuroscope.errors import ValidationError
 
 
-def _describe(low: float | None, high: float | None, low_open: bool, high_open: bool, integer: bool) -> str:
+def describe_range(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False,
+                   integer: bool = False) -> str:
+    """The allowed numbers in words: "an integer >= 1", "a finite number > 0 and <= 1"."""
     kind = "an integer" if integer else "a finite number"
     parts = []
     if low is not None:
@@ -33,7 +35,7 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
 
     ``low_open`` / ``high_open`` exclude the bound itself: ``low=0, low_open=True``
     is "> 0"."""
-    expected = _describe(low, high, low_open, high_open, integer)
+    expected = describe_range(low, high, low_open, high_open, integer)
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if ok:
         ok = math.isfinite(float(value))

@@ -16,7 +16,7 @@ from neuroscope import DataFormatError, NeuroscopeError
 from neuroscope.cli import main
 from neuroscope.datasets import datasets, fetch, get_dataset, status
 from neuroscope.registry import Registry
-from neuroscope.steps import load_task
+from neuroscope.loading import load_task
 from neuroscope_plugins.ccgbank import parse_derivation, read_auto, read_ccgbank
 from neuroscope_plugins.pmb import read_pmb
 

@@ -19,7 +19,7 @@ import pytest
 from neuroscope.cli import main
 from neuroscope.errors import NeuroscopeError
 from neuroscope.executors import plan_units
-from neuroscope.orchestrator import RunConfig
+from neuroscope.settings import RunConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decoders import save_random_bert  # noqa: E402

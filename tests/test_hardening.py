@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuroscope.cli import build_parser, main
+from neuroscope.cli import main
 from neuroscope.errors import DataFormatError, ValidationError
+from neuroscope.settings import NUMERIC_KINDS, run_options
 
 REPO = Path(__file__).resolve().parent.parent
 ELMO = REPO / "tests" / "reference" / "fixtures" / "elmo"
@@ -46,13 +47,8 @@ def assert_clean_error(code: int, err: str, *words: str) -> None:
 
 # ---- 1. every numeric option of `neuroscope run` is validated before anything loads
 
-NUMERIC_TYPES = ("int", "float", "_floats", "_limits", "_epochs")
-
-
 def numeric_options() -> list[str]:
-    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
-    return sorted(a.option_strings[-1] for a in run._actions
-                  if a.option_strings and getattr(a.type, "__name__", "") in NUMERIC_TYPES)
+    return sorted(opt.flag for _, _, opt in run_options() if opt.kind in NUMERIC_KINDS)
 
 
 #: values that must be refused, beyond nan, inf and -1 (refused for every option)
@@ -188,10 +184,12 @@ def test_a_bug_in_a_plugin_is_reported_as_a_bug(capsys, tmp_path, monkeypatch):
     buggy = types.ModuleType("neuroscope_buggy")
     exec("import neuroscope.plugin as p\n@p.hookimpl\ndef register_tasks(register):\n"
          "    register('buggy', lambda data_dir: 1 / 0)\n", buggy.__dict__)
+    from neuroscope import planning
     from neuroscope import registry as registry_module
 
     real = registry_module.Registry
-    monkeypatch.setattr(registry_module, "Registry", lambda *a, **k: real(extra_plugins={"buggy": buggy}))
+    for module in (registry_module, planning):  # where the plan resolves names, and where a unit does
+        monkeypatch.setattr(module, "Registry", lambda *a, **k: real(extra_plugins={"buggy": buggy}))
     code, _, err = run_cli(capsys, "run", "--task", "buggy", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
     assert code == 1 and "unexpected ZeroDivisionError" in err and "bug" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "-v", "run", "--task", "buggy", "--data-dir", str(tmp_path))
@@ -207,7 +205,7 @@ def test_run_help_shows_defaults_and_where_names_are(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "(default: 10)" in out and "(default: 0.001)" in out and "neuroscope plugins" in out
+    assert "(default: 10;" in out and "(default: 0.001;" in out and "neuroscope plugins" in out
 
 
 # ---- 2 and 4. run directories

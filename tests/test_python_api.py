@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import neuroscope as ns
-from neuroscope.api import extreme_rows, run_arguments
+from neuroscope.api import extreme_rows, run_request
 from neuroscope.cli import main, run_parser
+from neuroscope.settings import request_from_values
 from neuroscope.errors import StoreError, ValidationError
 from neuroscope.heatmap import heat_map
 
@@ -45,12 +46,11 @@ def test_docs_python_md_runs_as_written(data_dir, minilm_dir, cache_dir, monkeyp
 
 
 def test_the_api_takes_the_command_line_options_and_nothing_else(tmp_path):
-    cli = run_parser().parse_args(["--model", "minilm,elmo", "--max-sentences", "5", "--epochs", "auto",
-                                   "--deltas", "1,2", "--no-control"])
-    api = run_arguments(model=["minilm", "elmo"], max_sentences=5, epochs="auto", deltas=[1, 2], no_control=True)
-    assert vars(api) == vars(cli)
-    assert vars(run_arguments(model="minilm,elmo", deltas="1,2", max_sentences="5", epochs="auto",
-                              no_control=True)) == vars(cli)
+    cli = request_from_values(vars(run_parser().parse_args(["--model", "minilm,elmo", "--max-sentences", "5",
+                                                            "--epochs", "auto", "--deltas", "1,2", "--no-control"])))
+    api = run_request(model=["minilm", "elmo"], max_sentences=5, epochs="auto", deltas=[1, 2], no_control=True)
+    assert api == cli and api.cell["control"] is False and api.cell["max_sentences"] == (5, 5, 5)
+    assert run_request(model="minilm,elmo", deltas="1,2", max_sentences="5", epochs="auto", no_control=True) == cli
     with pytest.raises(ValidationError, match="unknown option 'max_sentence'.*max_sentences"):
         ns.run(max_sentence=5)
     with pytest.raises(ValidationError, match="aggregation='sum'"):

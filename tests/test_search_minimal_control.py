@@ -183,7 +183,7 @@ class _TypeAdapter:
 
 def test_control_step_pair_or_separate_trainings_agree(tmp_path, monkeypatch):
     """The masked pair (one read) and the two separate trainings are the same control probes."""
-    import neuroscope.steps as steps
+    import neuroscope.steps.control as steps
     from neuroscope.store import ActivationStore
 
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import pytest
 from neuroscope import Corpus, NeuronIndex, Sentence, TaskData
 from neuroscope.report import render_report, rerender, run_tables
 from neuroscope.analyses import layer_distribution
-from neuroscope.steps import data_summary, majority_baseline
+from neuroscope.steps.data import data_summary, majority_baseline
 from neuroscope.errors import NeuroscopeError
 
 

@@ -1,0 +1,132 @@
+"""One way in: plan a ``neuroscope run`` (its cells, their run directories and units),
+hand the units to the executor, collect the finished cells' results.
+
+The command line (:mod:`neuroscope.cli`) and the Python API (:func:`neuroscope.run`)
+both build a :class:`~neuroscope.settings.RunRequest` and call :func:`execute`; neither
+plans or executes anything itself. Every setting is validated and every name resolved
+(:func:`plan_runs`) before a model or a corpus is loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+
+from neuroscope.errors import NeuroscopeError
+from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
+from neuroscope.progress import Reporter
+from neuroscope.registry import Registry
+from neuroscope.results import load_results
+from neuroscope.rundir import check_usable, claim, read_json, write_json
+from neuroscope.settings import PlanOptions, RunConfig, RunRequest
+
+log = logging.getLogger("neuroscope")
+
+
+def default_run_dir(root: Path, model: str, task: str, probe: str | None = None) -> Path:
+    """``ROOT/<date>-<model>-<task>`` (``-<probe>`` appended when a run compares probes)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model}-{task}" + (f"-{probe}" if probe else ""))
+    return root / f"{dt.date.today().isoformat()}-{safe}"
+
+
+@attrs.frozen
+class Plan:
+    """A planned run: the registry its names resolved in, its options, and (settings, run
+    directory) per model x task x probe cell."""
+
+    registry: Registry
+    options: PlanOptions
+    cells: list[tuple[RunConfig, Path]]
+
+
+def plan_runs(request: RunRequest) -> Plan:
+    """The cells of ``request`` with their run directories; every name (models, tasks,
+    probes, rankers, the executor) resolved, nothing loaded."""
+    options = request.plan
+    configs = request.configs()
+    registry = Registry()
+    for config in configs:
+        registry.resolve_model(config.model)
+        registry.resolve_task(config.task)
+        registry.resolve_probe(config.probe)
+    for name in configs[0].rankers:
+        registry.resolve_ranker(name)
+    registry.get("executors", options.executor)
+    several_probes = len(options.probe) > 1
+    cells = [(config, Path(options.out) if options.out else default_run_dir(
+        options.runs_dir, config.model, config.task, config.probe if several_probes else None)) for config in configs]
+    return Plan(registry, options, cells)
+
+
+def record_extraction(run_dir: Path, seconds: float) -> None:
+    """Put the seconds of the extract unit a cell waited for into its timings.json (the cell's
+    own units found the activations in the store): ``extraction`` and ``units.extract``,
+    added to ``total``. Cells sharing one extraction each show it."""
+    path = run_dir / "timings.json"
+    timings = read_json(path, "timings")
+    timings["extraction"] = seconds
+    timings["units"] = {"extract": seconds, **timings["units"]}
+    timings["total"] = round(sum(timings["units"].values()), 3)
+    write_json(path, timings)
+
+
+def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Run ``plan``'s units through its executor; (run directory, results) per finished
+    cell. The driver writes every run directory. With several cells, a failed one does not
+    stop the others; the error at the end counts them. ``argv`` is the command recorded in
+    each manifest (default: this process's). Each finished cell's summary goes to
+    ``reporter`` (at once when units run one at a time, else after the live display)."""
+    options = plan.options
+    executor = plan.registry.get("executors", options.executor).obj(address=options.address, cpus=options.cpus)
+    for _, run_dir in plan.cells:  # a directory that may not be used fails before anything runs
+        check_usable(run_dir, options.resume)
+    units = plan_units(plan.cells, options.resume, options.cpus_per_unit, sys.argv if argv is None else argv)
+    by_dir = {str(run_dir): config for config, run_dir in plan.cells}
+    failures: list[tuple[Unit, UnitOutcome]] = []
+    done: list[tuple[Path, dict[str, Any]]] = []
+    extracted: dict[str, float] = {}  # extract unit -> its seconds, for its cells' timings.json
+    extract_of = {u.run_dir: u.after[0] for u in units if u.kind == "search"}  # run directory -> its extract unit
+    # units in parallel drive a live progress display: summaries after it
+    immediate = options.executor == "local" and (options.cpus or 1) // max(1, options.cpus_per_unit) <= 1
+
+    def summarise(run_dir: Path, results: dict[str, Any]) -> None:
+        config = by_dir[str(run_dir)]
+        reporter.summary(f"{config.model} x {config.task}", config.deltas, results, run_dir)
+
+    def report(unit: Unit, outcome: UnitOutcome) -> None:
+        if outcome.ok and unit.kind != "extract" and outcome.files is not None:
+            with claim(Path(unit.run_dir)):  # computed elsewhere: the driver writes the run directory
+                write_files(Path(unit.run_dir), outcome.files)
+        if outcome.ok and unit.kind == "extract":
+            extracted[unit.id] = round(outcome.seconds, 3)
+        if outcome.ok and unit.kind == "finish":
+            run_dir = Path(unit.run_dir)
+            if extract_of[unit.run_dir] in extracted:
+                with claim(run_dir):
+                    record_extraction(run_dir, extracted[extract_of[unit.run_dir]])
+            results = load_results(run_dir)
+            if immediate:
+                summarise(run_dir, results)
+            done.append((run_dir, results))
+        elif not outcome.ok and not outcome.skipped:  # the units after a failed one are not run: one cause
+            failures.append((unit, outcome))
+            if len(plan.cells) > 1:
+                log.error("%s: %s failed: %s", unit.cell, unit.id, outcome.message)
+
+    executor.run(units, report, reporter)
+    if not immediate:
+        for run_dir, results in done:
+            summarise(run_dir, results)
+    if failures:
+        unit, first = failures[0]  # the first failure is the cause of those that were not run after it
+        if len(plan.cells) == 1:  # one cell: its error, as it always was
+            raise first.error if isinstance(first.error, NeuroscopeError) else NeuroscopeError(first.message)
+        raise NeuroscopeError(f"{len(failures)} of {len(units)} units failed ({', '.join(u.id for u, _ in failures)}; "
+                              f"the units after them were not run); {len(done)} of {len(plan.cells)} run directories "
+                              "finished")
+    return done

@@ -1,0 +1,471 @@
+"""A finished run directory, read: its results, settings and manifest, and its neurons
+through the run's activation store (out of core: one column at a time in row chunks,
+never the whole matrix in memory).
+
+The one reader of run directories: the Python API (:func:`neuroscope.open`), the
+report's top-neurons section and ``neuroscope neurons`` / ``show`` all use :class:`Run`.
+docs/python.md is the tour.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import attrs
+import numpy as np
+
+from neuroscope.errors import RunDirectoryError, StoreError, ValidationError
+from neuroscope.heatmap import HeatMap, heat_map
+from neuroscope.types import NeuronIndex, TaskData
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+
+
+@attrs.frozen
+class TopNeuron:
+    """One neuron of a ranking: where it is, its rank and the oracle probe's weights."""
+
+    neuron: int
+    layer: int
+    layer_name: str
+    unit: int
+    rank: int
+    weight: float | None
+    weights: dict[str, float] = attrs.field(repr=False)
+    label: str | None = None
+    score: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.layer}:{self.unit}"
+
+
+@attrs.frozen
+class WordActivation:
+    """One token's activation of a neuron, with the sentence it occurs in."""
+
+    value: float
+    word: str
+    label: str
+    split: str
+    sentence: int
+    position: int
+    words: tuple[str, ...] = attrs.field(repr=False)
+
+    @property
+    def context(self) -> str:
+        """The sentence with the word in [brackets]."""
+        return " ".join(f"[{w}]" if i == self.position else w for i, w in enumerate(self.words))
+
+
+class Run:
+    """A finished run directory: its results, configuration and manifest, and access to
+    its neurons through the run's activation store."""
+
+    def __init__(self, path: str | Path):
+        from neuroscope.results import load_results
+        from neuroscope.rundir import read_json
+
+        self.path = Path(path)
+        self.results: dict[str, Any] = load_results(self.path)
+        self.config: dict[str, Any] = read_json(self.path / "config.json", "the run's settings")
+        manifest = self.path / "manifest.json"
+        self.manifest: dict[str, Any] = read_json(manifest, "the run's manifest") if manifest.is_file() else {}
+        self.index = NeuronIndex(tuple(self.results["layers"]), int(self.results["hidden_size"]))
+        self.labels: tuple[str, ...] = tuple(self.results["labels"])
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.path)!r}: {self.results['model']} x {self.results['task']}, "
+                f"{len(self.results['seeds'])} seed(s), rankers {', '.join(self.rankers)})")
+
+    @property
+    def rankers(self) -> list[str]:
+        return list(self.results.get("rankers") or [self.results["per_seed"][0]["ranking"]["method"]])
+
+    # ---- what the run found
+
+    def _per_seed(self, ranker: str | None, seed: int) -> dict[str, Any]:
+        ranker = ranker or self.rankers[0]
+        if ranker not in self.rankers:
+            raise ValidationError(f"ranker {ranker!r} did not run in {self.path}; it ran: {', '.join(self.rankers)}")
+        per_seed = self.results["per_ranker"][ranker]["per_seed"] if "per_ranker" in self.results \
+            else self.results["per_seed"]
+        for entry in per_seed:
+            if entry["seed"] == seed:
+                return entry
+        raise ValidationError(f"seed {seed} is not in {self.path}; its seeds: {self.results['seeds']}")
+
+    def ranking(self, ranker: str | None = None, seed: int = 0) -> np.ndarray:
+        """Every neuron id, most important first, by ``ranker`` (default: the run's first)."""
+        return np.asarray(self._per_seed(ranker, seed)["ranking"]["order"], dtype=np.int64)
+
+    def minimal_set(self, ranker: str | None = None, seed: int = 0, delta: float | None = None) -> np.ndarray:
+        """The minimal neuron set (paper Table 2) of ``ranker`` and ``seed`` for ``delta``
+        (default: the run's first)."""
+        sets = self._per_seed(ranker, seed)["minimal"]["sets"]
+        delta = self.results["deltas"][0] if delta is None else delta
+        for entry in sets:
+            if entry["delta"] == delta:
+                return np.asarray(entry["neurons"], dtype=np.int64)
+        raise ValidationError(f"delta {delta} is not in {self.path}; its deltas: {self.results['deltas']}")
+
+    @functools.lru_cache(maxsize=8)
+    def probe_weights(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The oracle probe of ``seed``: coef (labels, neurons), intercept (labels,)."""
+        from neuroscope.rundir import read_arrays
+
+        path = self.path / "steps" / f"seed-{seed}-probe.npz"
+        if not path.is_file():
+            raise RunDirectoryError(f"{path}: the oracle probe of seed {seed} is missing (seeds of the run: "
+                                    f"{self.results['seeds']})")
+        saved = read_arrays(path, ("coef", "intercept"))
+        return saved["coef"], saved["intercept"]
+
+    def label_id(self, label: str) -> int:
+        if label not in self.labels:
+            close = [lab for lab in self.labels if lab.lower() == str(label).lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValidationError(f"unknown label {label!r}{hint}; the labels of {self.results['task']} in this run: "
+                                  f"{', '.join(self.labels)}")
+        return self.labels.index(label)
+
+    @functools.lru_cache(maxsize=1)
+    def train_label_ids(self) -> np.ndarray:
+        """The class id of every train token (into :attr:`labels`; -1 for none)."""
+        from neuroscope.store import labels_to_ids
+
+        return labels_to_ids(self.task().train.labels(), self.labels)
+
+    @functools.lru_cache(maxsize=1)
+    def class_means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens per label, mean activation per label and neuron (labels, neurons), mean
+        activation per neuron) on train: one pass over the run's store."""
+        from neuroscope.rankers import RankerInputs
+
+        inputs = RankerInputs(self.activations("train"), self.train_label_ids(), self.labels, self.index, 0, None, {})
+        counts, means = inputs.class_means()
+        return counts, means, inputs.overall_mean()
+
+    @functools.lru_cache(maxsize=2)
+    def extremes(self, k: int = 20, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """For every neuron the rows of ``split`` on which it is highest and lowest: two
+        (neurons, ``k``) arrays of row ids, most extreme first, ties by row (the order of
+        :meth:`Neuron.top_words`). One pass over the store, ``k`` rows per neuron kept."""
+        return extreme_rows(self.activations(split), k)
+
+    def precision_at(self, label: str, k: int = 20, seed: int = 0) -> np.ndarray:
+        """Per neuron, the share of its ``k`` top words (train) that carry ``label``: its
+        highest tokens where the oracle probe's weight for the label is >= 0, else its lowest."""
+        column = self.label_id(label)
+        coef, _ = self.probe_weights(seed)
+        top, bottom = self.extremes(k)
+        rows = np.where((coef[column] < 0)[:, None], bottom, top)
+        return (self.train_label_ids()[rows] == column).mean(axis=1)
+
+    def top_neurons(self, label: str | None = None, k: int = 10, ranker: str | None = None, seed: int = 0,
+                    by: str = "contribution", pool: int = 50) -> list[TopNeuron]:
+        """The ``k`` top neurons of the run's ranking (``label`` None), or of one label.
+
+        For a label, ``by`` "contribution" (default) orders neurons by how much they raise
+        the label's score on the label's own tokens beyond an average token: the oracle
+        probe's weight w times (mean activation on the label - mean activation overall).
+        A neuron with a large weight but the same activation on every token scores low;
+        a neuron that fires on the label and is weighted for it scores high. ``by``
+        "weight" orders by |w| alone (the per-label view of the paper's Figures 2 and 4).
+        ``by`` "precision" takes the ``pool`` neurons of largest contribution and orders
+        them by :meth:`precision_at` (20 words; ties by contribution): the neurons the
+        probe relies on whose extremes are most often the label's tokens, the ones worth
+        looking at; ``score`` is then that precision. Each neuron carries its rank under
+        ``ranker`` (default: the run's first)."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValidationError(f"k: expected a number of neurons >= 1, got {k!r}")
+        if by not in ("contribution", "weight", "precision"):
+            raise ValidationError(f"by={by!r}: expected contribution, weight or precision")
+        if not isinstance(pool, (int, np.integer)) or pool < 1:
+            raise ValidationError(f"pool: expected a number of neurons >= 1, got {pool!r}")
+        coef, _ = self.probe_weights(seed)
+        order = self.ranking(ranker, seed)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(1, len(order) + 1)
+        scores: np.ndarray | None = None
+        if label is None:
+            chosen = order[:k]
+            column = None
+        else:
+            column = self.label_id(label)
+            if by == "weight":
+                scores = np.abs(coef[column]).astype(np.float64)
+            else:
+                _, means, overall = self.class_means()
+                scores = coef[column] * (means[column] - overall)
+            chosen = np.argsort(-scores, kind="stable")[:k]
+            if by == "precision":
+                candidates = np.argsort(-scores, kind="stable")[:max(pool, k)]
+                precision = self.precision_at(label, seed=seed)
+                chosen = candidates[np.lexsort((-scores[candidates], -precision[candidates]))][:k]
+                scores = precision
+        out = []
+        for j in chosen:
+            layer, unit = self.index.locate(int(j))
+            out.append(TopNeuron(int(j), layer, self.index.layer_names[layer], unit, int(rank[j]),
+                                 None if column is None else float(coef[column, j]),
+                                 {lab: float(coef[c, j]) for c, lab in enumerate(self.labels)}, label,
+                                 None if scores is None else float(scores[j])))
+        return out
+
+    def neuron(self, layer: int | str | TopNeuron, unit: int | None = None, label: str | None = None) -> "Neuron":
+        """Neuron ``unit`` of ``layer`` (an index, 0 the embedding layer, or a layer name), or
+        the neuron of a :class:`TopNeuron`. With a ``label`` (a top neuron brings its own),
+        :meth:`Neuron.top_words` looks at the side of its activations the probe uses for
+        that label: the highest where its weight is positive, the lowest where negative."""
+        if isinstance(layer, TopNeuron):
+            return Neuron(self, layer.neuron, label or layer.label)
+        if unit is None:
+            raise ValidationError("neuron(layer, unit): the unit is missing")
+        if label is not None:
+            self.label_id(label)
+        return Neuron(self, self.neuron_id(layer, unit), label)
+
+    def neuron_id(self, layer: int | str, unit: int) -> int:
+        names = self.index.layer_names
+        if isinstance(layer, str) and not layer.lstrip("-").isdigit():
+            if layer not in names:
+                raise ValidationError(f"unknown layer {layer!r}; layers: {', '.join(names)}")
+            layer = names.index(layer)
+        layer = int(layer)
+        if not 0 <= layer < len(names):
+            raise ValidationError(f"layer {layer} is out of range: the model has layers 0 .. {len(names) - 1} "
+                                  f"({names[0]} .. {names[-1]})")
+        if not 0 <= int(unit) < self.index.hidden_size:
+            raise ValidationError(f"unit {unit} is out of range: layers have units 0 .. {self.index.hidden_size - 1}")
+        return layer * self.index.hidden_size + int(unit)
+
+    # ---- the data behind the neurons
+
+    @functools.lru_cache(maxsize=1)
+    def task(self) -> TaskData:
+        """The run's task data, read again through its reader (same data directory and slice)."""
+        from neuroscope.registry import Registry
+        from neuroscope.loading import load_task
+
+        data_dir = Path(self.config["data_dir"])
+        task = load_task(Registry(), self.config["task"], data_dir).head(*self.config["max_sentences"])
+        for split in SPLITS:
+            expected = self.results["data"][split]["sha256"]
+            if task.splits[split].checksum() != expected:
+                raise RunDirectoryError(f"the {split} split under {data_dir} is not the one this run used (its text "
+                                        "checksum differs); neuron pages need the run's own corpus")
+        return task
+
+    @functools.lru_cache(maxsize=3)
+    def activations(self, split: str = "train"):  # type: ignore[no-untyped-def]
+        """The run's activation store entry of ``split`` (an out-of-core ActivationSet)."""
+        from neuroscope.store import ActivationSet
+
+        if split not in SPLITS:
+            raise ValidationError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+        entry = self.manifest.get("activations", {}).get(split)
+        if entry is None:
+            raise RunDirectoryError(f"{self.path}: manifest.json names no activation store for {split}")
+        path = Path(entry["path"])
+        if not (path / "manifest.json").is_file():
+            raise StoreError(f"{self.path}: its {split} activations ({path}) are no longer in the store (removed by "
+                             "`neuroscope cache remove/prune`, or another --cache-dir); run the same command "
+                             "again with --resume to extract them")
+        return ActivationSet(path)
+
+    def token(self, split: str, row: int) -> tuple[int, int, Any]:
+        """Where row ``row`` of ``split``'s activations is in the corpus: (sentence index,
+        word position, the Sentence), from the store's sentence offsets."""
+        offsets = self.activations(split).offsets
+        s = int(np.searchsorted(offsets, row, side="right") - 1)
+        return s, int(row - offsets[s]), self.task().splits[split].sentences[s]
+
+    def column(self, neuron: int, split: str = "train") -> np.ndarray:
+        """One neuron's activation on every token of ``split`` (read in row chunks)."""
+        X = self.activations(split)
+        return np.concatenate([block[:, 0] for _, block in X.chunks(np.array([neuron]))])
+
+    def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
+             subwords: bool = False) -> HeatMap:
+        """Extract ``sentence`` (split on whitespace, or a list of words) with the run's model
+        and aggregation, and map the chosen ``neurons`` over its words (the values the probe
+        saw), or with ``subwords`` over the model's sub-tokens (adapters that offer
+        ``subwords()``: the transformers adapter). Neurons are :class:`TopNeuron` /
+        :class:`Neuron` objects, (layer, unit) pairs, "layer:unit" strings or flat ids."""
+        from neuroscope.registry import Registry
+        from neuroscope.loading import load_model
+
+        words = sentence.split() if isinstance(sentence, str) else [str(w) for w in sentence]
+        if not words:
+            raise ValidationError("sentence: expected one or more words")
+        ids = [self._as_neuron_id(n) for n in neurons]
+        if not ids:
+            raise ValidationError("neurons: expected one or more neurons to show")
+        adapter = load_model(Registry(), self.config["model"], device, self.config["aggregation"], 1,
+                             self.config.get("layers"), self.config.get("dtype"))
+        if adapter.neuron_index != self.index:
+            raise RunDirectoryError(f"model {self.config['model']!r} now has {adapter.neuron_index.n_neurons} "
+                                    f"neurons, the run had {self.index.n_neurons}")
+        names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
+        if subwords:
+            if not hasattr(adapter, "subwords"):
+                raise ValidationError(f"model adapter {adapter.name!r} cannot show sub-tokens (it has no subwords()); "
+                                      "show words instead")
+            tokens, _, layers = adapter.subwords(words)  # (layers, tokens, hidden)
+            flat = layers.transpose(1, 0, 2).reshape(len(tokens), -1)
+            return heat_map(tokens, names, flat[:, ids].T, f"{self.results['model']}, sub-tokens, neurons layer:unit")
+        layers = adapter.embed([words])[0]  # (layers, words, hidden)
+        flat = layers.transpose(1, 0, 2).reshape(len(words), -1)
+        return heat_map(words, names, flat[:, ids].T, f"{self.results['model']}, neurons layer:unit")
+
+    def _as_neuron_id(self, neuron: Any) -> int:
+        if isinstance(neuron, (TopNeuron, Neuron)):
+            return neuron.neuron
+        if isinstance(neuron, str):
+            match = re.fullmatch(r"\s*(\w+)\s*:\s*(\d+)\s*", neuron)
+            if not match:
+                raise ValidationError(f"neuron {neuron!r}: expected LAYER:UNIT, e.g. 5:412")
+            return self.neuron_id(match.group(1), int(match.group(2)))
+        if isinstance(neuron, (tuple, list)) and len(neuron) == 2:
+            return self.neuron_id(neuron[0], int(neuron[1]))
+        if isinstance(neuron, (int, np.integer)):
+            if not 0 <= int(neuron) < self.index.n_neurons:
+                raise ValidationError(f"neuron {neuron} is out of range: 0 .. {self.index.n_neurons - 1}")
+            return int(neuron)
+        raise ValidationError(f"neuron {neuron!r}: expected LAYER:UNIT, (layer, unit), a flat id or a top neuron")
+
+
+class Neuron:
+    """One neuron of a run: its weights, ranks and minimal-set membership, and what it fires
+    on (read from the run's activation store)."""
+
+    def __init__(self, run: Run, neuron: int, label: str | None = None):
+        self.run = run
+        self.neuron = int(neuron)
+        self.layer, self.unit = run.index.locate(self.neuron)
+        self.label = label
+
+    def __repr__(self) -> str:
+        about = f", for {self.label}" if self.label else ""
+        return f"Neuron(layer {self.layer} ({self.run.index.layer_names[self.layer]}), unit {self.unit}{about})"
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Its weight for every label in the oracle probe of seed 0."""
+        coef, _ = self.run.probe_weights(self.run.results["seeds"][0])
+        return {lab: float(coef[c, self.neuron]) for c, lab in enumerate(self.run.labels)}
+
+    @property
+    def ranks(self) -> dict[str, int]:
+        """Its rank (1 = most important) under every ranker of the run, seed 0."""
+        seed = self.run.results["seeds"][0]
+        return {name: int(np.flatnonzero(self.run.ranking(name, seed) == self.neuron)[0]) + 1
+                for name in self.run.rankers}
+
+    @property
+    def in_minimal_set(self) -> dict[str, bool]:
+        """Whether it is in each ranker's minimal set (first delta, seed 0)."""
+        seed = self.run.results["seeds"][0]
+        return {name: bool(np.isin(self.neuron, self.run.minimal_set(name, seed))) for name in self.run.rankers}
+
+    def activations(self, split: str = "train") -> np.ndarray:
+        return self.run.column(self.neuron, split)
+
+    def top_words(self, k: int = 20, split: str = "train", bottom: bool | None = None) -> list[WordActivation]:
+        """The ``k`` tokens of ``split`` on which it is most (``bottom``: least) active, each
+        with its label and sentence. ``bottom`` None: the lowest when the neuron was chosen
+        for a label whose weight is negative, else the highest."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValidationError(f"k: expected a number of words >= 1, got {k!r}")
+        if bottom is None:
+            bottom = self.label is not None and self.weights[self.label] < 0
+        values = self.activations(split)
+        order = np.argsort(values if bottom else -values, kind="stable")[:k]
+        out = []
+        for row in order:
+            s, position, sentence = self.run.token(split, int(row))
+            out.append(WordActivation(float(values[row]), sentence.words[position], sentence.labels[position], split,
+                                      s, position, sentence.words))
+        return out
+
+    def label_stats(self, split: str = "train") -> dict[str, dict[str, float]]:
+        """Per label: tokens, mean and standard deviation of its activation."""
+        return label_stats(self.activations(split), np.asarray(self.run.task().splits[split].labels()))
+
+    def histogram(self, split: str = "train", labels: Sequence[str] | None = None, bins: int = 40):  # type: ignore[no-untyped-def]
+        """A matplotlib figure: its activation distribution per label (``labels``, default the
+        five with the highest mean activation, and all other tokens)."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        values = self.activations(split)
+        gold = np.asarray(self.run.task().splits[split].labels())
+        stats = label_stats(values, gold)
+        if labels is None:
+            labels = sorted(stats, key=lambda lab: -stats[lab]["mean"])[:5]
+        for lab in labels:
+            if lab not in stats:
+                raise ValidationError(f"unknown label {lab!r} in {split}; labels: {', '.join(sorted(stats))}")
+        edges = np.histogram_bin_edges(values, bins=bins)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        rest = ~np.isin(gold, list(labels))
+        ax.hist(values[rest], bins=edges, density=True, alpha=0.4, color="grey", label="other labels")
+        for lab in labels:
+            ax.hist(values[gold == lab], bins=edges, density=True, histtype="step", linewidth=1.5,
+                    label=f"{lab} (n={stats[lab]['count']})")
+        ax.set_xlabel("activation")
+        ax.set_ylabel("density")
+        ax.set_title(f"neuron {self.layer}:{self.unit} on {split} ({self.run.results['model']} x "
+                     f"{self.run.results['task']})")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        return fig
+
+
+def label_stats(values: np.ndarray, gold: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per label of ``gold``: tokens, mean and standard deviation of ``values``."""
+    out = {}
+    for lab in sorted(set(gold.tolist())):
+        v = values[gold == lab]
+        out[lab] = {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std())}
+    return out
+
+
+def extreme_rows(X: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids of the ``k`` highest and ``k`` lowest values of every column of ``X`` (an
+    activation store or anything with ``chunks()``, ``n_tokens`` and ``shape``), most
+    extreme first, equal values by row (``np.argsort(..., kind="stable")``'s order): a
+    running merge over row chunks, so memory is (neurons, 2 ``k``) whatever the number of
+    rows. Per chunk a partition finds each column's ``k``-th value and only the entries up
+    to it (ties included) are sorted."""
+    k = min(int(k), int(X.n_tokens))
+    n = int(X.shape[1])
+    kept: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # flat (column, key, row)
+    seen = 0
+    for start, block in X.chunks():
+        seen += len(block)
+        for high in (True, False):
+            keys = -block if high else block
+            kth = np.partition(keys, min(k, len(keys)) - 1, axis=0)[min(k, len(keys)) - 1]
+            rows, cols = np.nonzero(keys <= kth)
+            cols, values, rows = cols, keys[rows, cols], rows + start
+            if high in kept:
+                cols = np.concatenate([kept[high][0], cols])
+                values = np.concatenate([kept[high][1], values])
+                rows = np.concatenate([kept[high][2], rows])
+            order = np.lexsort((rows, values, cols))
+            cols, values, rows = cols[order], values[order], rows[order]
+            take = (np.searchsorted(cols, np.arange(n))[:, None] + np.arange(min(k, seen))).ravel()
+            kept[high] = (cols[take], values[take], rows[take])
+    if not kept:
+        empty = np.zeros((n, 0), dtype=np.int64)
+        return empty, empty
+    return kept[True][2].reshape(n, k).astype(np.int64), kept[False][2].reshape(n, k).astype(np.int64)
