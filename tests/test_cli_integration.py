@@ -23,6 +23,17 @@ def pos_run(data_dir, cache_dir, tmp_path_factory):
 GRID = "0,1e-3,1e-5"
 
 
+@pytest.fixture(scope="module")
+def chunk_run(data_dir, cache_dir, tmp_path_factory):
+    """Chunking on a real slice, through the mixed-precision path (--precision bfloat16) and
+    without a control task: one run that two tests look at from two sides."""
+    out = tmp_path_factory.mktemp("runs") / "minilm-chunk"
+    assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
+                 "--max-sentences", "600,100,100", "--grid", "0,1e-3", "--no-control", "--precision", "bfloat16",
+                 "--scan-step", "0.05", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    return out
+
+
 def test_run_directory_has_every_output(pos_run):
     for name in ("config.json", "manifest.json", "results.json", "tables.md", "report.html", "layers.png",
                  "neurons_per_label.png", "exclusivity.png", "label_layers.png", "lambda_grid.png", "minimal_scan.png",
@@ -98,21 +109,22 @@ def test_full_protocol_outcomes(pos_run):
     assert analyses["exclusivity"]["mean_labels_per_neuron"] >= 1.0
 
 
-def test_same_seed_gives_identical_ranking(pos_run, data_dir, cache_dir, tmp_path):
-    again = tmp_path / "again"
-    code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "1500,250,250", "--grid", GRID, "--out", str(again), "--cache-dir", str(cache_dir),
-                 "--quiet"])
-    assert code == 0
-    first = json.loads((pos_run / "steps" / "seed-0-weight-mass.json").read_text())
-    second = json.loads((again / "steps" / "seed-0-weight-mass.json").read_text())
-    assert first["ranking"]["order"] == second["ranking"]["order"]
-    assert first["ablation"] == second["ablation"]
-    assert (pos_run / "steps" / "lambda-search.json").read_text() == (again / "steps" / "lambda-search.json").read_text()
-    minimal = "seed-0-weight-mass-minimal.json"
-    assert (pos_run / "steps" / minimal).read_text() == (again / "steps" / minimal).read_text()
-    a, b = np.load(pos_run / "steps" / "seed-0-probe.npz"), np.load(again / "steps" / "seed-0-probe.npz")
-    assert np.array_equal(a["coef"], b["coef"])
+def test_same_seed_gives_identical_ranking(data_dir, cache_dir, tmp_path):
+    """Two runs with the same seed, data and settings: the same lambda search, probe, ranking,
+    ablations and minimal sets, to the byte (on a smaller slice than ``pos_run``: the
+    property does not depend on its size)."""
+    runs = []
+    for name in ("first", "again"):
+        runs.append(tmp_path / name)
+        assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
+                     "--max-sentences", "400,100,100", "--grid", "0,1e-3", "--no-control", "--out", str(runs[-1]),
+                     "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    first, again = runs
+    for step in ("lambda-search.json", "seed-0.json", "seed-0-weight-mass.json", "seed-0-weight-mass-minimal.json"):
+        assert (first / "steps" / step).read_text() == (again / "steps" / step).read_text(), step
+    a, b = np.load(first / "steps" / "seed-0-probe.npz"), np.load(again / "steps" / "seed-0-probe.npz")
+    assert np.array_equal(a["coef"], b["coef"]) and np.array_equal(a["intercept"], b["intercept"])
+    assert (first / "results.json").read_text() == (again / "results.json").read_text()
 
 
 def test_resume_reuses_finished_steps(pos_run, data_dir, cache_dir, capsys):
@@ -205,13 +217,10 @@ def test_report_html_renders_its_figures_offline(pos_run):
     assert 'data-figures="6"' in body and 'data-figures-rendered="6"' in body
 
 
-def test_compare_puts_runs_side_by_side(pos_run, tmp_path, data_dir, cache_dir):
-    chunk = tmp_path / "chunk"
-    assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "600,100,100", "--grid", "0,1e-3", "--out", str(chunk), "--cache-dir",
-                 str(cache_dir), "--quiet"]) == 0
+def test_compare_puts_runs_side_by_side(pos_run, chunk_run, tmp_path):
+    """Two tasks, one run with a control task and one without (their rows line up by name)."""
     out = tmp_path / "cmp"
-    assert main(["compare", str(pos_run), str(chunk), "--out", str(out)]) == 0
+    assert main(["compare", str(pos_run), str(chunk_run), "--out", str(out)]) == 0
     md = (out / "compare.md").read_text()
     assert "(paper Table 1)" in md and "(paper Table 2)" in md
     assert "| POS |" in md and "| CHUNK |" in md
@@ -220,14 +229,10 @@ def test_compare_puts_runs_side_by_side(pos_run, tmp_path, data_dir, cache_dir):
     assert 'data-figures-rendered="3"' in body
 
 
-def test_chunking_on_real_slice(data_dir, cache_dir, tmp_path):
+def test_chunking_on_real_slice(chunk_run):
     """Also the mixed-precision path end to end (--precision bfloat16)."""
-    out = tmp_path / "chunk"
-    assert main(["run", "--model", "minilm", "--task", "chunk", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "800,150,150", "--l1", "1e-3", "--l2", "0", "--no-control", "--precision",
-                 "bfloat16", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
-    assert json.loads((out / "config.json").read_text())["precision"] == "bfloat16"
-    results = json.loads((out / "results.json").read_text())
+    assert json.loads((chunk_run / "config.json").read_text())["precision"] == "bfloat16"
+    results = json.loads((chunk_run / "results.json").read_text())
     test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
     assert test["all"] > results["majority_baseline"]["test"] + 30
     assert test["top"] > test["bottom"]
@@ -334,7 +339,7 @@ def test_every_ranker_on_minilm_pos(data_dir, cache_dir, tmp_path):
     out = tmp_path / "rankers"
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
                  "--max-sentences", "1500,250,250", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
-                 "--cache-dir", str(cache_dir), "--scan-step", "0.05", "--quiet",
+                 "--cache-dir", str(cache_dir), "--scan-step", "0.05", "--deltas", "5", "--quiet",
                  "--ranker", "weight-mass,probeless,iou,gaussian,random"]) == 0
     results = json.loads((out / "results.json").read_text())
     test = {name: {k: v["mean"] for k, v in r["summary"]["ablation"]["test"].items()}

@@ -4,6 +4,7 @@ real local Ray (no mocks): the same numbers as local, a killed worker retried, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,8 @@ from neuroscope.settings import RunConfig
 sys.path.insert(0, str(Path(__file__).parent))
 from decoders import save_random_bert  # noqa: E402
 
-SMALL = ["--max-sentences", "150,50,50", "--seeds", "1", "--l1", "1e-4", "--l2", "1e-4", "--no-control", "--quiet"]
+SMALL = ["--max-sentences", "150,50,50", "--seeds", "1", "--l1", "1e-4", "--l2", "1e-4", "--no-control", "--scan-step",
+         "0.05", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,47 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, 
 
 
 @pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head started for this module (``ray start --head --block`` on its own port and
+    temporary directory, in its own session), and stopped by signalling that process group
+    alone: other Ray clusters on the machine are left alone."""
+    import shutil
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="nsray-")  # short: Ray's socket paths live under it
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([str(ray), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if head.poll() is not None:
+                pytest.fail(f"ray start --head failed: {head.stderr.read().decode(errors='replace')[-2000:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the Ray head did not listen within 120 s")
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):  # what is left of this group alone
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
 def local_matrix(tmp_path_factory, data_dir, cache_dir, random_bert):
     runs = tmp_path_factory.mktemp("local")
     assert main(["run", "--model", f"minilm,hf:{random_bert}", "--task", "pos,chunk", "--data-dir", str(data_dir),
@@ -128,7 +171,8 @@ def _unit_processes(marker: str) -> list[int]:
     return found
 
 
-def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, tmp_path, data_dir):
+def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, ray_head, tmp_path,
+                                                                            data_dir):
     out = tmp_path / "run"
     killed: list[int] = []
 
@@ -146,32 +190,19 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
     killer = threading.Thread(target=kill_once, daemon=True)
     killer.start()
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2", *SMALL]) == 0
+                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", ray_head, *SMALL]) == 0
     killer.join(timeout=1)
     assert killed, "no worker was running the seed unit"
     reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
     assert numbers(out) == numbers(reference)
 
 
-def test_the_address_form_uses_a_running_cluster(local_matrix, tmp_path, data_dir):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ray = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([str(ray), "start", "--head", "--port", str(port), "--num-cpus", "2",
-                              "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
-                             text=True, timeout=180)
-    assert started.returncode == 0, started.stderr
-    try:
-        out = tmp_path / "run"
-        assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
-                     "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", f"127.0.0.1:{port}",
-                     *SMALL]) == 0
-        reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
-        assert numbers(out) == numbers(reference)
-    finally:
-        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+def test_the_address_form_uses_a_running_cluster(local_matrix, ray_head, tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", ray_head, *SMALL]) == 0
+    reference = next(p for p in local_matrix.iterdir() if p.name.endswith("-minilm-pos"))
+    assert numbers(out) == numbers(reference)
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):
