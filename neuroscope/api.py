@@ -22,12 +22,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from neuroscope.errors import ValidationError
+from neuroscope.errors import NeuroscopeError, ValidationError
+from neuroscope.model import resolve_device
 from neuroscope.planning import execute, plan_runs
 from neuroscope.progress import Reporter
 from neuroscope.runs import SPLITS, Neuron, Run, TopNeuron, WordActivation, extreme_rows
-from neuroscope.settings import RunRequest, request_from_kwargs
+from neuroscope.settings import RunRequest, check_setting, request_from_kwargs
 from neuroscope.types import NeuronIndex
+from neuroscope.validation import check_finite_rows
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,32 @@ def run(**options: Any) -> "Run | list[Run]":
 def open(path: str | Path) -> "Run":  # noqa: A001 - the API's name for opening a run directory
     """A finished run directory as a :class:`Run`."""
     return Run(path)
+
+
+def check_protocol_settings(**settings: Any) -> None:
+    """:func:`protocol`'s keyword arguments checked against the allowed values of the
+    ``neuroscope run`` options of the same names (one definition serves both: an ``alpha``
+    the command line refuses is refused here, named as the keyword)."""
+    if not isinstance(settings["seed"], (int, np.integer)) or isinstance(settings["seed"], bool) \
+            or settings["seed"] < 0:
+        raise ValidationError(f"seed: {settings['seed']!r} is not allowed; expected an integer >= 0")
+    if settings["grid"] is not None:
+        check_setting("grid", tuple(settings["grid"]))
+    if (settings["l1"] is None) != (settings["l2"] is None):
+        raise ValidationError("give both l1 and l2 to fix the lambdas, or neither to search them")
+    for name in ("l1", "l2"):
+        if settings[name] is not None:
+            check_setting(name, settings[name])
+    for name in ("fraction", "alpha", "beta", "epochs", "lr", "batch_size", "stride", "scan_step"):
+        check_setting(name, settings[name])
+    check_setting("deltas", tuple(settings["deltas"]) if settings["deltas"] is not None else ())
+    if settings["alpha"] == 0 and settings["beta"] == 0:
+        raise ValidationError("alpha and beta are both 0, so the lambda search's score S is always 0; give at "
+                              "least one of them a positive weight")
+    try:
+        resolve_device(settings["device"])
+    except NeuroscopeError as exc:
+        raise ValidationError(f"device: {exc}") from None
 
 
 def _check_labels_known(name: str, labels: np.ndarray, classes: np.ndarray) -> None:
@@ -91,8 +119,10 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     from neuroscope.ranking import weight_mass_ranking
     from neuroscope.search import PAPER_VALUES, lambda_grid, lambda_search
     from neuroscope.store import labels_to_ids
-    from neuroscope.validation import check_number
 
+    check_protocol_settings(seed=seed, grid=grid, l1=l1, l2=l2, fraction=fraction, deltas=deltas, alpha=alpha,
+                            beta=beta, epochs=epochs, lr=lr, batch_size=batch_size, stride=stride,
+                            scan_step=scan_step, device=device)
     y = {"train": np.asarray(y_train), "dev": np.asarray(y_dev), "test": np.asarray(y_test)}
     X = {"train": X_train, "dev": X_dev, "test": X_test}
     for split in SPLITS:
@@ -105,7 +135,11 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     for split in ("dev", "test"):
         if n_columns(X[split]) != width:
             raise ValidationError(f"X_{split} has {n_columns(X[split])} columns, X_train {width}")
-    check_number("fraction", fraction, low=0, high=1, low_open=True, high_open=True)
+    for split in SPLITS:
+        check_finite_rows(f"X_{split}", X[split])
+    if labels is not None and len(set(labels)) != len(list(labels)):
+        repeated = sorted({str(lab) for lab in labels if list(labels).count(lab) > 1})
+        raise ValidationError(f"labels: each label may appear once; repeated: {', '.join(repeated)}")
     classes = np.unique(y["train"]) if labels is None else np.asarray(list(labels))
     missing = sorted(set(y["train"].tolist()) - set(classes.tolist()), key=str)
     if missing:
@@ -127,8 +161,6 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
         search = lambda_search(X["train"], gold["train"], X["dev"], gold["dev"], len(classes), pairs, settings,
                                rank, {}, fraction, alpha, beta)
         l1, l2 = search.best
-    elif l1 is None or l2 is None:
-        raise ValidationError("give both l1 and l2 to fix the lambdas, or neither to search them")
     probe = ElasticNetProbe(l1=l1, l2=l2, seed=seed, **params)
     if search is not None and search.best_probe is not None:
         probe.set_fitted(classes, *search.best_probe)

@@ -6,10 +6,13 @@ one error boundary of the command line: no logic of its own."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -349,8 +352,18 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{len(entries)} entries, {sum(e.size for e in entries) / 2**30:.2f} GiB", markup=False)
         return 0
     if args.cache_command == "verify":
+        if not store.root.is_dir():
+            raise StoreError(f"{store.root}: no activation store here (--cache-dir, or $NEUROSCOPE_CACHE)")
         damaged = []
-        for key in store.match(args.keys) if args.keys else [e.key for e in store.entries() if e.state == "complete"]:
+        states = {e.key: e.state for e in store.entries()}
+        for key in store.match(args.keys) if args.keys else sorted(states):
+            if states[key] in ("extracting", "interrupted"):
+                console.print(Text.assemble((key, "bold"), f": {states[key]} extraction, not verified"))
+                continue
+            if states[key] != "complete":
+                damaged.append(key)
+                console.print(Text.assemble((key, "bold red"), f": {states[key]}"))
+                continue
             try:
                 store.open(key).verify()
                 console.print(Text.assemble((key, "bold"), ": ok"))
@@ -371,6 +384,29 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does (locks released,
+    temporary files removed, Ray tasks cancelled) and ends with one line."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM ends it as SIGINT does (one line, exit 143); the
+    previous handler is restored after (main() may be called from a program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _print_error(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "bold red"), message))
 
@@ -389,13 +425,17 @@ def main(argv: list[str] | None = None) -> int:
                 "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache, "neurons": cmd_neurons,
                 "show": cmd_show}
     try:
-        return handlers[args.command](args, console)
+        with _terminate_as_interrupt():
+            return handlers[args.command](args, console)
     except NeuroscopeError as exc:
         _print_error(str(exc))
         return 2
     except OSError as exc:  # the environment: a missing, unreadable or unwritable file or directory
         _print_error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         return 2
+    except Terminated:
+        _print_error("terminated; `neuroscope run --out RUN_DIR --resume` continues a run where it stopped")
+        return 143
     except KeyboardInterrupt:
         _print_error("interrupted; `neuroscope run --out RUN_DIR --resume` continues a run where it stopped")
         return 130

@@ -16,12 +16,12 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
 import attrs
 
-from neuroscope.errors import NeuroscopeError
+from neuroscope.errors import NeuroscopeError, RegistryError
 from neuroscope.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,32 @@ class Dataset:
         return [f.path for f in self.files] if self.files else [self.path or ""]
 
 
+def relative_file(dataset: str, path: Any) -> str:
+    """A dataset's file name as a relative path that stays inside the data directory, or a
+    :class:`RegistryError` naming the ``[datasets.NAME]`` entry: a name that is absolute or
+    climbs out with ``..`` would make ``data fetch`` write (or ``--from`` read) anywhere."""
+    if not isinstance(path, str) or not path.strip():
+        raise RegistryError(f"[datasets.{dataset}]: a file's path must be a non-empty relative path, got {path!r}")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or PureWindowsPath(path).is_absolute() or ".." in pure.parts or "\\" in path:
+        raise RegistryError(f"[datasets.{dataset}]: file path {path!r} must stay inside the data directory "
+                            "(relative, without '..')")
+    return path
+
+
+def inside(root: Path, relative: str, what: str) -> Path:
+    """``root / relative``, refused unless it resolves inside ``root`` (symbolic links included)."""
+    target = Path(root) / relative
+    if not target.resolve().is_relative_to(Path(root).resolve()):
+        raise NeuroscopeError(f"{target}: resolves outside the {what} {root}; refused")
+    return target
+
+
 def datasets(registry: Registry) -> list[Dataset]:
     out = []
     for name, entry in sorted(registry.file.get("datasets", {}).items()):
-        files = tuple(DataFile(f["path"], f["sha256"], f.get("url"), f.get("member")) for f in entry.get("files", []))
+        files = tuple(DataFile(relative_file(name, f["path"]), f["sha256"], f.get("url"), f.get("member"))
+                      for f in entry.get("files", []))
         out.append(Dataset(name, entry["description"], entry["licence"], tuple(entry.get("tasks", [])), files,
                            entry.get("path"), entry.get("obtain")))
     return out
@@ -138,7 +160,7 @@ def fetch(dataset: Dataset, data_dir: Path, source: Path | None = None,
     downloads: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="neuroscope-fetch-") as tmp:
         for f in dataset.files:
-            target = Path(data_dir) / f.path
+            target = inside(Path(data_dir), f.path, "data directory")
             if target.is_file() and sha256_of(target) == f.sha256:
                 log.info("%s is present and intact", target)
                 written.append(target)
@@ -147,7 +169,7 @@ def fetch(dataset: Dataset, data_dir: Path, source: Path | None = None,
             part = target.with_name(target.name + ".part")
             try:
                 if source is not None:
-                    origin = Path(source) / f.path
+                    origin = inside(Path(source), f.path, "mirror")
                     if not origin.is_file():
                         raise NeuroscopeError(f"{origin}: not found in the mirror {source} (expected {f.path})")
                     shutil.copyfile(origin, part)

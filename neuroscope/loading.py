@@ -5,12 +5,13 @@ before any probe is trained."""
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 
-from neuroscope.errors import NeuroscopeError, ValidationError
+from neuroscope.errors import NeuroscopeError, RegistryError, ValidationError
 from neuroscope.model import LayerSubset, ModelAdapter
 from neuroscope.registry import Registry, Resolved
 from neuroscope.types import TaskData
@@ -71,3 +72,57 @@ def load_model(registry: Registry, spec: str, device: str, aggregation: str, bat
         raise NeuroscopeError(f"model adapter {resolved.entry.name!r} returned {type(adapter).__name__}, "
                               "not a neuroscope.ModelAdapter")
     return LayerSubset(adapter, layers) if layers else adapter
+
+
+#: options a [models.NAME] entry may not set: the run's own options set them
+MODEL_OPTIONS_OF_THE_RUN = {"device": "--device", "aggregation": "--aggregation", "batch_size": "--extract-batch-size"}
+#: options a [probes.NAME] entry may not set: the protocol sets them for every probe it trains
+PROBE_OPTIONS_OF_THE_RUN = {"seed": "--seeds", "l1": "--l1 and --l2 (or the lambda search)",
+                            "l2": "--l1 and --l2 (or the lambda search)", "lr": "--lr", "batch_size": "--batch-size",
+                            "epochs": "--epochs", "device": "--device", "shuffle": "--no-shuffle",
+                            "l2_form": "--l2-form", "precision": "--precision",
+                            "neurons": "nothing: the protocol chooses the neurons"}
+
+
+def accepted_options(fn: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``fn`` (a class or a factory) accepts, or None when it takes
+    any: a factory that forwards ``**options`` to the class its return annotation names
+    accepts that class's arguments too."""
+    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    parameters = inspect.signature(target).parameters
+    names = {n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return names
+    try:
+        returned = typing.get_type_hints(target).get("return")
+    except Exception:  # an annotation that does not resolve: nothing more is known
+        returned = None
+    if inspect.isclass(returned) and returned is not fn:
+        inner = accepted_options(returned)
+        return None if inner is None else names | inner
+    return None
+
+
+def check_entry_options(kind: str, resolved: Resolved, owned: dict[str, str]) -> None:
+    """Refuse, before anything loads, an entry's options that its plugin does not accept or
+    that the run itself sets (naming the option to use instead)."""
+    where = f"{resolved.origin}: [{kind}.{resolved.requested}]"
+    for key in sorted(resolved.options):
+        if key in owned:
+            raise RegistryError(f"{where}: option {key!r} is set by the run; use {owned[key]} instead")
+    accepted = accepted_options(resolved.entry.obj)
+    if accepted is None:
+        return
+    unknown = sorted(set(resolved.options) - accepted)
+    if unknown:
+        takes = sorted(accepted - set(owned))
+        raise RegistryError(f"{where}: unknown option(s) {', '.join(unknown)}; {resolved.entry.name!r} takes: "
+                            f"{', '.join(takes) or 'none'}")
+
+
+def check_model_options(resolved: Resolved) -> None:
+    check_entry_options("models", resolved, MODEL_OPTIONS_OF_THE_RUN)
+
+
+def check_probe_options(resolved: Resolved) -> None:
+    check_entry_options("probes", resolved, PROBE_OPTIONS_OF_THE_RUN)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,11 +84,18 @@ def check_causal_support(config: RunConfig, adapter: ModelAdapter) -> None:
 
 
 def save_probe(path: Path, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray | None = None) -> None:
-    """A probe's weights as a step's ``.npz`` (``classes`` as strings where given)."""
+    """A probe's weights as a step's ``.npz`` (``classes`` as strings where given), written
+    under a temporary name and renamed: a full disk never leaves a truncated file."""
     arrays = {"coef": coef, "intercept": intercept}
     if classes is not None:
         arrays["classes"] = classes.astype(str)
-    np.savez_compressed(path, **arrays)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Orchestrator:
@@ -325,11 +333,18 @@ class Orchestrator:
         config_path = run_dir / "config.json"
         if check_usable(run_dir, resume) is State.RUN or not write:
             saved = read_json(config_path, "run configuration")
+            if not isinstance(saved, dict):
+                raise RunDirectoryError(f"{config_path}: damaged run configuration, expected a JSON object; "
+                                        "start a new run (or restore the file)")
             if saved != config.to_json():
                 diff = sorted(k for k in set(saved) | set(config.to_json())
                               if saved.get(k) != config.to_json().get(k))
                 raise RunDirectoryError(f"{run_dir}: cannot resume with different settings ({', '.join(diff)})")
             saved = read_json(steps_dir / "data.json", "data summary")
+            if not isinstance(saved, dict) or not isinstance(saved.get("splits"), dict) or \
+                    not all(isinstance(v, dict) and "sha256" in v for v in saved["splits"].values()):
+                raise RunDirectoryError(f"{steps_dir / 'data.json'}: damaged data summary (expected each split's "
+                                        "sha256); start a new run (or restore the file)")
             if {k: v["sha256"] for k, v in saved["splits"].items()} != \
                     {k: v["sha256"] for k, v in data["splits"].items()}:
                 raise RunDirectoryError(f"{run_dir}: the data changed since this run started; start a new run")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ import attrs
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
+from neuroscope.loading import check_model_options, check_probe_options
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.results import load_results
@@ -51,9 +53,9 @@ def plan_runs(request: RunRequest) -> Plan:
     configs = request.configs()
     registry = Registry()
     for config in configs:
-        registry.resolve_model(config.model)
+        check_model_options(registry.resolve_model(config.model))
         registry.resolve_task(config.task)
-        registry.resolve_probe(config.probe)
+        check_probe_options(registry.resolve_probe(config.probe))
     for name in configs[0].rankers:
         registry.resolve_ranker(name)
     registry.get("executors", options.executor)
@@ -82,6 +84,9 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
     each manifest (default: this process's). Each finished cell's summary goes to
     ``reporter`` (at once when units run one at a time, else after the live display)."""
     options = plan.options
+    cores = os.cpu_count() or 1
+    if options.executor == "local" and options.cpus and options.cpus > cores:
+        log.warning("--cpus %d is more than this machine's %d cores: the units will share them", options.cpus, cores)
     executor = plan.registry.get("executors", options.executor).obj(address=options.address, cpus=options.cpus)
     for _, run_dir in plan.cells:  # a directory that may not be used fails before anything runs
         check_usable(run_dir, options.resume)

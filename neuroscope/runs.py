@@ -237,13 +237,13 @@ class Run:
             if layer not in names:
                 raise ValidationError(f"unknown layer {layer!r}; layers: {', '.join(names)}")
             layer = names.index(layer)
-        layer = int(layer)
+        layer, unit = index_argument("layer", layer), index_argument("unit", unit)
         if not 0 <= layer < len(names):
             raise ValidationError(f"layer {layer} is out of range: the model has layers 0 .. {len(names) - 1} "
                                   f"({names[0]} .. {names[-1]})")
-        if not 0 <= int(unit) < self.index.hidden_size:
+        if not 0 <= unit < self.index.hidden_size:
             raise ValidationError(f"unit {unit} is out of range: layers have units 0 .. {self.index.hidden_size - 1}")
-        return layer * self.index.hidden_size + int(unit)
+        return layer * self.index.hidden_size + unit
 
     # ---- the data behind the neurons
 
@@ -282,13 +282,20 @@ class Run:
     def token(self, split: str, row: int) -> tuple[int, int, Any]:
         """Where row ``row`` of ``split``'s activations is in the corpus: (sentence index,
         word position, the Sentence), from the store's sentence offsets."""
-        offsets = self.activations(split).offsets
+        X = self.activations(split)
+        row = index_argument("row", row)
+        if not 0 <= row < X.n_tokens:
+            raise ValidationError(f"row {row} is out of range: {split} has rows 0 .. {X.n_tokens - 1}")
+        offsets = X.offsets
         s = int(np.searchsorted(offsets, row, side="right") - 1)
         return s, int(row - offsets[s]), self.task().splits[split].sentences[s]
 
     def column(self, neuron: int, split: str = "train") -> np.ndarray:
         """One neuron's activation on every token of ``split`` (read in row chunks)."""
         X = self.activations(split)
+        neuron = index_argument("neuron", neuron)
+        if not 0 <= neuron < X.n_neurons:
+            raise ValidationError(f"neuron {neuron} is out of range: the run has neurons 0 .. {X.n_neurons - 1}")
         return np.concatenate([block[:, 0] for _, block in X.chunks(np.array([neuron]))])
 
     def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
@@ -396,7 +403,7 @@ class Neuron:
 
     def label_stats(self, split: str = "train") -> dict[str, dict[str, float]]:
         """Per label: tokens, mean and standard deviation of its activation."""
-        return label_stats(self.activations(split), np.asarray(self.run.task().splits[split].labels()))
+        return label_statistics(self.activations(split), np.asarray(self.run.task().splits[split].labels()))
 
     def histogram(self, split: str = "train", labels: Sequence[str] | None = None, bins: int = 40):  # type: ignore[no-untyped-def]
         """A matplotlib figure: its activation distribution per label (``labels``, default the
@@ -408,7 +415,7 @@ class Neuron:
 
         values = self.activations(split)
         gold = np.asarray(self.run.task().splits[split].labels())
-        stats = label_stats(values, gold)
+        stats = label_statistics(values, gold)
         if labels is None:
             labels = sorted(stats, key=lambda lab: -stats[lab]["mean"])[:5]
         for lab in labels:
@@ -430,7 +437,17 @@ class Neuron:
         return fig
 
 
-def label_stats(values: np.ndarray, gold: np.ndarray) -> dict[str, dict[str, float]]:
+def index_argument(name: str, value: Any) -> int:
+    """``value`` as an index: an integer (numpy's too) or a string of digits, never a float
+    (``neuron(1.7, 2.9)`` would silently name neuron 1:2) nor a bool."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValidationError(f"{name} {value!r}: expected an integer index")
+
+
+def label_statistics(values: np.ndarray, gold: np.ndarray) -> dict[str, dict[str, float]]:
     """Per label of ``gold``: tokens, mean and standard deviation of ``values``."""
     out = {}
     for lab in sorted(set(gold.tolist())):

@@ -543,8 +543,21 @@ class PlanOptions:
     def validate(self) -> None:
         for name, opt in options_of(PlanOptions):
             opt.check(getattr(self, name))
+        if self.address is not None and not self.address.strip():
+            raise ValidationError("--address: empty; expected HOST:PORT, ray://HOST:PORT or auto (or leave it out "
+                                  "for a local Ray started for the run)")
         if self.out is not None and len(self.model) * len(self.task) * len(self.probe) > 1:
             raise NeuroscopeError("--out names one run directory; with several models, tasks or probes use --runs-dir")
+
+
+def check_setting(name: str, value: Any, label: str | None = None) -> None:
+    """Refuse a value of the run setting ``name`` (a :class:`RunConfig` field) that the
+    command line would refuse, naming it ``label`` (default: ``name``): the Python API's
+    functions check their keyword arguments with the same definitions as ``neuroscope run``."""
+    opt = dict(options_of(RunConfig))[name]
+    if opt.kind in ("floats", "names") and not value:
+        raise ValidationError(f"{label or name}: expected one or more values")
+    opt.check(tuple(value) if isinstance(value, (list, np.ndarray)) else value, label or name)
 
 
 #: the options of ``neuroscope run`` in the order --help lists them: what is run, then how

@@ -503,6 +503,9 @@ class ActivationStore:
         keys = [e.key for e in self.entries()]
         out = []
         for prefix in prefixes:
+            if not prefix or not all(c.isalnum() or c in "._-" for c in prefix) or prefix.startswith("."):
+                raise StoreError(f"{prefix!r} is not an entry key (or the start of one): keys are letters, digits "
+                                 "and '.', '_', '-'; `neuroscope cache list` shows them")
             found = [k for k in keys if k.startswith(prefix)]
             if len(found) != 1:
                 raise StoreError(f"{self.root}: {len(found)} entries match {prefix!r}"

