@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.text import Text
 from rich.logging import RichHandler
 from rich.table import Table
@@ -167,6 +167,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     request = request_from_values(vars(args))
     execute(plan_runs(request), Reporter(quiet=request.plan.quiet, console=console))
     return 0
+
+
+def escape(text: str) -> str:
+    """Text from files (corpus words, labels, registry entries) as a table cell: rich markup
+    escaped and control characters (a terminal's escape sequences among them) shown as
+    ``\\xNN`` instead of reaching the terminal."""
+    shown = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+    return escape_markup(shown)
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:

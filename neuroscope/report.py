@@ -23,6 +23,17 @@ from neuroscope.rundir import read_json
 from neuroscope.runs import Run
 
 
+def markdown_text(text: str) -> str:
+    """Text of tables.md with ``<`` and ``>`` as entities: a label such as ``<script>`` (from
+    a corpus or a crafted results.json) stays text in a Markdown viewer."""
+    return str(text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown_cell(text: str) -> str:
+    """A table cell of tables.md: :func:`markdown_text`, and ``|`` escaped (it would split the cell)."""
+    return markdown_text(text).replace("|", "\\|")
+
+
 @attrs.frozen
 class Table:
     """A table of the report; ``figures`` are the keys of the figures shown beside it in
@@ -36,11 +47,11 @@ class Table:
     sortable: bool = False
 
     def markdown(self) -> str:
-        lines = [f"## {self.title}", "", "| " + " | ".join(self.header) + " |",
+        lines = [f"## {markdown_text(self.title)}", "", "| " + " | ".join(map(markdown_cell, self.header)) + " |",
                  "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        lines += ["| " + " | ".join(map(markdown_cell, r)) + " |" for r in self.rows]
         if self.note:
-            lines += ["", self.note]
+            lines += ["", markdown_text(self.note)]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -531,7 +542,7 @@ def summary_html(results: dict[str, Any]) -> str:
     causal = results.get("causal")
     if causal:
         first_ranker = next(iter(causal["per_ranker"].values()))
-        lines.append(f"Causal (removed inside the model, {causal['mode']}): test accuracy with the top "
+        lines.append(f"Causal (removed inside the model, {html.escape(str(causal['mode']))}): test accuracy with the top "
                      f"{int(round(causal['fraction'] * 100))}% removed {fmt(first_ranker['top']['in_model'])}, a random "
                      f"set {fmt(first_ranker['random']['in_model'])}, nothing {fmt(causal['none']['in_model'])}"
                      + (f"; {html.escape(causal['objective'])} {fmt(first_ranker['top']['loss'], 3)} vs "
@@ -608,8 +619,8 @@ def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     figures = run_figures(results, run_dir)
     captions = figure_captions(results)
     title = f"{results['model']} x {results['task']}"
-    md = [f"# {title}", "", intro(results), ""] + [t.markdown() for t in tables]
-    md += [f"![{name}]({path.name})\n\n{captions.get(name, '')}\n" for name, path in figures.items()]
+    md = [f"# {markdown_text(title)}", "", markdown_text(intro(results)), ""] + [t.markdown() for t in tables]
+    md += [f"![{name}]({path.name})\n\n{markdown_text(captions.get(name, ''))}\n" for name, path in figures.items()]
     md += ["## Glossary", ""] + [f"* **{k}**: {v}" for k, v in GLOSSARY] + [""]
     write_text(run_dir / "tables.md", "\n".join(md))
     page = html_page(title, intro(results), tables, figures, neurons_section(run_dir) + glossary_html(), captions,

@@ -258,6 +258,7 @@ class Option:
         return self.flag.lstrip("-").replace("-", "_")
 
     def parse(self) -> Callable[[str], Any] | None:
+        """The command line's conversion of the option's text (argparse's ``type``)."""
         return KINDS[self.kind][0]
 
     def convert(self, value: Any) -> Any:
@@ -295,16 +296,14 @@ class Option:
         return text + ("; or `auto`" if self.kind == "epochs" else "; or `all`" if self.kind == "limits" else "")
 
 
-def option(flag: str, help: str, default: Any = attrs.NOTHING, *, factory: Any = None,
-           converter: Any = None, **spec: Any) -> Any:
-    """An attrs field that carries its :class:`Option`."""
+def option(flag: str, help: str, default: Any = attrs.NOTHING, *, converter: Any = None, **spec: Any) -> Any:
+    """An attrs field (with ``default`` where given) that carries its :class:`Option`
+    (``spec``: the option's other fields)."""
     if spec.get("kind") in KINDS and spec.get("metavar") is None:
         spec["metavar"] = KINDS[spec["kind"]][2]
     kwargs: dict[str, Any] = {"metadata": {"option": Option(flag, help, **spec)}}
     if converter is not None:
         kwargs["converter"] = converter
-    if factory is not None:
-        return attrs.field(factory=factory, **kwargs)
     return attrs.field(default=default, **kwargs)
 
 
@@ -560,10 +559,9 @@ def check_setting(name: str, value: Any, label: str | None = None) -> None:
     opt.check(tuple(value) if isinstance(value, (list, np.ndarray)) else value, label or name)
 
 
-#: the options of ``neuroscope run`` in the order --help lists them: what is run, then how
-#: each cell runs, then where it is written and what executes it
 def run_options() -> list[tuple[type, str, Option]]:
-    """(class, field name, option) of every option of ``neuroscope run``, in --help order."""
+    """(class, field name, option) of every option of ``neuroscope run``, in --help order:
+    what is run, then how each cell runs, then where it is written and what executes it."""
     plan = options_of(PlanOptions)
     head = [(PlanOptions, n, o) for n, o in plan if n in ("model", "task", "probe")]
     tail = [(PlanOptions, n, o) for n, o in plan if n not in ("model", "task", "probe")]

@@ -30,7 +30,9 @@ def _run_remote(unit: Unit, files: dict | None) -> UnitOutcome:
 
 def reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse at once an ``--address`` (``HOST:PORT`` or ``ray://HOST:PORT``) where nothing
-    listens: Ray itself would retry for minutes before failing."""
+    listens, or where what listens does not answer a gRPC connection preface as Ray's GCS
+    (and client server) do, within ``timeout`` seconds: Ray itself would retry for minutes
+    before failing, printing its own log lines."""
     import socket
 
     where = address.removeprefix("ray://")
@@ -38,12 +40,32 @@ def reachable(address: str, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise NeuroscopeError(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT (or auto)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(HTTP2_PREFACE)
+            answer = _read(connection, 9)
     except OSError as exc:
         raise NeuroscopeError(f"--executor ray: cannot start or reach the Ray cluster at {address} (nothing answers "
                               f"there: {exc.strerror or exc}); start one with `ray start --head` or check the "
                               "address") from None
+    if len(answer) < 9 or answer[3] != 0x04:  # a gRPC server answers the preface with a SETTINGS frame
+        raise NeuroscopeError(f"--executor ray: {address} answers, but not as a Ray head (its GCS or client server "
+                              "speaks gRPC; this does not); check the address and port (`ray status` on the head)")
+
+
+#: the HTTP/2 connection preface and an empty SETTINGS frame: what a gRPC client sends first
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _read(connection: Any, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer where the peer closes first."""
+    data = b""
+    while len(data) < n:
+        chunk = connection.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 class RayExecutor:

@@ -210,3 +210,24 @@ def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):
                  str(tmp_path / "run"), "--executor", "ray", "--address", "127.0.0.1:1", *SMALL])
     err = capsys.readouterr().err
     assert code == 2 and "cannot start or reach the Ray cluster at 127.0.0.1:1" in err and "Traceback" not in err
+
+
+def test_an_address_where_something_else_answers_is_one_line(tmp_path, data_dir, capsys):
+    """Not a closed port: a server that is not Ray (here an HTTP server) is refused within
+    seconds, not waited on."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        start = time.time()
+        code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out",
+                     str(tmp_path / "run"), "--executor", "ray", "--address", f"127.0.0.1:{server.server_address[1]}",
+                     *SMALL])
+        err = capsys.readouterr().err
+        assert code == 2 and "answers, but not as a Ray head" in err and "Traceback" not in err
+        assert time.time() - start < 60
+    finally:
+        server.shutdown()
+        server.server_close()

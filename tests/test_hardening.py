@@ -637,3 +637,14 @@ def test_resume_on_a_damaged_run_directory_is_one_line(name, content, message, c
     (tmp_path / "run" / name).write_text(content)
     code, _, err = run_cli(capsys, *args, "--resume")
     assert_clean_error(code, err, message)
+
+
+def test_words_printed_to_the_terminal_carry_no_control_characters():
+    """Corpus words and labels reach `neurons`, `plugins` and `cache list` tables through
+    cli.escape: a terminal escape sequence in a word is shown, not obeyed; markup stays text."""
+    from neuroscope.cli import escape
+
+    shown = escape("bad\x1b]0;title\x07word\x1b[31m [b]x[/b]\r")
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in shown)
+    assert "\\x1b" in shown and "\\[b]" in shown and shown.startswith("bad")
+    assert escape("Größe naïve 日本") == "Größe naïve 日本"

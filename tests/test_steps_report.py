@@ -103,3 +103,28 @@ def test_render_and_rerender(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(NeuroscopeError, match="no results.json"):
         rerender(tmp_path / "elsewhere")
+
+
+def test_markup_in_results_strings_stays_text(tmp_path):
+    """Labels, layer names, the model's and task's names and the causal mode from a crafted
+    results.json reach report.html escaped and tables.md as entities, never as markup."""
+    evil = "<script>alert(1)</script>"
+    results = fake_results()
+    results["model"], results["task"] = evil, evil
+    results["layers"] = [evil, "1"]
+    results["labels"] = [evil, "B"]
+    results["label_counts"] = {"train": {evil: 1, "B": 1}}
+    results["summary"]["neurons_per_label"] = {evil: stat(1.0), "B": stat(2.0)}
+    results["summary"]["dominant_layer"] = {evil: {"layer": evil, "share": 100.0, "per_layer": [2, 0]},
+                                            "B": {"layer": "1", "share": 75.0, "per_layer": [1, 3]}}
+    results["causal"] = {"mode": evil, "fraction": 0.25, "objective": None, "per_ranker": {}, "none": {}}
+    from neuroscope.report import summary_html
+
+    card = summary_html({**results, "causal": None})
+    assert "<script>" not in card
+    with pytest.raises(Exception):
+        summary_html(results)  # an empty causal section is refused, not rendered
+    render_report(fake_results() | {"model": evil, "task": evil, "layers": [evil, "1"]}, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in (tmp_path / "tables.md").read_text()
