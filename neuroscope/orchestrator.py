@@ -38,7 +38,7 @@ import numpy as np
 from neuroscope.causal import InterventionUnsupported
 from neuroscope.cell import (ACTIVATIONS, SEARCH_PROBE, TIMINGS_DIR, CellContext, Lambdas, resolve_rankers,
                              searching_ranker, slug)
-from neuroscope.errors import NeuroscopeError, RunDirectoryError, ValidationError
+from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, ValidationError
 from neuroscope.loading import check_task, load_model, load_task
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan
@@ -81,6 +81,18 @@ def check_causal_support(config: RunConfig, adapter: ModelAdapter) -> None:
     if config.causal and getattr(type(adapter), "intervene", None) is ModelAdapter.intervene:
         raise InterventionUnsupported(f"--causal: model adapter {adapter.name!r} cannot remove neurons inside its "
                                       "forward pass (it does not implement intervene(); docs/plugins.md)")
+
+
+def check_activations_match(task: TaskData, acts: dict[str, Any]) -> None:
+    """Each split's store entry holds one row per word of that split (an entry with another
+    corpus's rows under the same key is damaged: named, with the way out)."""
+    for name, corpus in task.splits.items():
+        X = acts[name]
+        sentences = len(X.offsets) - 1
+        if X.n_tokens != corpus.n_tokens or sentences != len(corpus):
+            raise StoreError(f"{X.path}: the store entry for the {name} split holds {X.n_tokens} rows of {sentences} "
+                             f"sentences, but the split has {corpus.n_tokens} words in {len(corpus)} sentences; the "
+                             f"entry is damaged: `neuroscope cache remove {X.path.name}` and run again")
 
 
 def save_probe(path: Path, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray | None = None) -> None:
@@ -281,6 +293,7 @@ class Orchestrator:
             handles, device = saved["splits"], saved["device"]
             acts = self._open_activations(config, task, handles)
 
+        check_activations_match(task, acts)
         probe_resolved = self.registry.resolve_probe(config.probe)
         probe_cls = probe_resolved.entry.obj
         if getattr(probe_cls, "train_many", None) is None:

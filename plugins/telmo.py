@@ -195,6 +195,25 @@ class TransformerElmo(torch.nn.Module):
         return [first] + [torch.cat([f, b], dim=-1) for f, b in zip(forward_layers, backward_layers)]
 
 
+#: the largest config.json read from an archive, and how much larger than the archive its
+#: weights may declare to be: float weights barely compress (about 1.1x), a run of zeros
+#: a thousandfold, so a larger ratio is a crafted archive, not a checkpoint
+MAX_CONFIG_BYTES = 1 << 20
+MAX_EXPANSION = 20
+
+
+def check_member_sizes(path: Path, config: tarfile.TarInfo, weights: tarfile.TarInfo) -> None:
+    """Refuse an archive by its members' declared sizes before anything is read into memory."""
+    if config.size > MAX_CONFIG_BYTES:
+        raise ModelLoadError(f"{path}: config.json declares {config.size:,} bytes (at most {MAX_CONFIG_BYTES:,}); "
+                             "not a Transformer-ELMo archive")
+    archive = max(1, Path(path).stat().st_size)
+    if weights.size > MAX_EXPANSION * archive:
+        raise ModelLoadError(f"{path}: weights.th declares {weights.size:,} bytes, {weights.size / archive:.0f} times "
+                             f"the {archive:,}-byte archive; trained weights do not compress like that, so it is "
+                             "refused before anything is read")
+
+
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -202,6 +221,7 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             if "config.json" not in names or "weights.th" not in names:
                 raise ModelLoadError(f"{path}: a Transformer-ELMo archive needs config.json and weights.th, found "
                                      f"{sorted(names)[:10]}")
+            check_member_sizes(path, names["config.json"], names["weights.th"])
             config = json.loads(tar.extractfile(names["config.json"]).read().decode("utf-8"))
             weights_bytes = tar.extractfile(names["weights.th"]).read()
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:

@@ -648,3 +648,39 @@ def test_words_printed_to_the_terminal_carry_no_control_characters():
     assert not any(ord(c) < 32 or ord(c) == 127 for c in shown)
     assert "\\x1b" in shown and "\\[b]" in shown and shown.startswith("bad")
     assert escape("Größe naïve 日本") == "Größe naïve 日本"
+
+
+def test_a_store_entry_with_another_corpus_rows_is_named_with_the_way_out(capsys, tmp_path):
+    import shutil
+
+    column_task(tmp_path, toy_corpus(60), dev=toy_corpus(20), test=toy_corpus(20))
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    assert run_cli(capsys, *args)[0] == 0
+    handles = json.loads((tmp_path / "run" / "steps" / "activations.json").read_text())["splits"]
+    train, dev = Path(handles["train"]["path"]), Path(handles["dev"]["path"])
+    for name in ("activations.npy", "offsets.npy"):  # the train entry now holds the dev split's rows
+        shutil.copyfile(dev / name, train / name)
+    manifest = json.loads((dev / "manifest.json").read_text())
+    manifest["key"] = train.name
+    (train / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "again")))
+    assert_clean_error(code, err, train.name)
+    assert "holds 80 rows of 20 sentences, but the split has 240 words" in err and "neuroscope cache remove" in err
+
+
+def test_a_transformer_elmo_archive_that_declares_huge_weights_is_refused_before_reading(tmp_path):
+    import io
+    import tarfile
+
+    from neuroscope.errors import ModelLoadError
+    from neuroscope_plugins.telmo import _read_archive
+
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, size in (("config.json", 2), ("weights.th", 200 << 20)):  # 200 MiB of zeros: ~200 KB packed
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"{}" if name == "config.json" else bytes(size)))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ModelLoadError, match="weights.th declares 209,715,200 bytes"):
+        _read_archive(path)
