@@ -117,7 +117,7 @@ def ray_head():
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
         try:
-            head.wait(timeout=5)
+            head.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
         with contextlib.suppress(ProcessLookupError):  # what is left of this group alone
