@@ -317,7 +317,8 @@ class LocalExecutor:
         import concurrent.futures as cf
         import multiprocessing
 
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=worker_dies_with, initargs=(os.getpid(),))
 
         def submit(unit: Unit) -> cf.Future:
             return pool.submit(run_unit, unit, cell_files(unit))
@@ -337,6 +338,48 @@ class LocalExecutor:
             raise
         pool.shutdown()
         return outcomes
+
+
+#: seconds a worker whose driver is gone has to unwind its unit before it exits
+LEAVE_SECONDS = 5.0
+
+
+def _leave(signum: int, frame: Any) -> None:
+    """Unwind once, quietly: a second signal (Ctrl-C reaches the whole process group, the
+    parent-death signal and the watcher each send one) must not interrupt the clean-up the
+    first one started, and SystemExit prints no traceback."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def worker_dies_with(parent: int) -> None:
+    """Initializer of the local executor's worker processes: they leave when the driver
+    ``parent`` is gone (killed, even by SIGKILL) instead of running on, and leave cleanly:
+    SIGTERM and Ctrl-C's SIGINT unwind the running unit (its private directory is removed)
+    without a traceback of their own; the driver prints the one line."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, _leave)
+    signal.signal(signal.SIGTERM, _leave)
+    try:  # Linux: the kernel sends SIGTERM when the parent dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:  # elsewhere, if the parent died before prctl took effect, and to end for good
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # unwinds a running unit (its private directory is removed)
+        time.sleep(LEAVE_SECONDS)  # the pool's worker loop catches that SystemExit and would wait on
+        os._exit(143)  # its queue forever: the process ends once the unit has unwound
+
+    threading.Thread(target=watch, daemon=True, name="neuroscope-parent-watch").start()
 
 
 def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], Any],

@@ -231,3 +231,62 @@ def test_an_address_where_something_else_answers_is_one_line(tmp_path, data_dir,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["kill -9 of the driver", "Ctrl-C"])
+def test_local_workers_end_with_their_driver_and_leave_no_unit_folder(how, tmp_path, data_dir, cache_dir):
+    """A `--cpus 2` run stopped mid unit: after kill -9 of its driver the worker processes
+    leave within seconds (a parent-death signal); after Ctrl-C (SIGINT to the process group,
+    as a terminal sends it) the driver prints one line and exits 130. Either way the workers
+    unwind their units, so no neuroscope-unit-* folder is left."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    driver = subprocess.Popen([sys.executable, "-m", "neuroscope.cli", "run", "--model", "minilm", "--task", "pos",
+                               "--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--out",
+                               str(tmp_path / "run"), "--cpus", "2", "--cpus-per-unit", "1", *SMALL, "--seeds", "2"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(temp.glob("neuroscope-unit-*")):
+            workers = _children(driver.pid) or workers
+            time.sleep(0.2)
+        workers = _children(driver.pid) or workers
+        assert list(temp.glob("neuroscope-unit-*")), "no unit started in a worker"
+        if how == "Ctrl-C":
+            os.killpg(driver.pid, signal.SIGINT)
+            err = driver.communicate(timeout=60)[1]
+            assert driver.returncode == 130 and err.strip().splitlines() == [
+                "error: interrupted; `neuroscope run --out RUN_DIR --resume` continues a run where it stopped"], err
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.communicate(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and (any(_alive(p) for p in workers) or list(temp.glob("neuroscope-unit-*"))):
+        time.sleep(0.2)
+    assert workers and not any(_alive(p) for p in workers), "workers outlived their driver"
+    assert not list(temp.glob("neuroscope-unit-*"))
