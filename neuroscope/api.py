@@ -29,7 +29,6 @@ from neuroscope.progress import Reporter
 from neuroscope.runs import SPLITS, Neuron, Run, TopNeuron, WordActivation, extreme_rows
 from neuroscope.settings import RunRequest, check_setting, request_from_kwargs
 from neuroscope.types import NeuronIndex
-from neuroscope.validation import check_finite_rows
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     from neuroscope.ablation import ablation_sets, evaluate_ablations
     from neuroscope.control import selectivity
     from neuroscope.minimal import minimal_neuron_scan
-    from neuroscope.probe import ElasticNetProbe, TrainSettings, n_columns, n_rows
+    from neuroscope.probe import ElasticNetProbe, TrainSettings, check_features, n_columns, n_rows
     from neuroscope.ranking import weight_mass_ranking
     from neuroscope.search import PAPER_VALUES, lambda_grid, lambda_search
     from neuroscope.store import labels_to_ids
@@ -136,7 +135,7 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
         if n_columns(X[split]) != width:
             raise ValidationError(f"X_{split} has {n_columns(X[split])} columns, X_train {width}")
     for split in SPLITS:
-        check_finite_rows(f"X_{split}", X[split])
+        check_features(f"X_{split}", X[split])
     if labels is not None and len(set(labels)) != len(list(labels)):
         repeated = sorted({str(lab) for lab in labels if list(labels).count(lab) > 1})
         raise ValidationError(f"labels: each label may appear once; repeated: {', '.join(repeated)}")

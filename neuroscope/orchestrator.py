@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from neuroscope.model import ModelAdapter
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
-from neuroscope.rundir import State, check_usable, claim, read_arrays, read_json, write_json
+from neuroscope.rundir import State, atomic_path, check_usable, claim, read_arrays, read_json, write_json
 from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
@@ -101,13 +100,8 @@ def save_probe(path: Path, coef: np.ndarray, intercept: np.ndarray, classes: np.
     arrays = {"coef": coef, "intercept": intercept}
     if classes is not None:
         arrays["classes"] = classes.astype(str)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 class Orchestrator:

@@ -370,7 +370,7 @@ def check_features(name: str, X: np.ndarray) -> None:
             check_finite_array(name, block)
         except ValidationError:
             row, column = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
-            raise ValidationError(f"{name}: non-finite value {block[row, column]!r} at row {start + row}, "
+            raise ValidationError(f"{name}: non-finite value {float(block[row, column])} at row {start + row}, "
                                   f"column {column}; NaN and inf are not allowed") from None
 
 

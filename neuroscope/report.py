@@ -19,7 +19,7 @@ import numpy as np
 
 from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
-from neuroscope.rundir import read_json
+from neuroscope.rundir import atomic_path, read_json
 from neuroscope.runs import Run
 
 
@@ -588,10 +588,9 @@ def figure_captions(results: dict[str, Any]) -> dict[str, str]:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write text under a temporary name, then rename: never a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write text through :func:`~neuroscope.rundir.atomic_path`: never a half-written file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def intro(results: dict[str, Any]) -> str:

@@ -119,11 +119,21 @@ def read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
                                 "beside it and continue with --resume, which recomputes both") from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name, then rename: never a half-written file."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to: renamed to ``path`` when the block ends,
+    removed when it fails (a full disk), so a reader never finds a half-written file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through :func:`atomic_path`: never a half-written file."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2)
         fh.write("\n")
-    os.replace(tmp, path)

@@ -284,6 +284,12 @@ class Option:
                 check_number(name, item, low=self.low, high=self.high, low_open=self.low_open,
                              high_open=self.high_open, integer=self.integer)
 
+    def check_value(self, value: Any, name: str | None = None) -> None:
+        """:meth:`check`, and a list option may not be empty."""
+        if self.kind in ("floats", "names") and not value:
+            raise ValidationError(f"{name or self.flag}: expected one or more values")
+        self.check(tuple(value) if isinstance(value, (list, np.ndarray)) else value, name)
+
     def allowed(self) -> str:
         """The allowed values in words, for docs/cli.md."""
         if self.allowed_doc is not None:
@@ -437,15 +443,13 @@ class RunConfig:
                 continue
             if name == "grid_memory":
                 value = value / 2**30 if _is_number(value) else value
-            if opt.kind in ("floats", "names") and not value:
-                raise ValidationError(f"{opt.flag}: expected one or more values")
             if name == "max_sentences" and (not isinstance(value, tuple) or len(value) != 3):
                 raise ValidationError("--max-sentences: expected N or TRAIN,DEV,TEST")
             if name == "max_sentences":
                 for split, count in zip(("train", "dev", "test"), value):
                     opt.check(count, f"--max-sentences ({split})")
                 continue
-            opt.check(value)
+            opt.check_value(value)
         try:
             parse_layers(self.layers)
         except NeuroscopeError as exc:
@@ -553,10 +557,7 @@ def check_setting(name: str, value: Any, label: str | None = None) -> None:
     """Refuse a value of the run setting ``name`` (a :class:`RunConfig` field) that the
     command line would refuse, naming it ``label`` (default: ``name``): the Python API's
     functions check their keyword arguments with the same definitions as ``neuroscope run``."""
-    opt = dict(options_of(RunConfig))[name]
-    if opt.kind in ("floats", "names") and not value:
-        raise ValidationError(f"{label or name}: expected one or more values")
-    opt.check(tuple(value) if isinstance(value, (list, np.ndarray)) else value, label or name)
+    dict(options_of(RunConfig))[name].check_value(value, label or name)
 
 
 def run_options() -> list[tuple[type, str, Option]]:

@@ -66,22 +66,6 @@ def check_finite_array(name: str, array: np.ndarray) -> None:
                               "NaN and inf are not allowed")
 
 
-def check_finite_rows(name: str, X: Any, chunk_rows: int = 1 << 15) -> None:
-    """Raise if the 2-D ``X`` (an array or a memory map) holds NaN or inf, naming the first
-    bad row and column; read ``chunk_rows`` rows at a time so a large memory map is never
-    held whole."""
-    n = int(X.shape[0])
-    for start in range(0, n, chunk_rows):
-        block = np.asarray(X[start:start + chunk_rows])
-        if block.dtype.kind not in "fc":
-            return
-        bad = ~np.isfinite(block)
-        if bad.any():
-            row, column = (int(i) for i in np.argwhere(bad)[0])
-            raise ValidationError(f"{name}: non-finite value {float(block[row, column])} at row {start + row}, column "
-                                  f"{column}; NaN and inf are not allowed")
-
-
 def check_class_ids(name: str, y: np.ndarray, n_rows: int, n_classes: int | None = None) -> np.ndarray:
     """``y`` as int64 class ids, one per row, in [0, n_classes)."""
     y = np.asarray(y)
