@@ -22,6 +22,7 @@ from typing import Any, Callable
 import attrs
 
 from neuroscope.errors import NeuroscopeError, RegistryError
+from neuroscope.rundir import naming
 from neuroscope.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def status(dataset: Dataset, data_dir: Path, registry: Registry | None = None, v
 
 def _download(url: str, target: Path, progress: Callable[[int, int | None], None] | None) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, naming(target), open(target, "wb") as out:
             total = response.headers.get("Content-Length")
             total_bytes = int(total) if total and total.isdigit() else None
             while True:
@@ -145,6 +146,8 @@ def _download(url: str, target: Path, progress: Callable[[int, int | None], None
                 if progress:
                     progress(len(block), total_bytes)
     except OSError as exc:
+        if exc.filename == str(target):  # writing, not downloading, failed (a full disk)
+            raise
         raise NeuroscopeError(f"cannot download {url}: {exc}; with no network, use --from DIR with a local copy") \
             from exc
 
@@ -168,33 +171,34 @@ def fetch(dataset: Dataset, data_dir: Path, source: Path | None = None,
             target.parent.mkdir(parents=True, exist_ok=True)
             part = target.with_name(target.name + ".part")
             try:
-                if source is not None:
-                    origin = inside(Path(source), f.path, "mirror")
-                    if not origin.is_file():
-                        raise NeuroscopeError(f"{origin}: not found in the mirror {source} (expected {f.path})")
-                    shutil.copyfile(origin, part)
-                    if progress:
-                        progress(part.stat().st_size, None)
-                else:
-                    if not f.url:
-                        raise NeuroscopeError(f"{dataset.name}: no URL for {f.path}")
-                    if f.url not in downloads:
-                        downloads[f.url] = Path(tmp) / f"download-{len(downloads)}"
-                        _download(f.url, downloads[f.url], progress)
-                    if f.member:
-                        try:
-                            with zipfile.ZipFile(downloads[f.url]) as zf, zf.open(f.member) as src, \
-                                    open(part, "wb") as dst:
-                                shutil.copyfileobj(src, dst)
-                        except (zipfile.BadZipFile, KeyError) as exc:
-                            raise NeuroscopeError(f"{f.url}: no member {f.member} in the downloaded zip ({exc})") from exc
+                with naming(target):  # a full disk: name the file being written
+                    if source is not None:
+                        origin = inside(Path(source), f.path, "mirror")
+                        if not origin.is_file():
+                            raise NeuroscopeError(f"{origin}: not found in the mirror {source} (expected {f.path})")
+                        shutil.copyfile(origin, part)
+                        if progress:
+                            progress(part.stat().st_size, None)
                     else:
-                        shutil.copyfile(downloads[f.url], part)
-                digest = sha256_of(part)
-                if digest != f.sha256:
-                    raise NeuroscopeError(f"{f.path}: sha256 {digest} does not match the expected {f.sha256} "
-                                          f"(from {source or f.url}); nothing was written")
-                os.replace(part, target)
+                        if not f.url:
+                            raise NeuroscopeError(f"{dataset.name}: no URL for {f.path}")
+                        if f.url not in downloads:
+                            downloads[f.url] = Path(tmp) / f"download-{len(downloads)}"
+                            _download(f.url, downloads[f.url], progress)
+                        if f.member:
+                            try:
+                                with zipfile.ZipFile(downloads[f.url]) as zf, zf.open(f.member) as src, \
+                                        open(part, "wb") as dst:
+                                    shutil.copyfileobj(src, dst)
+                            except (zipfile.BadZipFile, KeyError) as exc:
+                                raise NeuroscopeError(f"{f.url}: no member {f.member} in the downloaded zip ({exc})") from exc
+                        else:
+                            shutil.copyfile(downloads[f.url], part)
+                    digest = sha256_of(part)
+                    if digest != f.sha256:
+                        raise NeuroscopeError(f"{f.path}: sha256 {digest} does not match the expected {f.sha256} "
+                                              f"(from {source or f.url}); nothing was written")
+                    os.replace(part, target)
             finally:
                 if part.exists():
                     part.unlink()

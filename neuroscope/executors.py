@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import attrs
 
 from neuroscope.errors import NeuroscopeError
+from neuroscope.rundir import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +172,8 @@ def write_files(run_dir: Path, files: Mapping[str, bytes]) -> None:
         if not target.resolve().is_relative_to(run_dir.resolve()):
             raise NeuroscopeError(f"{run_dir}: a unit returned a file outside the run directory: {name}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(files[name])
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(files[name])
 
 
 def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool = True,

@@ -45,8 +45,8 @@ from neuroscope.model import ModelAdapter
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
+from neuroscope.results import check_results
 from neuroscope.rundir import State, atomic_path, check_usable, claim, read_arrays, read_json, write_json
-from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
@@ -54,9 +54,11 @@ from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, warn_unseen_labels
 from neuroscope.steps.extraction import extract
+from neuroscope.steps.files import (StepFileError, control_record, minimal_record, oracle_record, probe_arrays,
+                                    ranking_record, read_step, search_record)
 from neuroscope.steps.minimal import minimal_step
 from neuroscope.steps.oracle import oracle_step, restored_oracle
-from neuroscope.steps.search import lambda_search_step, searches
+from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.summary import results_record
 from neuroscope.store import ActivationStore, labels_to_ids
 from neuroscope.types import TaskData
@@ -183,30 +185,32 @@ class Orchestrator:
             save_probe(probe_path, fitted.coef_, fitted.intercept_, fitted.classes_)
             return record
 
-        oracle_record = step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}")
-        saved = read_arrays(probe_path, ("coef", "intercept"))
+        oracle = step(steps_dir / f"seed-{seed}.json", oracle, f"oracle seed {seed}",
+                      parse=lambda d: oracle_record(d, seed))
+        saved = self._probe_arrays(c, probe_path)
         probe = restored_oracle(c, lambdas, seed, saved["coef"], saved["intercept"])
 
         records: dict[str, dict[str, Any]] = {}
         selected: dict[str, np.ndarray] = {}
         accuracies: dict[str, dict[str, dict[str, float]]] = {}
         for name in c.rankers:
-            ranked = SeedResult.from_json(step(
+            ranked: SeedResult = step(
                 steps_dir / f"seed-{seed}-{slug(name)}.json",
-                lambda: ranking_step(c, name, probe, seed, oracle_record["train_accuracy"], self.reporter).to_json(),
-                f"{name} ranking seed {seed}"))
-            scan = MinimalScan.from_json(step(
+                lambda: ranking_step(c, name, probe, seed, oracle["train_accuracy"], self.reporter).to_json(),
+                f"{name} ranking seed {seed}", parse=lambda d: ranking_record(d, seed, c.index.n_neurons))
+            scan: MinimalScan = step(
                 steps_dir / f"seed-{seed}-{slug(name)}-minimal.json",
                 lambda: minimal_step(c, lambdas, seed, name, ranked, self.reporter).to_json(),
-                f"minimal set {name} seed {seed}"))
+                f"minimal set {name} seed {seed}",
+                parse=lambda d: minimal_record(d, c.config.deltas, c.index.n_neurons))
             selected[name] = np.asarray(scan.for_delta(c.config.deltas[0]).neurons, dtype=np.int64)
             accuracies[name] = task_accuracies(ranked, scan, c.config.deltas[0])
-            records[name] = seed_record(c, oracle_record, probe, ranked, scan)
+            records[name] = seed_record(c, oracle, probe, ranked, scan)
 
         if c.config.control:
             control = step(steps_dir / f"seed-{seed}-control.json",
                            lambda: control_task_step(c, lambdas, seed, selected, accuracies, self.reporter),
-                           f"control task seed {seed}")
+                           f"control task seed {seed}", parse=lambda d: control_record(d, {n: len(ids) for n, ids in selected.items()}))
             for name in records:
                 records[name]["control"] = control[name]
         return records
@@ -223,11 +227,16 @@ class Orchestrator:
             def causal() -> dict[str, Any]:
                 probes = {}
                 for seed in config.seeds:
-                    saved = read_arrays(c.steps_dir / f"seed-{seed}-probe.npz", ("coef", "intercept"))
+                    saved = self._probe_arrays(c, c.steps_dir / f"seed-{seed}-probe.npz")
                     probes[f"seed-{seed}"] = (saved["coef"].astype(np.float32), saved["intercept"].astype(np.float32))
                 return causal_step(c, lambda: self.load_adapter(config), probes, seeds, self.reporter)
 
             results["causal"] = self._step(c.steps_dir / "causal.json", causal, "causal ablation")
+        try:  # what the steps' files hold, together: sizes agree, ids inside the network, every seed
+            check_results(results)
+        except RunDirectoryError as exc:
+            raise RunDirectoryError(f"{c.steps_dir}: the step files do not make a valid results.json ({exc}); delete "
+                                    "the damaged ones and continue with --resume, which recomputes them") from None
         write_json(c.run_dir / "results.json", results)
         manifest = build_manifest(self.registry, c.device, list(config.seeds), c.data, c.activations, self.argv)
         manifest["store_root"] = str(Path(config.cache_dir) / "activations")
@@ -245,7 +254,8 @@ class Orchestrator:
             if not path.is_file():
                 raise RunDirectoryError(f"{path}: missing; the cell's lambda search has not run (continue with "
                                         "--resume)")
-            searched = LambdaSearch.from_json(read_json(path, "step file"))
+            searched = self._read_step(path, lambda d: search_record(d, search_grid(c), config.alpha, config.beta,
+                                                                     config.fraction, config.seeds[0]))
             return Lambdas(searched, *searched.best, "search")
         if config.search:  # the probe only evaluates, unregularised (docs/ranking.md)
             return Lambdas(None, 0.0, 0.0, "unregularised (no probe-based ranker)")
@@ -256,8 +266,25 @@ class Orchestrator:
         path = c.steps_dir / SEARCH_PROBE
         if lambdas.searched is None or seed != c.config.seeds[0] or not path.is_file():
             return None
-        saved = read_arrays(path, ("coef", "intercept"))
+        saved = self._probe_arrays(c, path)
         return saved["coef"], saved["intercept"]
+
+    @staticmethod
+    def _probe_arrays(c: CellContext, path: Path) -> dict[str, np.ndarray]:
+        try:
+            return probe_arrays(read_arrays(path, ("coef", "intercept")), len(c.task.labels), c.index.n_neurons)
+        except StepFileError as exc:
+            raise RunDirectoryError(f"{path}: damaged ({exc}); delete it and the step's .json beside it and continue "
+                                    "with --resume, which recomputes both") from None
+
+    @staticmethod
+    def _read_step(path: Path, parse: Callable[[dict[str, Any]], Any]) -> Any:
+        """A finished step's file, read by ``parse`` (:mod:`neuroscope.steps.files`)."""
+        try:
+            return read_step(read_json(path, "step file"), parse)
+        except StepFileError as exc:
+            raise RunDirectoryError(f"{path}: damaged step file ({exc}); delete it and continue with --resume, "
+                                    "which recomputes it") from None
 
     def task_of(self, config: RunConfig) -> tuple[TaskData, dict[str, Any]]:
         """The cell's task (its slice, checked) and data summary; the units of a cell run by
@@ -361,19 +388,21 @@ class Orchestrator:
             write_json(steps_dir / "data.json", data)
         return steps_dir
 
-    def _step(self, path: Path, compute: Callable[[], Any], label: str, quiet: bool = False) -> Any:
-        """Load a finished step, or compute and write it. ``quiet``: a unit reading the steps
-        of the units before it (no log line, no timing)."""
+    def _step(self, path: Path, compute: Callable[[], Any], label: str, quiet: bool = False,
+              parse: Callable[[dict[str, Any]], Any] = lambda data: data) -> Any:
+        """Load a finished step (checked by ``parse``, which also turns it into what the
+        protocol uses), or compute and write it. ``quiet``: a unit reading the steps of the
+        units before it (no log line, no timing)."""
         if path.is_file():
             if not quiet:
                 self.reporter.log(f"{label}: reusing finished step {path.name}")
                 self.timings[path.stem] = None
-            return read_json(path, "step file")
+            return self._read_step(path, parse)
         start = time.perf_counter()
         data = compute()
         self.timings[path.stem] = round(time.perf_counter() - start, 3)
         write_json(path, data)
-        return data
+        return parse(data)
 
     def _write_timings(self, c: CellContext, unit: str, started: float, merged: bool = False) -> None:
         """This unit's step timings and wall seconds to ``timings/UNIT.json``; ``merged``:

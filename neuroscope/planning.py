@@ -20,6 +20,7 @@ import attrs
 
 from neuroscope.errors import NeuroscopeError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
+from neuroscope.cell import resolve_rankers
 from neuroscope.loading import check_model_options, check_probe_options
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
@@ -56,8 +57,7 @@ def plan_runs(request: RunRequest) -> Plan:
         check_model_options(registry.resolve_model(config.model))
         registry.resolve_task(config.task)
         check_probe_options(registry.resolve_probe(config.probe))
-    for name in configs[0].rankers:
-        registry.resolve_ranker(name)
+    resolve_rankers(registry, configs[0])  # each ranker's registry.toml options checked against what it takes
     registry.get("executors", options.executor)
     several_probes = len(options.probe) > 1
     cells = [(config, Path(options.out) if options.out else default_run_dir(

@@ -19,7 +19,7 @@ import numpy as np
 
 from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
-from neuroscope.rundir import atomic_path, read_json
+from neuroscope.rundir import atomic_path, naming, read_json
 from neuroscope.runs import Run
 
 
@@ -258,10 +258,14 @@ def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.stem + ".tmp.png")  # the suffix tells savefig the format
+    try:
+        with naming(path):
+            fig.savefig(tmp)
+            os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
 def pyplot():  # type: ignore[no-untyped-def]

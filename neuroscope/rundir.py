@@ -120,14 +120,28 @@ def read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Give an error of the block that names no file (a write on a full disk: ``write()``
+    knows only a descriptor) ``path`` as its file, so the one line the user sees says where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+
+
+@contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to: renamed to ``path`` when the block ends,
-    removed when it fails (a full disk), so a reader never finds a half-written file."""
+    removed when it fails (a full disk, named by :func:`naming`), so a reader never finds a
+    half-written file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

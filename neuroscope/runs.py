@@ -76,8 +76,30 @@ class Run:
         self.config: dict[str, Any] = read_json(self.path / "config.json", "the run's settings")
         manifest = self.path / "manifest.json"
         self.manifest: dict[str, Any] = read_json(manifest, "the run's manifest") if manifest.is_file() else {}
+        for name, value in (("config.json", self.config), ("manifest.json", self.manifest)):
+            if not isinstance(value, dict):
+                raise RunDirectoryError(f"{self.path / name}: damaged, expected a JSON object; run the same command "
+                                        "again with --resume to rewrite it")
+        self.settings = self._settings()
         self.index = NeuronIndex(tuple(self.results["layers"]), int(self.results["hidden_size"]))
         self.labels: tuple[str, ...] = tuple(self.results["labels"])
+
+    def _settings(self) -> Any:
+        """The run's settings (a RunConfig) from config.json, checked where the explorer reads
+        them (the model, the task's slice)."""
+        from neuroscope.settings import RunConfig
+
+        try:
+            config = RunConfig.from_json(self.config)
+            if not all(isinstance(v, str) and v for v in (config.model, config.task, config.data_dir,
+                                                          config.aggregation)):
+                raise TypeError("model, task, data_dir and aggregation must be names")
+            if len(config.max_sentences) != 3:
+                raise TypeError("max_sentences must give train, dev and test")
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RunDirectoryError(f"{self.path / 'config.json'}: damaged run settings ({exc}); restore the file, "
+                                    "or run again") from None
+        return config
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}: {self.results['model']} x {self.results['task']}, "
@@ -253,8 +275,8 @@ class Run:
         from neuroscope.registry import Registry
         from neuroscope.loading import load_task
 
-        data_dir = Path(self.config["data_dir"])
-        task = load_task(Registry(), self.config["task"], data_dir).head(*self.config["max_sentences"])
+        data_dir = Path(self.settings.data_dir)
+        task = load_task(Registry(), self.settings.task, data_dir).head(*self.settings.max_sentences)
         for split in SPLITS:
             expected = self.results["data"][split]["sha256"]
             if task.splits[split].checksum() != expected:
@@ -269,15 +291,26 @@ class Run:
 
         if split not in SPLITS:
             raise ValidationError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-        entry = self.manifest.get("activations", {}).get(split)
+        handles = self.manifest.get("activations", {})
+        entry = handles.get(split) if isinstance(handles, dict) else None
         if entry is None:
             raise RunDirectoryError(f"{self.path}: manifest.json names no activation store for {split}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+            raise RunDirectoryError(f"{self.path / 'manifest.json'}: damaged (activations.{split} has no store path); "
+                                    "run the same command again with --resume to rewrite it")
         path = Path(entry["path"])
         if not (path / "manifest.json").is_file():
             raise StoreError(f"{self.path}: its {split} activations ({path}) are no longer in the store (removed by "
                              "`neuroscope cache remove/prune`, or another --cache-dir); run the same command "
                              "again with --resume to extract them")
-        return ActivationSet(path)
+        X = ActivationSet(path)
+        expected = (self.results["data"][split]["tokens"], self.results["neurons"])
+        if X.manifest.get("key") != entry.get("key") or tuple(X.shape) != expected:
+            raise RunDirectoryError(f"{self.path / 'manifest.json'}: its {split} activations ({path}) are not this "
+                                    f"run's: the entry {X.manifest.get('key')} holds {X.shape[0]} rows x {X.shape[1]} "
+                                    f"neurons, the run {expected[0]} x {expected[1]} (key {entry.get('key')}); run "
+                                    "the same command again with --resume to rewrite it")
+        return X
 
     def token(self, split: str, row: int) -> tuple[int, int, Any]:
         """Where row ``row`` of ``split``'s activations is in the corpus: (sentence index,
@@ -314,10 +347,10 @@ class Run:
         ids = [self._as_neuron_id(n) for n in neurons]
         if not ids:
             raise ValidationError("neurons: expected one or more neurons to show")
-        adapter = load_model(Registry(), self.config["model"], device, self.config["aggregation"], 1,
-                             self.config.get("layers"), self.config.get("dtype"))
+        adapter = load_model(Registry(), self.settings.model, device, self.settings.aggregation, 1,
+                             self.settings.layers, self.settings.dtype)
         if adapter.neuron_index != self.index:
-            raise RunDirectoryError(f"model {self.config['model']!r} now has {adapter.neuron_index.n_neurons} "
+            raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")
         names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
         if subwords:

@@ -47,6 +47,7 @@ import numpy as np
 
 from neuroscope.errors import StoreError
 from neuroscope.model import ModelAdapter
+from neuroscope.rundir import atomic_path, naming
 from neuroscope.types import Corpus, NeuronIndex
 
 log = logging.getLogger(__name__)
@@ -90,12 +91,10 @@ def non_finite_row(block: np.ndarray) -> int | None:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def exceeds_page_cache(n_bytes: int) -> bool:
@@ -339,7 +338,8 @@ class ActivationStore:
         with self._lock(key):
             if (final / "manifest.json").is_file():
                 return ActivationSet(final)
-            self._extract(adapter, corpus, identity, extraction, key, progress, flush_every, flush_seconds)
+            with naming(self.path_for(key + ".partial")):  # a full disk: the entry being written
+                self._extract(adapter, corpus, identity, extraction, key, progress, flush_every, flush_seconds)
         return ActivationSet(final)
 
     def _make_root(self) -> None:
@@ -557,9 +557,8 @@ def _checksums(array_path: Path, shape: tuple[int, int]) -> dict[str, Any]:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 class _RowWriter:

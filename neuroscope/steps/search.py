@@ -27,18 +27,24 @@ def searches(c: CellContext) -> bool:
     return c.config.search and c.searcher is not None
 
 
+def search_grid(c: CellContext) -> list[tuple[float, float]]:
+    """The (l1, l2) pairs the cell's search tries: the grid's, only l1 = 0 for a probe
+    without an L1 penalty."""
+    l1_allowed = "l1" in getattr(c.probe_cls, "penalties", ("l1", "l2"))
+    return [pair for pair in lambda_grid(c.config.grid) if l1_allowed or pair[0] == 0]
+
+
 def lambda_search_step(c: CellContext, reporter: Any) -> LambdaSearch:
-    """The search over the grid's pairs (only l1 = 0 for a probe without an L1 penalty);
-    its ``best_probe`` is the winner, the very oracle probe of the first seed."""
+    """The search over the grid's pairs (:func:`search_grid`); its ``best_probe`` is the
+    winner, the very oracle probe of the first seed."""
     config = c.config
     fn, options = c.rankers[c.searcher]  # type: ignore[index]
-    l1_allowed = "l1" in getattr(c.probe_cls, "penalties", ("l1", "l2"))
     n_classes = len(c.task.labels)
 
     def coef_ranker(coef: np.ndarray) -> Ranking:
         return call_ranker(fn, c.ranker_inputs(config.seeds[0], GridProbe(coef)), **options)
 
-    grid = [pair for pair in lambda_grid(config.grid) if l1_allowed or pair[0] == 0]
+    grid = search_grid(c)
     n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
     n_groups = -(-n_settings // group_size(c.index.n_neurons, n_classes, n_settings, config.grid_memory))
     rows = config.rows_trained(c.acts["train"].n_tokens, n_groups)
