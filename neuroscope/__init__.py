@@ -15,15 +15,33 @@ API; the rest (``hookimpl``, ``ModelAdapter``, ``TaskData``, ...) is for plugin 
 the module instead.
 """
 
-from neuroscope.api import Neuron, Run, TopNeuron, WordActivation, open, protocol, run
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from neuroscope.errors import DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError
-from neuroscope.heatmap import HeatMap
 from neuroscope.hookspecs import hookimpl
-from neuroscope.lbfgs import LbfgsProbe
-from neuroscope.model import AGGREGATIONS, ModelAdapter
-from neuroscope.probe import ElasticNetProbe
 from neuroscope.types import Corpus, NeuronIndex, Sentence, TaskData
 from neuroscope.version import __version__
+
+#: names imported when first used (PEP 562): they need torch, which `neuroscope --help`,
+#: `plugins`, `data list` and `cache list` never import
+_LAZY = {"Neuron": "api", "Run": "api", "TopNeuron": "api", "WordActivation": "api", "open": "api",
+         "protocol": "api", "run": "api", "HeatMap": "heatmap", "LbfgsProbe": "lbfgs", "AGGREGATIONS": "choices",
+         "ModelAdapter": "model", "ElasticNetProbe": "probe"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"neuroscope.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'neuroscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

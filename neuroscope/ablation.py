@@ -12,12 +12,12 @@ from typing import Mapping
 
 import numpy as np
 
+from neuroscope.choices import UNSEEN_RULES
 from neuroscope.errors import ValidationError
 from neuroscope.probe import ElasticNetProbe, Features, n_rows, predict_many
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_class_ids
 
-UNSEEN_RULES = ("error", "exclude")
 
 
 def accuracy(predicted: np.ndarray, gold: np.ndarray, unseen: str = "error") -> float:

@@ -37,14 +37,14 @@ import attrs
 import numpy as np
 import torch
 
+from neuroscope.choices import CAUSAL_MODES, CAUSAL_POSITIONS
 from neuroscope.errors import NeuroscopeError
 from neuroscope.results import mean_std
 from neuroscope.types import NeuronIndex
 
 log = logging.getLogger(__name__)
 
-MODES = ("zero", "mean")
-POSITIONS = ("words", "all")
+MODES, POSITIONS = CAUSAL_MODES, CAUSAL_POSITIONS
 CONDITIONS = ("top", "random", "bottom")
 
 

@@ -27,8 +27,18 @@ from neuroscope.version import __version__
 log = logging.getLogger("neuroscope")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every default as "(default: ...)" and keeps the examples' line breaks."""
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows a default as "(default: ...)" where the
+    help does not already say it and there is one to show (not None, not an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or action.nargs == 0 or default == argparse.SUPPRESS or \
+                not action.option_strings:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
 
 
 RUN_EXAMPLES = """examples:

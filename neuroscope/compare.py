@@ -21,7 +21,8 @@ import attrs
 import numpy as np
 
 from neuroscope.errors import NeuroscopeError
-from neuroscope.report import (Table, ablation_rows, fmt, html_page, minimal_rows, pyplot, ranker_tables, save_figure,
+from neuroscope.figures import subplots
+from neuroscope.report import (Table, ablation_rows, fmt, html_page, minimal_rows, ranker_tables, save_figure,
                                with_ranker, write_text)
 from neuroscope.results import load_results
 from neuroscope.rundir import read_json
@@ -57,11 +58,14 @@ def name_columns(loaded: Sequence[dict[str, Any]], configs: Sequence[dict[str, A
         keys = sorted({k for other in same for k in set(other) | set(c)} - set(_NOT_DIFFERENCES))
         differing = [k for k in keys if len({repr(o.get(k)) for o in same}) > 1]
         names.append(f"{r['model']} ({', '.join(f'{k}={_short(c.get(k))}' for k in differing) or 'same settings'})")
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):  # identical settings: number them
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1 or names.count(name) > 1:
-            names[i] = f"{name} #{seen[name]}"
+    # identical settings of one model and task: number them (a column is unique within its
+    # task's block; one model's runs of two tasks share its column, as the paper lays out)
+    keyed = [(r["task"], name) for r, name in zip(loaded, names)]
+    seen: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(keyed):
+        seen[key] = seen.get(key, 0) + 1
+        if keyed.count(key) > 1:
+            names[i] = f"{key[1]} #{seen[key]}"
     return names
 
 
@@ -135,10 +139,9 @@ def compare_tables(runs: Sequence[dict[str, Any]]) -> list[Table]:
 
 
 def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
-    plt = pyplot()
     tasks, models, cells = _grouped(runs)
     figures: dict[str, Path] = {}
-    fig, axes = plt.subplots(len(tasks), len(models), figsize=(3.2 * len(models), 2.6 * len(tasks)), dpi=100,
+    fig, axes = subplots(len(tasks), len(models), figsize=(3.2 * len(models), 2.6 * len(tasks)), dpi=100,
                              squeeze=False, sharey=True)
     for i, task in enumerate(tasks):
         for j, model in enumerate(models):
@@ -164,7 +167,7 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
         if not labels:
             continue
         width = 0.8 / len(present)
-        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(labels)), 3.4), dpi=100)
+        fig, ax = subplots(figsize=(max(6, 0.3 * len(labels)), 3.4), dpi=100)
         for k, model in enumerate(present):
             counts = [cells[(task, model)]["summary"]["neurons_per_label"][lab]["mean"] for lab in labels]
             ax.bar(np.arange(len(labels)) + k * width, counts, width=width, label=model)

@@ -122,12 +122,9 @@ class HeatMap:
 
     def figure(self):  # type: ignore[no-untyped-def]
         """A matplotlib figure of the map (the same colours, a colour bar with the scale)."""
-        import matplotlib
+        from neuroscope.figures import subplots
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(self.words)), 0.5 * len(self.neurons) + 1.5))
+        fig, ax = subplots(figsize=(max(4, 0.7 * len(self.words)), 0.5 * len(self.neurons) + 1.5))
         scale = self.scale or 1.0
         image = ax.imshow(self.values, cmap="bwr", vmin=-scale, vmax=scale, aspect="auto")
         ax.set_xticks(range(len(self.words)), self.words, rotation=45, ha="right")

@@ -19,7 +19,6 @@ import torch
 from neuroscope.errors import NeuroscopeError
 from neuroscope.types import NeuronIndex
 
-AGGREGATIONS = ("last", "first", "mean")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -84,33 +83,6 @@ class ModelAdapter(abc.ABC):
         raise InterventionUnsupported(f"model adapter {self.name!r} cannot remove neurons inside its forward pass "
                                       "(it does not implement intervene(); docs/plugins.md)")
         yield  # pragma: no cover - unreachable, makes this a generator
-
-
-def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """``--layers``: "0,6,12", "8-12" or a mix ("0,8-12"), or a sequence of indices; None
-    or "" for every layer. Indices count from 0, the embedding / token layer."""
-    if spec is None or spec == "" or spec == ():
-        return None
-    if isinstance(spec, str):
-        out: list[int] = []
-        for part in spec.split(","):
-            part = part.strip()
-            try:
-                if "-" in part:
-                    first, last = (int(x) for x in part.split("-", 1))
-                    if last < first:
-                        raise ValueError
-                    out.extend(range(first, last + 1))
-                else:
-                    out.append(int(part))
-            except ValueError:
-                raise NeuroscopeError(f"--layers: {part!r} is not a layer index or a range FIRST-LAST "
-                                      "(e.g. --layers 0,8-12)") from None
-    else:
-        out = [int(x) for x in spec]
-    if any(x < 0 for x in out) or len(set(out)) != len(out):
-        raise NeuroscopeError(f"--layers: expected different layer indices >= 0, got {out}")
-    return tuple(sorted(out))
 
 
 class LayerSubset(ModelAdapter):

@@ -46,7 +46,8 @@ from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import check_results
-from neuroscope.rundir import State, atomic_path, check_usable, claim, read_arrays, read_json, write_json
+from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, read_arrays, read_json,
+                               write_json)
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
@@ -373,7 +374,9 @@ class Orchestrator:
             if saved != config.to_json():
                 diff = sorted(k for k in set(saved) | set(config.to_json())
                               if saved.get(k) != config.to_json().get(k))
-                raise RunDirectoryError(f"{run_dir}: cannot resume with different settings ({', '.join(diff)})")
+                raise RunDirectoryError(f"{run_dir}: holds a run with other settings ({', '.join(diff)}), so --resume "
+                                        "cannot continue it; leave out --out (a run's default directory names its "
+                                        f"settings) or pass --out {free_name(run_dir)} for a new run")
             saved = read_json(steps_dir / "data.json", "data summary")
             if not isinstance(saved, dict) or not isinstance(saved.get("splits"), dict) or \
                     not all(isinstance(v, dict) and "sha256" in v for v in saved["splits"].values()):

@@ -10,6 +10,8 @@ plans or executes anything itself. Every setting is validated and every name res
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -31,9 +33,44 @@ from neuroscope.settings import PlanOptions, RunConfig, RunRequest
 log = logging.getLogger("neuroscope")
 
 
-def default_run_dir(root: Path, model: str, task: str, probe: str | None = None) -> Path:
-    """``ROOT/<date>-<model>-<task>`` (``-<probe>`` appended when a run compares probes)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model}-{task}" + (f"-{probe}" if probe else ""))
+#: settings that name the cell, or say where files are, not what is computed: never in a run's name
+NAMING_FIELDS = ("model", "task", "probe", "data_dir", "cache_dir")
+#: a name's settings part longer than this becomes a short hash of the settings
+MAX_SETTINGS_NAME = 40
+
+
+def settings_name(config: RunConfig) -> str:
+    """What a run's directory name says about its settings (docs/cli.md, "Run directories"):
+    empty at the defaults; else the settings that differ from them, ``-precision-bfloat16``
+    or ``-epochs-auto-seeds-1``, or, when that would be long, ``-s`` and 8 hex digits of
+    their hash. Runs with different settings thus never share a default directory."""
+    default = RunConfig(model=config.model, task=config.task, data_dir=config.data_dir, probe=config.probe,
+                        cache_dir=config.cache_dir)
+    mine, theirs = config.to_json(), default.to_json()
+    changed = {k: mine.get(k) for k in sorted(set(mine) | set(theirs))
+               if k not in NAMING_FIELDS and mine.get(k) != theirs.get(k)}
+    if not changed:
+        return ""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return "_".join(shown(v) for v in value) if value else "none"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    if changed.get("seeds") == list(range(len(changed.get("seeds") or []))):  # as typed: --seeds N
+        changed["seeds"] = len(changed["seeds"])
+    text = "-".join(f"{key.replace('_', '')}-{shown(value)}" for key, value in changed.items())
+    if len(changed) > 2 or len(text) > MAX_SETTINGS_NAME:
+        digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+        return f"-s{digest}"
+    return f"-{text}"
+
+
+def default_run_dir(root: Path, config: RunConfig, with_probe: bool = False) -> Path:
+    """``ROOT/<date>-<model>-<task>`` and the settings that differ from the defaults
+    (:func:`settings_name`); ``-<probe>`` after the task when a run compares probes."""
+    name = f"{config.model}-{config.task}" + (f"-{config.probe}" if with_probe else "") + settings_name(config)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return root / f"{dt.date.today().isoformat()}-{safe}"
 
 
@@ -60,8 +97,8 @@ def plan_runs(request: RunRequest) -> Plan:
     resolve_rankers(registry, configs[0])  # each ranker's registry.toml options checked against what it takes
     registry.get("executors", options.executor)
     several_probes = len(options.probe) > 1
-    cells = [(config, Path(options.out) if options.out else default_run_dir(
-        options.runs_dir, config.model, config.task, config.probe if several_probes else None)) for config in configs]
+    cells = [(config, Path(options.out) if options.out else default_run_dir(options.runs_dir, config, several_probes))
+             for config in configs]
     return Plan(registry, options, cells)
 
 

@@ -28,7 +28,8 @@ from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError,
                                ValidationError)
 from neuroscope.hookspecs import hookimpl
 from neuroscope.lbfgs import LbfgsProbe, train_lbfgs
-from neuroscope.model import AGGREGATIONS, ModelAdapter, resolve_device
+from neuroscope.choices import AGGREGATIONS
+from neuroscope.model import ModelAdapter, resolve_device
 from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, train_elastic_net
 from neuroscope.rankers import RankerInputs, ranker
 from neuroscope.rankers.gaussian import gaussian

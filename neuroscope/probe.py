@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 import torch
 
+from neuroscope.choices import L2_FORMS, PRECISION_NAMES
 from neuroscope.model import resolve_device
 from neuroscope.errors import ValidationError
 from neuroscope.estimator import BaseEstimator, ClassifierMixin, NotFittedError, fit_inputs, predict_inputs
@@ -101,8 +102,7 @@ def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536
         yield start, read_rows(X, slice(start, min(start + chunk_rows, total)), neurons)
 
 
-L2_FORMS = ("squared", "norm")
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16)))
 
 
 @attrs.frozen

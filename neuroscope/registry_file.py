@@ -12,6 +12,7 @@ gives options to the registered ranker or probe of that name, or, with a
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import sysconfig
@@ -24,6 +25,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from neuroscope.errors import RegistryError
+
+log = logging.getLogger(__name__)
 
 USER_SECTIONS = ("models", "tasks", "datasets", "rankers", "probes")
 
@@ -65,9 +68,29 @@ def user_registry_paths(env: Mapping[str, str] | None = None, cwd: Path | None =
             raise RegistryError(f"NEUROSCOPE_REGISTRY names {named}, which is not a file")
         paths.append(Path(named))
     local = (cwd or Path.cwd()) / "registry.toml"
-    if local.is_file() and local.resolve() != packaged_registry_path().resolve():
+    if local.is_file() and local.resolve() != packaged_registry_path().resolve() and not is_packaged_registry(local):
         paths.append(local)
     return paths
+
+
+def is_packaged_registry(path: Path) -> bool:
+    """Whether ``path`` is a neuroscope checkout's own registry.toml: beside the source's
+    ``setup.cfg`` and ``neuroscope/`` package, naming the built-in plugins in ``[plugins]``
+    (which no user overlay may). It is found in the working directory when a command runs
+    in a checkout whose package is installed from elsewhere (``pip install .``, or an
+    editable install of another clone), and is not read: the installed package's own
+    registry is, with its code."""
+    folder = path.parent
+    if not ((folder / "setup.cfg").is_file() and (folder / "neuroscope" / "__init__.py").is_file()):
+        return False
+    try:
+        data = read_toml(path)
+    except RegistryError:
+        return False  # a broken overlay: reading it again reports it
+    if isinstance(data.get("plugins"), dict) and "builtin" in data["plugins"]:
+        log.debug("%s is a neuroscope checkout's own registry, not an overlay: not read", path)
+        return True
+    return False
 
 
 def _check_entries(path: Path, data: dict[str, Any], allowed: tuple[str, ...]) -> None:

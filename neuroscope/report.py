@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+from neuroscope.figures import subplots
 from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
 from neuroscope.rundir import atomic_path, naming, read_json
@@ -254,9 +255,7 @@ RARE_TOKENS = 100
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Lay out, write (temp name + rename) and close a figure."""
-    import matplotlib.pyplot as plt
-
+    """Lay out and write a figure (:mod:`neuroscope.figures`; temp name + rename)."""
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")  # the suffix tells savefig the format
     try:
@@ -264,24 +263,12 @@ def save_figure(fig: Any, path: Path) -> None:
             fig.savefig(tmp)
             os.replace(tmp, path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
-
-
-def pyplot():  # type: ignore[no-untyped-def]
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     """Figures of one run: Figure 1 (layers), 2/4 (neurons per label), 3 (labels per neuron),
     5 (dominant layer per label), the lambda grid and the minimal-set scan."""
-    plt = pyplot()
     s = results["summary"]
     name = f"{results['model']} x {results['task']}"
     out: dict[str, Path] = {}
@@ -294,7 +281,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     over = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     mean = np.asarray(s["layer_distribution"]["mean"])
     std = np.asarray(s["layer_distribution"]["std"])
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    fig, ax = subplots(figsize=(6, 3.2), dpi=110)
     ax.bar(range(len(mean)), mean, yerr=std, color="#3b6ea8", capsize=3)
     ax.set_xticks(range(len(mean)), results["layers"])
     ax.set_xlabel("layer")
@@ -307,7 +294,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     spread = [s["neurons_per_label"][lab]["std"] for lab in labels]
     train = results["label_counts"]["train"]
     rare = [train.get(lab, 0) < RARE_TOKENS for lab in labels]
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(labels)), 3.6), dpi=110)
+    fig, ax = subplots(figsize=(max(6, 0.22 * len(labels)), 3.6), dpi=110)
     ax.bar(range(len(labels)), counts, yerr=spread, capsize=1.5, error_kw={"linewidth": 0.6},
            color=["#d9d9d9" if r else "#c0504d" for r in rare], hatch=None)
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
@@ -322,7 +309,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     for seed in results["per_seed"]:
         for k, v in seed["analyses"]["exclusivity"]["histogram"].items():
             hist[int(k)] = hist.get(int(k), 0) + v / len(results["per_seed"])
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
+    fig, ax = subplots(figsize=(5, 3), dpi=110)
     keys = sorted(hist)
     ax.bar(keys, [hist[k] for k in keys], color="#9bbb59")
     ax.set_xlabel("labels a top neuron serves")
@@ -334,7 +321,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     matrix = np.array([s["dominant_layer"][lab]["per_layer"] for lab in labels], dtype=float)
     totals = matrix.sum(axis=1, keepdims=True)
     matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(results["layers"]), max(3, 0.2 * len(labels))), dpi=110)
+    fig, ax = subplots(figsize=(1.2 + 0.45 * len(results["layers"]), max(3, 0.2 * len(labels))), dpi=110)
     image = ax.imshow(100 * matrix, aspect="auto", cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(len(results["layers"])), results["layers"])
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -345,26 +332,28 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
 
     search = results.get("lambda_search")
     if search:
+        from matplotlib.patches import Rectangle
+
         l1s = sorted({p["l1"] for p in search["points"]})
         l2s = sorted({p["l2"] for p in search["points"]})
         grid = np.full((len(l1s), len(l2s)), np.nan)
         for p in search["points"]:
             grid[l1s.index(p["l1"]), l2s.index(p["l2"])] = p["score"]
-        fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
+        fig, ax = subplots(figsize=(5, 4), dpi=110)
         im = ax.imshow(grid, cmap="viridis")
         ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], rotation=45, fontsize=7)
         ax.set_yticks(range(len(l1s)), [f"{v:g}" for v in l1s], fontsize=7)
         ax.set_xlabel("L2")
         ax.set_ylabel("L1")
         best = search["best"]
-        ax.add_patch(plt.Rectangle((l2s.index(best[1]) - 0.5, l1s.index(best[0]) - 0.5), 1, 1, fill=False,
+        ax.add_patch(Rectangle((l2s.index(best[1]) - 0.5, l1s.index(best[0]) - 0.5), 1, 1, fill=False,
                                    edgecolor="red", linewidth=2))
         ax.set_title(f"{name}: selection score S on dev (seed {search['seed']})\nred: chosen "
                      f"L1 = {best[0]:g}, L2 = {best[1]:g}", fontsize=9)
         fig.colorbar(im, ax=ax, label="S")
         finish(fig, "lambda_grid")
 
-    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=110)
+    fig, ax = subplots(figsize=(6, 3.4), dpi=110)
     oracle = float(np.mean([seed["minimal"]["oracle_dev"] for seed in results["per_seed"]]))
     for seed in results["per_seed"]:
         scan = seed["minimal"]
@@ -384,7 +373,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     finish(fig, "minimal_scan")
 
     if len(results.get("rankers", [])) > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, sharey=True)
+        fig, axes = subplots(1, 2, figsize=(10, 3.6), dpi=110, sharey=True)
         for ranker in results["rankers"]:
             curves = results["per_ranker"][ranker]["summary"]["curves"]
             for ax, key in zip(axes, ("keep_top", "remove_top")):
@@ -402,7 +391,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     causal = results.get("causal")
     if causal:
         with_loss = causal["objective"] is not None
-        fig, axes = plt.subplots(1, 2 if with_loss else 1, figsize=(10 if with_loss else 6, 3.6), dpi=110,
+        fig, axes = subplots(1, 2 if with_loss else 1, figsize=(10 if with_loss else 6, 3.6), dpi=110,
                                  squeeze=False)
         rankers = list(causal["per_ranker"])
         kinds = ("top", "random", "bottom")

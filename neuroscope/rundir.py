@@ -63,8 +63,18 @@ def check_usable(run_dir: Path, resume: bool) -> State:
         raise RunDirectoryError(f"{run_dir} holds files that are not a neuroscope run; pass --out with a new or "
                                 "empty directory")
     if state is State.RUN and not resume:
-        raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it, or --out elsewhere")
+        raise RunDirectoryError(f"{run_dir} already holds a run; add --resume to continue it (same settings), or "
+                                f"pass --out {free_name(run_dir)} for a new one")
     return state
+
+
+def free_name(run_dir: Path) -> Path:
+    """``RUN_DIR-2``, ``RUN_DIR-3``, ...: the first that holds nothing, for a message's advice."""
+    run_dir = Path(run_dir)
+    n = 2
+    while run_dir.with_name(f"{run_dir.name}-{n}").exists():
+        n += 1
+    return run_dir.with_name(f"{run_dir.name}-{n}")
 
 
 @contextlib.contextmanager

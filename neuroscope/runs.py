@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 
 
+class Records(list):
+    """A list of records (:class:`TopNeuron`, :class:`WordActivation`) that also converts to
+    rows: ``to_dicts()`` (plain dicts, one key per field) and ``to_pandas()`` (a DataFrame
+    with one column per field; pandas is not a dependency of neuroscope)."""
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [record.to_dict() for record in self]
+
+    def to_pandas(self) -> Any:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas (pip install pandas); to_dicts() gives the same rows as "
+                              "plain dicts") from None
+        return pd.DataFrame(self.to_dicts())
+
+
 @attrs.frozen
 class TopNeuron:
     """One neuron of a ranking: where it is, its rank and the oracle probe's weights."""
@@ -43,6 +60,12 @@ class TopNeuron:
 
     def __str__(self) -> str:
         return f"{self.layer}:{self.unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a flat dict: ``layer:unit`` as ``id``, each label's weight as ``weight_LABEL``."""
+        row = {"id": str(self), **attrs.asdict(self, filter=lambda a, _: a.name != "weights")}
+        row.update({f"weight_{label}": value for label, value in self.weights.items()})
+        return row
 
 
 @attrs.frozen
@@ -61,6 +84,10 @@ class WordActivation:
     def context(self) -> str:
         """The sentence with the word in [brackets]."""
         return " ".join(f"[{w}]" if i == self.position else w for i, w in enumerate(self.words))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a flat dict, the sentence as ``context`` (the word in [brackets])."""
+        return {**attrs.asdict(self, filter=lambda a, _: a.name != "words"), "context": self.context}
 
 
 class Run:
@@ -190,7 +217,7 @@ class Run:
         return (self.train_label_ids()[rows] == column).mean(axis=1)
 
     def top_neurons(self, label: str | None = None, k: int = 10, ranker: str | None = None, seed: int = 0,
-                    by: str = "contribution", pool: int = 50) -> list[TopNeuron]:
+                    by: str = "contribution", pool: int = 50) -> Records:
         """The ``k`` top neurons of the run's ranking (``label`` None), or of one label.
 
         For a label, ``by`` "contribution" (default) orders neurons by how much they raise
@@ -231,7 +258,7 @@ class Run:
                 precision = self.precision_at(label, seed=seed)
                 chosen = candidates[np.lexsort((-scores[candidates], -precision[candidates]))][:k]
                 scores = precision
-        out = []
+        out = Records()
         for j in chosen:
             layer, unit = self.index.locate(int(j))
             out.append(TopNeuron(int(j), layer, self.index.layer_names[layer], unit, int(rank[j]),
@@ -417,7 +444,7 @@ class Neuron:
     def activations(self, split: str = "train") -> np.ndarray:
         return self.run.column(self.neuron, split)
 
-    def top_words(self, k: int = 20, split: str = "train", bottom: bool | None = None) -> list[WordActivation]:
+    def top_words(self, k: int = 20, split: str = "train", bottom: bool | None = None) -> Records:
         """The ``k`` tokens of ``split`` on which it is most (``bottom``: least) active, each
         with its label and sentence. ``bottom`` None: the lowest when the neuron was chosen
         for a label whose weight is negative, else the highest."""
@@ -427,7 +454,7 @@ class Neuron:
             bottom = self.label is not None and self.weights[self.label] < 0
         values = self.activations(split)
         order = np.argsort(values if bottom else -values, kind="stable")[:k]
-        out = []
+        out = Records()
         for row in order:
             s, position, sentence = self.run.token(split, int(row))
             out.append(WordActivation(float(values[row]), sentence.words[position], sentence.labels[position], split,
@@ -441,10 +468,7 @@ class Neuron:
     def histogram(self, split: str = "train", labels: Sequence[str] | None = None, bins: int = 40):  # type: ignore[no-untyped-def]
         """A matplotlib figure: its activation distribution per label (``labels``, default the
         five with the highest mean activation, and all other tokens)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from neuroscope.figures import subplots
 
         values = self.activations(split)
         gold = np.asarray(self.run.task().splits[split].labels())
@@ -455,7 +479,7 @@ class Neuron:
             if lab not in stats:
                 raise ValidationError(f"unknown label {lab!r} in {split}; labels: {', '.join(sorted(stats))}")
         edges = np.histogram_bin_edges(values, bins=bins)
-        fig, ax = plt.subplots(figsize=(7, 3.5))
+        fig, ax = subplots(figsize=(7, 3.5))
         rest = ~np.isin(gold, list(labels))
         ax.hist(values[rest], bins=edges, density=True, alpha=0.4, color="grey", label="other labels")
         for lab in labels:

@@ -27,13 +27,12 @@ from typing import Any, Callable, Sequence
 import attrs
 import numpy as np
 
+from neuroscope.choices import DEFAULT_MEMORY, PAPER_VALUES
 from neuroscope.ablation import accuracy
 from neuroscope.probe import (Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net,
                               train_recorded, training_record)
 from neuroscope.ranking import Ranking
 
-PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
-DEFAULT_MEMORY = 2 * 2**30
 
 
 def lambda_grid(values: Sequence[float] = PAPER_VALUES) -> list[tuple[float, float]]:

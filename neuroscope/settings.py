@@ -30,13 +30,9 @@ from typing import Any, Callable, Mapping
 import attrs
 import numpy as np
 
-from neuroscope.ablation import UNSEEN_RULES
-from neuroscope.causal import MODES as CAUSAL_MODES
-from neuroscope.causal import POSITIONS as CAUSAL_POSITIONS
+from neuroscope.choices import (AGGREGATIONS, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, L2_FORMS, PAPER_VALUES,
+                                PRECISION_NAMES, UNSEEN_RULES, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
-from neuroscope.model import AGGREGATIONS, parse_layers, resolve_device
-from neuroscope.probe import L2_FORMS, PRECISIONS, TrainSettings
-from neuroscope.search import DEFAULT_MEMORY, PAPER_VALUES
 from neuroscope.validation import check_choice, check_number, describe_range
 
 #: the largest lambda accepted: the paper's grid tops out at 0.1, and at 1 the penalty
@@ -405,7 +401,7 @@ class RunConfig:
                           "squared", choices=L2_FORMS)
     precision: str = option("--precision", "probe matrix products in float32, or bfloat16 with float32 weights "
                             "(faster on CPUs with AVX512-BF16/AMX and recent GPUs; docs/probe.md)", "float32",
-                            choices=tuple(PRECISIONS))
+                            choices=PRECISION_NAMES)
     cache_dir: str = option("--cache-dir", "the activation store's directory",
                             "", kind="path", optional=True, cli_default=None,
                             to_field=lambda p: str(Path(p or default_cache_dir()).resolve()),
@@ -455,6 +451,8 @@ class RunConfig:
         except NeuroscopeError as exc:
             raise ValidationError(str(exc)) from None
         try:
+            from neuroscope.model import resolve_device  # torch: only once a run is validated
+
             resolve_device(self.device)
         except NeuroscopeError as exc:
             raise ValidationError(f"--device: {exc}") from None
@@ -498,7 +496,10 @@ class RunConfig:
         return {"l1": l1, "l2": l2, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
                 "device": self.device, "shuffle": self.shuffle, "l2_form": self.l2_form, "precision": self.precision}
 
-    def settings(self, seed: int) -> TrainSettings:
+    def settings(self, seed: int) -> Any:
+        """The probe's :class:`~neuroscope.probe.TrainSettings` for ``seed``."""
+        from neuroscope.probe import TrainSettings
+
         return TrainSettings(self.lr, self.batch_size, self.epochs, seed, self.device, self.shuffle, self.l2_form,
                              self.precision)
 
@@ -519,7 +520,7 @@ class PlanOptions:
                                     "lists them: elastic-net, lbfgs; docs/probe.md)", ("elastic-net",), kind="names",
                                     doc_default="`elastic-net`")
     out: Path | None = option("--out", "run directory (one model x task x probe only)", None, kind="path", optional=True,
-                              doc_default="`RUNS_DIR/<date>-<model>-<task>`")
+                              doc_default="`RUNS_DIR/<date>-<model>-<task>[-<settings>]`")
     runs_dir: Path = option("--runs-dir", "parent of run directories", Path("runs"), kind="path",
                             doc_default="`runs`")
     resume: bool = option("--resume", "continue interrupted runs: the one in --out, or each cell's run directory "

@@ -40,15 +40,17 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import attrs
 import numpy as np
 
 from neuroscope.errors import StoreError
-from neuroscope.model import ModelAdapter
 from neuroscope.rundir import atomic_path, naming
 from neuroscope.types import Corpus, NeuronIndex
+
+if TYPE_CHECKING:  # the store itself needs no torch: `neuroscope cache` answers without it
+    from neuroscope.model import ModelAdapter
 
 log = logging.getLogger(__name__)
 

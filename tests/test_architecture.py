@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: the layers, from the bottom up; a module may import modules of its own layer or below
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("version", "errors", "validation", "types", "hookspecs", "progress", "rundir")),
+    ("foundation", ("version", "errors", "validation", "types", "hookspecs", "progress", "rundir", "figures",
+                    "choices")),
     ("methods and storage", ("store", "model", "probe", "lbfgs", "estimator", "ranking", "rankers",
                              "rankers.gaussian", "rankers.iou", "rankers.probeless", "rankers.random_baseline",
                              "ablation", "minimal", "control", "analyses", "comparison", "search", "causal",

@@ -135,13 +135,14 @@ def test_resume_reuses_finished_steps(pos_run, data_dir, cache_dir, capsys):
     args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
             "--max-sentences", "1000,250,250", "--grid", GRID, "--out", str(pos_run), "--cache-dir", str(cache_dir)]
     assert main(args + ["--quiet"]) == 2  # an existing run needs --resume
-    assert "pass --resume" in capsys.readouterr().err
+    assert "add --resume to continue it" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0
     assert "reusing finished step" in capsys.readouterr().out
     assert os.stat(pos_run / "steps" / "seed-1.json").st_mtime_ns == seed_mtime
     assert json.loads((pos_run / "results.json").read_text()) == json.loads(results_before)
     assert main(args + ["--fraction", "0.1", "--resume", "--quiet"]) == 2
-    assert "different settings (fraction)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a run with other settings (fraction)" in err and f"--out {pos_run}-2" in err
 
 
 def test_report_rerenders_from_results(pos_run, capsys):

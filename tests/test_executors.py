@@ -81,7 +81,7 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, 
                  "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(cache_dir), *SMALL])
     err = capsys.readouterr().err
     assert code == 2 and "1 of 2 run directories finished" in err and "chunk" in err and "Traceback" not in err
-    finished = list((tmp_path / "runs").glob("*-minilm-pos/results.json"))
+    finished = list((tmp_path / "runs").glob("*-minilm-pos-*/results.json"))
     assert len(finished) == 1
 
 

@@ -219,3 +219,42 @@ def test_protocol_on_user_arrays_finds_the_planted_neurons():
 def test_the_explorer_refuses_indices_that_name_no_neuron_or_row(small_run, call, message):
     with pytest.raises(ValidationError, match=re.escape(message)):
         call(ns.open(small_run.path))
+
+
+def test_figures_leave_the_users_matplotlib_backend_alone(small_run):
+    """Neuron.histogram(), HeatMap.figure() and the report draw without pyplot: the
+    backend a notebook (or user) chose stays, no figure joins pyplot's state, and a figure
+    returned to a notebook displays (PNG)."""
+    import matplotlib
+
+    from neuroscope.report import render_report
+
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        top = small_run.top_neurons(k=1)[0]
+        figure = small_run.neuron(top).histogram()
+        heat = small_run.show("The dog runs .", [top.neuron]).figure()
+        render_report(small_run.results, small_run.path)
+        assert matplotlib.get_backend() == "svg"
+        import matplotlib.pyplot as plt
+
+        assert plt.get_fignums() == []
+        for fig in (figure, heat):
+            assert fig._repr_png_().startswith(b"\x89PNG")
+    finally:
+        matplotlib.use(before)
+
+
+def test_records_convert_to_rows_and_data_frames(small_run):
+    """`run.top_neurons(...)` and `neuron.top_words(...)` are lists of records that become
+    dicts or a DataFrame with one column per field (not one column of "4:63" strings)."""
+    top = small_run.top_neurons("NN", 5)
+    frame = top.to_pandas()
+    assert list(frame["id"]) == [str(t) for t in top] and len(frame) == 5
+    assert {"layer", "unit", "rank", "weight", "label", "score", "weight_NN"} <= set(frame.columns)
+    assert frame["layer"].dtype.kind == "i" and frame.loc[0, "weight"] == top[0].weight
+    words = small_run.neuron(top[0]).top_words(4)
+    rows = words.to_dicts()
+    assert [r["word"] for r in rows] == [w.word for w in words] and "[" in rows[0]["context"]
+    assert list(words.to_pandas().columns) == list(rows[0])

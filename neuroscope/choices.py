@@ -1,0 +1,57 @@
+"""The allowed values of the run's options, in a module that imports nothing heavy.
+
+The settings (:mod:`neuroscope.settings`) build the command line from these, and
+``neuroscope --help``, ``plugins``, ``data list`` and ``cache list`` must answer without
+importing torch or transformers (seconds on a busy machine). The modules that use each
+value (the probe, the causal ablation, the model adapters, the search) import it from
+here under the names they always had.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from neuroscope.errors import NeuroscopeError
+
+#: dev/test tokens whose label train never saw: refused, or left out of the accuracies
+UNSEEN_RULES = ("error", "exclude")
+#: --causal-mode and --causal-positions (docs/protocol.md, "Causal ablation")
+CAUSAL_MODES = ("zero", "mean")
+CAUSAL_POSITIONS = ("words", "all")
+#: sub-word to word (paper: the last sub-token)
+AGGREGATIONS = ("last", "first", "mean")
+#: the L2 penalty's form (docs/probe.md)
+L2_FORMS = ("squared", "norm")
+#: the probe's arithmetic (:data:`neuroscope.probe.PRECISIONS` maps them to torch dtypes)
+PRECISION_NAMES = ("float32", "bfloat16")
+#: the paper's lambda values (section 2, "Search")
+PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+#: bytes of weights, gradients and Adam state of the settings trained together in the search
+DEFAULT_MEMORY = 2 * 2**30
+
+
+def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``--layers``: "0,6,12", "8-12" or a mix ("0,8-12"), or a sequence of indices; None
+    or "" for every layer. Indices count from 0, the embedding / token layer."""
+    if spec is None or spec == "" or spec == ():
+        return None
+    if isinstance(spec, str):
+        out: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    first, last = (int(x) for x in part.split("-", 1))
+                    if last < first:
+                        raise ValueError
+                    out.extend(range(first, last + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise NeuroscopeError(f"--layers: {part!r} is not a layer index or a range FIRST-LAST "
+                                      "(e.g. --layers 0,8-12)") from None
+    else:
+        out = [int(x) for x in spec]
+    if any(x < 0 for x in out) or len(set(out)) != len(out):
+        raise NeuroscopeError(f"--layers: expected different layer indices >= 0, got {out}")
+    return tuple(sorted(out))

@@ -1,0 +1,173 @@
+"""A newcomer's first day (issue 29): run directories that do not collide, a non-editable
+install used from the checkout, compare across tasks, notebooks that keep their plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from neuroscope.cli import main
+from neuroscope.planning import plan_runs
+from neuroscope.settings import request_from_kwargs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_dir_of(tmp_path: Path, **settings) -> Path:
+    plan = plan_runs(request_from_kwargs(model="minilm", task="pos", data_dir=str(tmp_path), runs_dir=str(tmp_path),
+                                         **settings))
+    (_, run_dir), = plan.cells
+    return run_dir
+
+
+def test_runs_with_other_settings_get_their_own_directory(tmp_path):
+    """The README's main job keeps its name; the tour's variants of it each get another,
+    named by what they change (or a short hash of it), so none collides with the first."""
+    today = dt.date.today().isoformat()
+    assert run_dir_of(tmp_path).name == f"{today}-minilm-pos"
+    assert run_dir_of(tmp_path, cache_dir=str(tmp_path / "elsewhere")).name == f"{today}-minilm-pos"
+    assert run_dir_of(tmp_path, precision="bfloat16").name == f"{today}-minilm-pos-precision-bfloat16"
+    assert run_dir_of(tmp_path, epochs="auto", seeds=1).name == f"{today}-minilm-pos-epochs-auto-seeds-1"
+    many = run_dir_of(tmp_path, seeds=1, l1=1e-4, l2=1e-4, fraction=0.1)
+    assert many.name.startswith(f"{today}-minilm-pos-s") and len(many.name) == len(f"{today}-minilm-pos-s") + 8
+    assert many != run_dir_of(tmp_path, seeds=1, l1=1e-4, l2=1e-4, fraction=0.3)
+    assert run_dir_of(tmp_path, seeds=1, l1=1e-4, l2=1e-4, fraction=0.1) == many  # the same settings, the same name
+
+
+def test_the_messages_about_a_taken_directory_give_a_command_that_works(tmp_path, capsys):
+    from test_hardening import column_task, toy_corpus, toy_run
+
+    column_task(tmp_path, toy_corpus())
+    args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / "run"))
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "add --resume to continue it" in err and f"--out {tmp_path / 'run'}-2" in err
+    assert main(args + ["--resume"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--fraction", "0.3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (fraction)" in err and f"--out {tmp_path / 'run'}-2" in err
+    assert main(args[:-2] + ["--out", f"{tmp_path / 'run'}-2", "--fraction", "0.3"]) == 0
+    assert json.loads((tmp_path / "run-2" / "config.json").read_text())["fraction"] == 0.3
+
+
+def test_every_package_of_the_source_is_installed():
+    """setup.cfg lists each package directory (a subpackage left out installs a neuroscope
+    that cannot import, though an editable install works)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    listed = {p.strip() for p in cfg["options"]["packages"].split(",")}
+    found = {".".join(("neuroscope_plugins",) + p.parent.relative_to(REPO / "plugins").parts) if p.is_relative_to(
+        REPO / "plugins") else ".".join(p.parent.relative_to(REPO).parts)
+        for p in [*(REPO / "neuroscope").rglob("__init__.py"), *(REPO / "plugins").rglob("__init__.py")]}
+    assert found <= listed, sorted(found - listed)
+
+
+def test_a_non_editable_install_works_from_inside_the_checkout(tmp_path):
+    """`pip install .` (not editable), then the README's commands run in the checkout: its
+    registry.toml is the packaged one of a checkout, not a user overlay, and the installed
+    package is complete. Installed into a fresh prefix without dependencies (they are this
+    interpreter's, on PYTHONPATH, whose .pth files, and so the editable install's finder,
+    are not run); `-P` keeps the checkout off the import path, as for the console script."""
+    import os
+    import shutil
+    import site
+    import subprocess
+    import sys
+
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "runs", "build", "*.egg-info", "__pycache__",
+                                                                 ".pytest_cache", "data"))
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--ignore-installed",  # never uninstall this interpreter's own (editable) neuroscope
+                    "--prefix", str(prefix), str(source)], check=True, timeout=300, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    env.pop("NEUROSCOPE_REGISTRY", None)
+    for argv in (["plugins"], ["data", "list"], ["rankers"]):
+        done = subprocess.run([str(prefix / "bin" / "python"), "-P", "-c",
+                               "import sys, neuroscope; from neuroscope.cli import main; print(neuroscope.__file__); "
+                               f"sys.exit(main({argv!r}))"], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, (argv, done.stderr[-2000:])
+        assert str(prefix) in done.stdout.splitlines()[0], done.stdout[:300]  # the installed copy, not the checkout
+
+
+def test_compare_gives_one_model_one_column_across_tasks(tmp_path, capsys):
+    """The README's `compare RUN_POS RUN_CHUNK` of one model: one column (the model), a block
+    per task, one panel per task in compare_layers.png; no `#1` / `#2` split."""
+    from test_hardening import column_task, toy_corpus, toy_run
+
+    column_task(tmp_path, toy_corpus(), extra='[tasks.toy2]\nreader = "columns"\ntrain = "train.txt"\n'
+                'dev = "dev.txt"\ntest = "test.txt"\ncolumns = 2\nword = 1\nlabel = 2\nseparator = "whitespace"\n')
+    for task in ("toy", "toy2"):
+        args = toy_run(tmp_path, "--deltas", "50", "--out", str(tmp_path / task))
+        args[args.index("--task") + 1] = task
+        assert main(args) == 0
+    assert main(["compare", str(tmp_path / "toy"), str(tmp_path / "toy2"), "--out", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    model = json.loads((tmp_path / "toy" / "results.json").read_text())["model"]
+    header = next(line for line in md.splitlines() if line.startswith("|  |"))
+    assert header.strip() == f"|  | {model} |", header
+    assert "#1" not in md and "| TOY |  |" in md and "| TOY2 |  |" in md
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / "cmp" / "compare_layers.png").size
+    assert height > width  # two task rows, one model column
+
+
+def test_every_commands_help_shows_each_default_once():
+    """No `(default: None)` and no help that states its default twice (issue 29, item 8)."""
+    import argparse
+
+    from neuroscope.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        text = " ".join(sub.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if action.help and action.option_strings:
+                shown = formatter._get_help_string(action)
+                assert shown.count("(default") <= 1 and (shown == action.help or "default" not in action.help), \
+                    (name, action.option_strings, shown)
+
+
+NO_TORCH = """
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError("this command must not import " + name)
+sys.meta_path.insert(0, Refuse())
+from neuroscope.cli import main
+code = main(sys.argv[1:])
+assert "torch" not in sys.modules and "transformers" not in sys.modules
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["cache", "list"],
+                                  ["cache", "verify"]])
+def test_help_and_the_cache_answer_without_torch(argv, tmp_path):
+    """The first feedback comes at once: help and `cache` import neither torch nor
+    transformers (each takes seconds to import on a busy machine)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "activations").mkdir()  # an empty store
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, *argv, *(["--cache-dir", str(tmp_path)] if
+                                                                   argv[0] == "cache" else [])],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout or argv[0] == "cache"
