@@ -292,7 +292,7 @@ class LocalExecutor:
         if self.cpus and self.cpus // per_unit > 1:
             if reporter is None:
                 return self._parallel(units, report, None, self.cpus // per_unit, lambda n: None)
-            with reporter.running(), reporter.task(f"units ({len(units)})", len(units)) as advance:
+            with reporter.running(), reporter.task(f"units ({len(units)})", len(units), "units") as advance:
                 return self._parallel(units, report, reporter, self.cpus // per_unit, advance)
         from neuroscope.orchestrator import Orchestrator
         from neuroscope.progress import Reporter

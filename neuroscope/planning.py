@@ -24,6 +24,7 @@ from neuroscope.errors import NeuroscopeError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
 from neuroscope.cell import resolve_rankers
 from neuroscope.loading import check_model_options, check_probe_options
+from neuroscope.probe import reset_unconverged_note
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.results import load_results
@@ -121,6 +122,7 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
     each manifest (default: this process's). Each finished cell's summary goes to
     ``reporter`` (at once when units run one at a time, else after the live display)."""
     options = plan.options
+    reset_unconverged_note()  # each run explains an unconverged probe once
     cores = os.cpu_count() or 1
     if options.executor == "local" and options.cpus and options.cpus > cores:
         log.warning("--cpus %d is more than this machine's %d cores: the units will share them", options.cpus, cores)

@@ -1,16 +1,91 @@
-"""What a run shows while it works: progress bars (rich) that library code can drive without
-knowing about the terminal, log lines, and each finished cell's summary."""
+"""What a run shows while it works: progress that library code can drive without knowing
+where it is shown, log lines, and each finished cell's summary.
+
+In a terminal, progress is rich's bars, each counting its unit (rows, sentences,
+units). Anywhere else (a log file, CI, a cluster's batch system, ``nohup``, a Jupyter
+notebook, where rich's bars need ipywidgets) it is plain lines: one when a step starts,
+one every ``NEUROSCOPE_PROGRESS_SECONDS`` (default 30) with the count, share, elapsed
+and remaining time, and one when it ends.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
+
+#: seconds between two progress lines outside a terminal (NEUROSCOPE_PROGRESS_SECONDS)
+PROGRESS_SECONDS = 30.0
+
+
+def progress_seconds() -> float:
+    value = os.environ.get("NEUROSCOPE_PROGRESS_SECONDS", "")
+    try:
+        return max(0.0, float(value)) if value else PROGRESS_SECONDS
+    except ValueError:
+        return PROGRESS_SECONDS
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class CountColumn(ProgressColumn):
+    """``1,234/5,678 rows``, ``72,652 rows`` when the total is unknown, ``done`` for a step
+    that had nothing to count (a reused probe)."""
+
+    def render(self, task: Any) -> Text:
+        unit = task.fields.get("unit", "")
+        if task.finished and not task.completed:
+            return Text("done")
+        if task.total is None:
+            return Text(f"{int(task.completed):,} {unit}".rstrip())
+        return Text(f"{int(task.completed):,}/{int(task.total):,} {unit}".rstrip())
+
+
+class LineProgress:
+    """One step's progress as plain lines (outside a terminal)."""
+
+    def __init__(self, console: Console, description: str, total: int | None, unit: str, interval: float):
+        self.console, self.description, self.total, self.unit = console, description, total, unit
+        self.interval, self.done = interval, 0
+        self.start = self.last = time.monotonic()
+        size = f" ({total:,} {unit})" if total else ""
+        self.print(f"{description}: started{size}")
+
+    def print(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            elapsed = now - self.start
+            if self.total:
+                share = min(1.0, self.done / self.total)
+                left = f", about {duration(elapsed * (1 - share) / share)} left" if share else ""
+                self.print(f"{self.description}: {self.done:,}/{self.total:,} {self.unit} ({100 * share:.0f}%), "
+                           f"{duration(elapsed)}{left}")
+            else:
+                self.print(f"{self.description}: {self.done:,} {self.unit}, {duration(elapsed)}")
+
+    def finish(self) -> None:
+        counted = f", {self.done:,} {self.unit}" if self.done else ""
+        self.print(f"{self.description}: done in {duration(time.monotonic() - self.start)}{counted}")
 
 
 class Reporter:
@@ -36,23 +111,35 @@ class Reporter:
                 self._progress.stop()
                 self._progress = None
 
+    @property
+    def bars(self) -> bool:
+        """Whether progress is drawn as bars: in a terminal, not in a notebook."""
+        return self.console.is_terminal and not self.console.is_jupyter
+
     def _display(self) -> Progress | None:
         if self._progress is None and self._running:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"), BarColumn(), CountColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
             )
             self._progress.start()
         return self._progress
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        """A progress callback ``advance(n)``; ``total`` None when the amount of work is not known."""
-        progress = self._display()
-        if progress is None:
+    def task(self, description: str, total: int | None, unit: str = "rows") -> Iterator[Callable[[int], None]]:
+        """A progress callback ``advance(n)`` counting ``unit`` (rows, sentences, units, ...);
+        ``total`` None when the amount of work is not known."""
+        if not self._running:
             yield lambda n: None
             return
-        task_id = progress.add_task(escape(description), total=total)
+        if not self.bars:
+            lines = LineProgress(self.console, description, total, unit, progress_seconds())
+            yield lines.advance
+            lines.finish()
+            return
+        progress = self._display()
+        assert progress is not None
+        task_id = progress.add_task(escape(description), total=total, unit=unit)
         yield lambda n: progress.advance(task_id, n)
         if total is not None:
             progress.update(task_id, completed=total)

@@ -346,7 +346,8 @@ class RunConfig:
     data_dir: str = option("--data-dir", "the directory the task files are relative to",
                            kind="path", optional=True, cli_default=None,
                            to_field=lambda p: str(Path(p or default_data_dir()).resolve()),
-                           doc_default="`$NEUROSCOPE_DATA`, else `~/.cache/neuroscope/data`")
+                           doc_default="`$NEUROSCOPE_DATA`, else `data` in the cache directory (`$NEUROSCOPE_CACHE`, else "
+                           "`~/.cache/neuroscope`)")
     seeds: tuple[int, ...] = option("--seeds", "number of seeds, 0 .. N-1 (paper: 3); tables show mean ± std",
                                     (0, 1, 2), kind="int", low=1, integer=True, cli_default=3, to_field=_seeds)
     l1: float | None = option("--l1", "fix the L1 lambda (with --l2) and skip the search", None, kind="float",

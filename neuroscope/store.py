@@ -318,6 +318,11 @@ class ActivationStore:
     def open(self, key: str) -> ActivationSet:
         return ActivationSet(self.path_for(key))
 
+    def holds(self, adapter: ModelAdapter, corpus: Corpus) -> bool:
+        """Whether the activations of ``corpus`` under ``adapter`` are stored (complete)."""
+        key = store_key(adapter.identity(), corpus.text_checksum(), extraction_settings(adapter))
+        return (self.path_for(key) / "manifest.json").is_file()
+
     def get_or_extract(
         self,
         adapter: ModelAdapter,

@@ -104,7 +104,7 @@ class RayExecutor:
         try:
             if reporter is None:
                 return self._run(units, report, None, lambda n: None)
-            with reporter.running(), reporter.task(f"units on Ray ({len(units)})", len(units)) as advance:
+            with reporter.running(), reporter.task(f"units on Ray ({len(units)})", len(units), "units") as advance:
                 return self._run(units, report, reporter, advance)
         finally:
             if started:

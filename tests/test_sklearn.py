@@ -48,7 +48,10 @@ def test_model_selection_and_pipelines_work_with_string_labels():
 
 def test_the_paper_training_reports_when_it_has_not_converged(caplog):
     """10 epochs of Adam at lr 1e-3 underfit 3,000 rows: the probe says so; epochs="auto" goes on."""
+    from neuroscope.probe import reset_unconverged_note
+
     X, y = synthetic()
+    reset_unconverged_note()  # said once per run: this test's fit is the first
     with caplog.at_level(logging.WARNING, logger="neuroscope"):
         short = ElasticNetProbe().fit(X, y)
     assert not short.converged_ and short.n_iter_ == 10 and len(short.loss_curve_) == 10

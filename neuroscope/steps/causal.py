@@ -34,7 +34,7 @@ def causal_step(c: CellContext, load_adapter: Callable[[], ModelAdapter],
                 conditions[f"seed-{seed}/{name}/{kind}"] = neurons
     means = c.ranker_inputs(0).overall_mean() if config.causal_mode == "mean" else None
     sentences = c.task.test.words()
-    with reporter.task(f"causal ablation ({len(conditions) + 1} conditions)", len(sentences)) as advance:
+    with reporter.task(f"causal ablation ({len(conditions) + 1} conditions)", len(sentences), "sentences") as advance:
         found = causal_ablation(adapter, sentences, c.gold["test"], dict(probes), conditions, c.index,
                                 config.causal_mode, config.causal_positions, means, advance=advance,
                                 unseen=config.unseen_labels)

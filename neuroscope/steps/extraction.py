@@ -12,10 +12,14 @@ from neuroscope.types import TaskData
 
 
 def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
-            task_progress: Callable[[str, int], Any]) -> dict[str, ActivationSet]:
-    """Every split's activations (``task_progress(label, total)`` gives a progress bar's advance)."""
+            task_progress: Callable[[str, int, str], Any]) -> dict[str, ActivationSet]:
+    """Every split's activations (``task_progress(label, total, unit)`` gives a progress
+    callback, used for the splits the store lacks: a stored split shows no progress)."""
     out = {}
     for name, corpus in task.splits.items():
-        with task_progress(f"extract {name}", len(corpus)) as advance:
+        if store.holds(adapter, corpus):
+            out[name] = store.get_or_extract(adapter, corpus)
+            continue
+        with task_progress(f"extract {name}", len(corpus), "sentences") as advance:
             out[name] = store.get_or_extract(adapter, corpus, advance)
     return out

@@ -4,18 +4,15 @@ step of the seed ranks, ablates and scans with it."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 import numpy as np
 
 from neuroscope.ablation import evaluate_ablations
 from neuroscope.cell import CellContext, Lambdas
-from neuroscope.probe import ElasticNetProbe
+from neuroscope.probe import ElasticNetProbe, note_unconverged
 from neuroscope.store import ActivationSet, labels_to_ids
 from neuroscope.types import TaskData
-
-log = logging.getLogger(__name__)
 
 
 def restore_probe(probe: Any, classes: Any, coef: np.ndarray, intercept: np.ndarray) -> Any:
@@ -68,8 +65,7 @@ def oracle_step(c: CellContext, lambdas: Lambdas, seed: int, reporter: Any,
         fitted, train_accuracy = fit_oracle(probe, c.acts, c.task, c.config.unseen_labels, advance, prefit)
     training = lambdas.searched.best_training if prefit else fitted.training_record()  # type: ignore[union-attr]
     if prefit and training is not None and not training["converged"]:
-        log.warning("oracle probe of seed %d had not converged after %d epochs (the loss was still falling); "
-                    "--epochs auto trains until it stops", seed, training["epochs"])
+        note_unconverged(f"the oracle probe of seed {seed}", training["epochs"])
     return {"seed": seed, "train_accuracy": train_accuracy, "training": training}, fitted
 
 
