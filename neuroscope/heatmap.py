@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 
 from neuroscope.errors import ValidationError
+from neuroscope.rundir import atomic_path
 
 
 def _rgb(value: float, scale: float) -> tuple[int, int, int]:
@@ -110,14 +111,14 @@ class HeatMap:
         """Write the map as .html, .svg or .png (by the suffix)."""
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix in (".html", ".htm"):
-            path.write_text("<!doctype html><meta charset='utf-8'>" + self.to_html(), encoding="utf-8")
-        elif suffix == ".svg":
-            path.write_text(self.to_svg(), encoding="utf-8")
-        elif suffix == ".png":
-            self.figure().savefig(path, dpi=150, bbox_inches="tight")
-        else:
+        if suffix not in (".html", ".htm", ".svg", ".png"):
             raise ValidationError(f"{path}: a heat map is saved as .html, .svg or .png")
+        with atomic_path(path) as tmp:  # never a half-written file; a full disk names it
+            if suffix == ".png":
+                self.figure().savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+            else:
+                tmp.write_text(self.to_svg() if suffix == ".svg" else
+                               "<!doctype html><meta charset='utf-8'>" + self.to_html(), encoding="utf-8")
         return path
 
     def figure(self):  # type: ignore[no-untyped-def]
