@@ -191,7 +191,8 @@ def fetch(dataset: Dataset, data_dir: Path, source: Path | None = None,
                                         open(part, "wb") as dst:
                                     shutil.copyfileobj(src, dst)
                             except (zipfile.BadZipFile, KeyError) as exc:
-                                raise NeuroscopeError(f"{f.url}: no member {f.member} in the downloaded zip ({exc})") from exc
+                                raise NeuroscopeError(f"{f.url}: no member {f.member} in the downloaded zip "
+                                                      f"({exc})") from exc
                         else:
                             shutil.copyfile(downloads[f.url], part)
                     digest = sha256_of(part)

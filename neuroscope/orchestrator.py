@@ -211,7 +211,8 @@ class Orchestrator:
         if c.config.control:
             control = step(steps_dir / f"seed-{seed}-control.json",
                            lambda: control_task_step(c, lambdas, seed, selected, accuracies, self.reporter),
-                           f"control task seed {seed}", parse=lambda d: control_record(d, {n: len(ids) for n, ids in selected.items()}))
+                           f"control task seed {seed}",
+                           parse=lambda d: control_record(d, {n: len(ids) for n, ids in selected.items()}))
             for name in records:
                 records[name]["control"] = control[name]
         return records

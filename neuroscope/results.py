@@ -333,12 +333,12 @@ def _check_consistency(results: dict[str, Any]) -> None:
         for i, seed in enumerate(record["per_seed"]):
             where = f"{prefix}per_seed[{i}]"
             order = seed["ranking"]["order"]
-            if len(order) != results["neurons"] or sorted(order) != list(range(results["neurons"])):
+            if sorted(order) != list(range(results["neurons"])):
                 raise RunDirectoryError(f"{where}.ranking.order: expected every neuron id 0..{results['neurons'] - 1} "
                                         "once")
             ids = [n for s in seed["minimal"]["sets"] for n in s["neurons"]]
             ids += [n for v in seed["analyses"]["label_neurons"].values() for n in v]
-            if any(not isinstance(n, int) or not 0 <= n < results["neurons"] for n in ids):
+            if any(not 0 <= n < results["neurons"] for n in ids):  # integers: INT_LIST
                 raise RunDirectoryError(f"{where}: a neuron id outside 0..{results['neurons'] - 1}")
             for name, value in (("analyses.layer_distribution", seed["analyses"]["layer_distribution"]),
                                 ("top_fraction_layer_distribution", seed["top_fraction_layer_distribution"])):

@@ -318,10 +318,15 @@ class ActivationStore:
     def open(self, key: str) -> ActivationSet:
         return ActivationSet(self.path_for(key))
 
-    def holds(self, adapter: ModelAdapter, corpus: Corpus) -> bool:
-        """Whether the activations of ``corpus`` under ``adapter`` are stored (complete)."""
+    def stored(self, adapter: ModelAdapter, corpus: Corpus) -> ActivationSet | None:
+        """The stored (complete) activations of ``corpus`` under ``adapter``, or None; nothing
+        is extracted."""
         key = store_key(adapter.identity(), corpus.text_checksum(), extraction_settings(adapter))
-        return (self.path_for(key) / "manifest.json").is_file()
+        final = self.path_for(key)
+        if not (final / "manifest.json").is_file():
+            return None
+        log.info("reusing activations %s for %s", final, corpus.name)
+        return ActivationSet(final)
 
     def get_or_extract(
         self,

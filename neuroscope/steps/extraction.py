@@ -17,9 +17,9 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
     callback, used for the splits the store lacks: a stored split shows no progress)."""
     out = {}
     for name, corpus in task.splits.items():
-        if store.holds(adapter, corpus):
-            out[name] = store.get_or_extract(adapter, corpus)
-            continue
-        with task_progress(f"extract {name}", len(corpus), "sentences") as advance:
-            out[name] = store.get_or_extract(adapter, corpus, advance)
+        found = store.stored(adapter, corpus)
+        if found is None:
+            with task_progress(f"extract {name}", len(corpus), "sentences") as advance:
+                found = store.get_or_extract(adapter, corpus, advance)
+        out[name] = found
     return out
