@@ -14,7 +14,8 @@ import numpy as np
 
 from neuroscope.choices import UNSEEN_RULES
 from neuroscope.errors import ValidationError
-from neuroscope.probe import ElasticNetProbe, Features, n_rows, predict_many
+from neuroscope.features import Features, n_rows
+from neuroscope.probe import ElasticNetProbe, predict_many
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_class_ids
 

@@ -56,8 +56,11 @@ def run(**options: Any) -> "Run | list[Run]":
 
 
 def open(path: str | Path) -> "Run":  # noqa: A001 - the API's name for opening a run directory
-    """A finished run directory as a :class:`Run`."""
-    return Run(path)
+    """A finished run directory as a :class:`Run`; ``runs/minilm-pos`` (no date) opens the
+    newest ``runs/<date>-minilm-pos``."""
+    from neuroscope.rundir import find_run
+
+    return Run(find_run(path))
 
 
 def check_protocol_settings(**settings: Any) -> None:
@@ -114,7 +117,8 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     from neuroscope.ablation import ablation_sets, evaluate_ablations
     from neuroscope.control import selectivity
     from neuroscope.minimal import minimal_neuron_scan
-    from neuroscope.probe import ElasticNetProbe, TrainSettings, check_features, n_columns, n_rows
+    from neuroscope.features import check_features, n_columns, n_rows
+    from neuroscope.probe import ElasticNetProbe, TrainSettings
     from neuroscope.ranking import weight_mass_ranking
     from neuroscope.search import PAPER_VALUES, lambda_grid, lambda_search
     from neuroscope.store import labels_to_ids

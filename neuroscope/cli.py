@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from neuroscope.errors import NeuroscopeError, StoreError
+from neuroscope.rundir import find_run
 from neuroscope.settings import add_run_arguments, split_names
 from neuroscope.version import __version__
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = _sub(sub, "report", "re-render tables, figures and report.html of a run from its results.json",
                   "  neuroscope report runs/2026-11-24-minilm-pos")
-    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
+    report.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
 
     data = _sub(sub, "data", "list, fetch and verify datasets",
                 "  neuroscope data list --data-dir ../shared/data --verify\n"
@@ -92,14 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_list = _sub(data_sub, "list", "every known dataset: where, present, size, labels, licence",
                      "  neuroscope data list --data-dir ../shared/data")
     data_list.add_argument("--data-dir", type=Path, default=None, help="data directory (default: $NEUROSCOPE_DATA, "
-                           "then ~/.cache/neuroscope/data)")
+                           "else data in the cache directory, $NEUROSCOPE_CACHE or ~/.cache/neuroscope)")
     data_list.add_argument("--verify", action="store_true", help="check every present file's sha256; exit 2 on a "
                            "mismatch")
     data_fetch = _sub(data_sub, "fetch", "download a public dataset (or copy it from --from), checksummed",
                       "  neuroscope data fetch chunk --data-dir data")
     data_fetch.add_argument("name", help="dataset name (or a task that uses it)")
     data_fetch.add_argument("--data-dir", type=Path, default=None, help="data directory (default: "
-                            "$NEUROSCOPE_DATA, then ~/.cache/neuroscope/data)")
+                            "$NEUROSCOPE_DATA, else data in the cache directory, $NEUROSCOPE_CACHE or "
+                            "~/.cache/neuroscope)")
     data_fetch.add_argument("--from", dest="source", type=Path, default=None,
                             help="copy from a local mirror with the same layout instead of downloading")
 
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     neurons = _sub(sub, "neurons", "a run's top neurons: overall or for one label, with layer, unit, rank, weight "
                    "and top words", "  neuroscope neurons runs/2026-11-24-minilm-pos --label NN -k 10\n"
                    "  neuroscope neurons runs/2026-11-24-minilm-pos -k 20 --ranker probeless")
-    neurons.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory")
+    neurons.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     neurons.add_argument("--label", default=None, help="a label of the task (default: the ranking's top neurons)")
     neurons.add_argument("-k", type=int, default=10, help="how many neurons")
     neurons.add_argument("--ranker", default=None, help="whose ranking (default: the run's first ranker)")
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "  neuroscope show runs/2026-11-24-minilm-pos --sentence \"The old man the boats .\" "
                 "--neurons 5:112,3:77\n  neuroscope show runs/2026-11-24-minilm-pos --sentence \"...\" --label NN "
                 "--out nn.svg")
-    show.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory")
+    show.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     show.add_argument("--sentence", required=True, help="the sentence, words separated by spaces")
     show.add_argument("--neurons", type=split_names, default=None, metavar="L:U[,L:U...]",
                       help="neurons as layer:unit (default: the top 5 of --label, or of the ranking)")
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
                 "  neuroscope compare runs/2026-11-24-minilm-pos runs/2026-11-24-minilm-chunk")
-    comp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished run directories")
+    comp.add_argument("run_dirs", type=find_run, nargs="+", metavar="RUN_DIR", help="finished run directories")
     comp.add_argument("--out", type=Path, default=None, help="output directory (default: runs/compare-<date>)")
     return parser
 

@@ -27,7 +27,8 @@ import torch
 
 from neuroscope.errors import ValidationError
 from neuroscope.model import resolve_device
-from neuroscope.probe import ElasticNetProbe, Features, TrainSettings, check_features, iter_chunks, n_columns, n_rows
+from neuroscope.features import Features, check_features, iter_chunks, n_columns, n_rows
+from neuroscope.probe import ElasticNetProbe, TrainSettings
 from neuroscope.store import ActivationSet
 from neuroscope.validation import check_class_ids, check_number, check_training_labels
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from neuroscope.errors import NeuroscopeError, RegistryError, ValidationError
+from neuroscope.errors import ModelLoadError, NeuroscopeError, RegistryError, ValidationError
 from neuroscope.model import LayerSubset, ModelAdapter
 from neuroscope.registry import Registry, Resolved
 from neuroscope.types import TaskData
@@ -120,8 +120,29 @@ def check_entry_options(kind: str, resolved: Resolved, owned: dict[str, str]) ->
                             f"{', '.join(takes) or 'none'}")
 
 
+#: model options that say where a checkpoint is: a local path, a URL, a hub id or package:...
+LOCATION_OPTIONS = ("location", "checkpoint", "archive", "options", "weights")
+
+
+def check_model_location(resolved: Resolved) -> None:
+    """Refuse, before any corpus is read, a checkpoint option that is plainly a local path
+    (absolute, ``./``, ``../`` or ``~``) and does not exist. URLs, ``package:`` names and
+    hub ids (``org/name``) are left to the adapter, which alone knows how to find them."""
+    for key in LOCATION_OPTIONS:
+        value = resolved.options.get(key)
+        if not isinstance(value, str) or not value.startswith(("/", "./", "../", "~")):
+            continue
+        path = Path(value).expanduser()
+        if not path.exists():
+            where = (f"--model {resolved.requested}" if resolved.origin == "command line" else
+                     f"{resolved.origin}: [models.{resolved.requested}] {key}")
+            raise ModelLoadError(f"{where}: {path}: no such file or directory")
+
+
 def check_model_options(resolved: Resolved) -> None:
+    """A model's registry.toml options and its checkpoint location, checked before anything loads."""
     check_entry_options("models", resolved, MODEL_OPTIONS_OF_THE_RUN)
+    check_model_location(resolved)
 
 
 def check_probe_options(resolved: Resolved) -> None:

@@ -25,7 +25,8 @@ import numpy as np
 
 from neuroscope.ablation import accuracy
 from neuroscope.errors import ValidationError
-from neuroscope.probe import Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net
+from neuroscope.features import Features, n_columns
+from neuroscope.probe import LinearModel, TrainSettings, predict_many, train_elastic_net
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_number
 

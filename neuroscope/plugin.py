@@ -20,83 +20,50 @@ modules of neuroscope may change between versions.
   :func:`gaussian`, :func:`random_order`)
 """
 
-from neuroscope.causal import Ablation, InterventionRecord, InterventionUnsupported, edit_hidden
-from neuroscope.datasets import sha256_of
-from neuroscope.executors import (GraphProgress, LocalExecutor, Unit, UnitOutcome, cell_files, limit_threads, not_run,
-                                  read_files, run_graph, run_unit, write_files)
-from neuroscope.errors import (DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError,
-                               ValidationError)
-from neuroscope.hookspecs import hookimpl
-from neuroscope.lbfgs import LbfgsProbe, train_lbfgs
-from neuroscope.choices import AGGREGATIONS
-from neuroscope.model import ModelAdapter, resolve_device
-from neuroscope.probe import ElasticNetProbe, LinearModel, TrainSettings, train_elastic_net
-from neuroscope.rankers import RankerInputs, ranker
-from neuroscope.rankers.gaussian import gaussian
-from neuroscope.rankers.iou import iou
-from neuroscope.rankers.probeless import probeless
-from neuroscope.rankers.random_baseline import random_order
-from neuroscope.ranking import Ranking, weight_mass_ranking
-from neuroscope.readers import (RARE_LABEL, collapse_rare_labels, column_blocks, data_file, decode_text, read_columns,
-                                read_text, split_documents, task_from_files, task_option, text_lines)
-from neuroscope.types import Corpus, NeuronIndex, Sentence, TaskData
-from neuroscope.validation import check_number
+from __future__ import annotations
 
-__all__ = [
-    "AGGREGATIONS",
-    "Ablation",
-    "Corpus",
-    "DataFormatError",
-    "ElasticNetProbe",
-    "InterventionRecord",
-    "InterventionUnsupported",
-    "LbfgsProbe",
-    "LinearModel",
-    "GraphProgress",
-    "LocalExecutor",
-    "ModelAdapter",
-    "ModelLoadError",
-    "NeuronIndex",
-    "NeuroscopeError",
-    "RARE_LABEL",
-    "RankerInputs",
-    "Ranking",
-    "RegistryError",
-    "Sentence",
-    "StoreError",
-    "TaskData",
-    "TrainSettings",
-    "Unit",
-    "UnitOutcome",
-    "ValidationError",
-    "collapse_rare_labels",
-    "check_number",
-    "column_blocks",
-    "data_file",
-    "decode_text",
-    "edit_hidden",
-    "gaussian",
-    "iou",
-    "probeless",
-    "random_order",
-    "ranker",
-    "hookimpl",
-    "limit_threads",
-    "cell_files",
-    "not_run",
-    "read_columns",
-    "read_files",
-    "read_text",
-    "resolve_device",
-    "run_graph",
-    "run_unit",
-    "sha256_of",
-    "split_documents",
-    "task_from_files",
-    "task_option",
-    "text_lines",
-    "train_elastic_net",
-    "train_lbfgs",
-    "weight_mass_ranking",
-    "write_files",
-]
+import importlib
+from typing import Any
+
+#: module -> the names this facade takes from it; a name's module is imported on first use
+#: (PEP 562), so registering plugins and listing them never imports torch
+_SOURCES: dict[str, str] = {
+    "neuroscope.causal": "Ablation InterventionRecord InterventionUnsupported edit_hidden",
+    "neuroscope.choices": "AGGREGATIONS",
+    "neuroscope.datasets": "sha256_of",
+    "neuroscope.errors": "DataFormatError ModelLoadError NeuroscopeError RegistryError StoreError ValidationError",
+    "neuroscope.executors": (
+        "GraphProgress LocalExecutor Unit UnitOutcome cell_files limit_threads not_run read_files run_graph "
+        "run_unit write_files"),
+    "neuroscope.hookspecs": "hookimpl",
+    "neuroscope.lbfgs": "LbfgsProbe train_lbfgs",
+    "neuroscope.model": "ModelAdapter resolve_device",
+    "neuroscope.probe": "ElasticNetProbe LinearModel TrainSettings train_elastic_net",
+    "neuroscope.rankers": "RankerInputs ranker",
+    "neuroscope.rankers.gaussian": "gaussian",
+    "neuroscope.rankers.iou": "iou",
+    "neuroscope.rankers.probeless": "probeless",
+    "neuroscope.rankers.random_baseline": "random_order",
+    "neuroscope.ranking": "Ranking weight_mass_ranking",
+    "neuroscope.readers": (
+        "RARE_LABEL collapse_rare_labels column_blocks data_file decode_text read_columns read_text "
+        "split_documents task_from_files task_option text_lines"),
+    "neuroscope.types": "Corpus NeuronIndex Sentence TaskData",
+    "neuroscope.validation": "check_number",
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names.split()}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neuroscope.plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))

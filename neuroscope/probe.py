@@ -34,32 +34,11 @@ from neuroscope.choices import L2_FORMS, PRECISION_NAMES
 from neuroscope.model import resolve_device
 from neuroscope.errors import ValidationError
 from neuroscope.estimator import BaseEstimator, ClassifierMixin, NotFittedError, fit_inputs, predict_inputs
+from neuroscope.features import Features, check_features, iter_chunks, n_columns, n_rows
 from neuroscope.store import ActivationSet
-from neuroscope.validation import (check_class_ids, check_finite_array, check_number,
-                                   check_training_labels)
+from neuroscope.validation import check_class_ids, check_number, check_training_labels
 
 log = logging.getLogger(__name__)
-
-Features = np.ndarray | ActivationSet
-
-
-def n_rows(X: Features) -> int:
-    return X.n_tokens if isinstance(X, ActivationSet) else int(X.shape[0])
-
-
-def n_columns(X: Features) -> int:
-    return X.n_neurons if isinstance(X, ActivationSet) else int(X.shape[1])
-
-
-def read_rows(X: Features, rows: slice | np.ndarray, neurons: np.ndarray | None) -> np.ndarray:
-    """float32 rows of an activation set or an in-memory array."""
-    if isinstance(X, ActivationSet):
-        return X.rows(rows, neurons)
-    block = X[rows]
-    if neurons is not None:
-        block = np.take(block, neurons, axis=1)
-    return np.asarray(block, dtype=np.float32)
-
 
 def read_raw(X: Features, rows: np.ndarray, neurons: np.ndarray | None) -> torch.Tensor:
     """Rows as stored, without conversion: float16 for an activation set, the array's own
@@ -92,14 +71,6 @@ def prefetched_batches(X: Features, batches: Iterable[np.ndarray], neurons: np.n
             pending = (idx, future)
         if pending is not None:
             yield pending[0], pending[1].result()
-
-
-def iter_chunks(X: Features, neurons: np.ndarray | None, chunk_rows: int = 65536):
-    total = n_rows(X)
-    if isinstance(X, ActivationSet):
-        chunk_rows = X.chunk_rows(None if neurons is None else len(neurons))
-    for start in range(0, total, chunk_rows):
-        yield start, read_rows(X, slice(start, min(start + chunk_rows, total)), neurons)
 
 
 PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16)))
@@ -354,24 +325,6 @@ def check_settings(settings: TrainSettings) -> None:
     if settings.epochs != "auto":
         check_number("epochs", settings.epochs, low=1, integer=True)
     check_number("seed", settings.seed, low=0, integer=True)
-
-
-def check_features(name: str, X: np.ndarray) -> None:
-    """A 2-D in-memory activation matrix of real, finite numbers, checked in row blocks
-    (a memory-mapped file is read once, never copied whole)."""
-    if getattr(X, "ndim", None) != 2:
-        raise ValidationError(f"{name}: expected a 2-D (rows, neurons) array, found shape "
-                              f"{getattr(X, 'shape', type(X).__name__)}")
-    if X.dtype.kind not in "fiu":
-        raise ValidationError(f"{name}: expected real numbers, found dtype {X.dtype}")
-    for start in range(0, X.shape[0], 65536):
-        block = np.asarray(X[start : start + 65536])
-        try:
-            check_finite_array(name, block)
-        except ValidationError:
-            row, column = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
-            raise ValidationError(f"{name}: non-finite value {float(block[row, column])} at row {start + row}, "
-                                  f"column {column}; NaN and inf are not allowed") from None
 
 
 @attrs.frozen

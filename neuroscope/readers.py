@@ -29,8 +29,9 @@ def data_file(data_dir: Path, relative: str, task: str) -> Path:
     path = Path(data_dir) / relative
     if not path.exists():
         raise NeuroscopeError(
-            f"task {task!r}: data file {path} not found (data directory {data_dir}); pass --data-dir, "
-            f"set NEUROSCOPE_DATA, or edit the task's paths in registry.toml"
+            f"task {task!r}: data file {path} not found (data directory {data_dir}); pass --data-dir (e.g. "
+            f"--data-dir ../shared/data), set NEUROSCOPE_DATA, fetch it (neuroscope data fetch {task} --data-dir "
+            f"DIR), or edit the task's paths in registry.toml"
         )
     return path
 

@@ -10,6 +10,9 @@ that every name is attributed to the plugin that registered it.
   always load: they are part of neuroscope.
 * A plugin that fails to import or whose hook raises is recorded with its name
   and error and skipped; the rest keep working.
+* A plugin may register a deferred reference ``"module:attribute"`` instead of the
+  object (:class:`Entry`): the built-in models and probes do, so listing plugins
+  imports neither torch nor transformers.
 * Two plugins registering the same name (or alias) of one kind is a conflict:
   the name is unusable, and only a command that asks for it fails, naming both
   plugins; ``neuroscope plugins`` still lists everything and shows the
@@ -23,6 +26,7 @@ import importlib
 import importlib.metadata as md
 import logging
 import os
+import re
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "neuroscope"
 KINDS = tuple(hookspecs.HOOK_KINDS.values())
+#: a deferred reference to a registered object: ``"package.module:attribute"``
+DEFERRED = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
 
 @attrs.frozen
@@ -70,13 +76,32 @@ class PluginFailure:
 
 @attrs.frozen
 class Entry:
-    """One registered object of a kind, under its canonical name."""
+    """One registered object of a kind, under its canonical name.
+
+    ``target`` is the object itself or a deferred reference ``"module:attribute"``
+    (docs/plugins.md): the module is imported the first time :attr:`obj` is read, so
+    listing plugins never imports a model's or a probe's heavy dependencies.
+    """
 
     kind: str
     name: str
-    obj: Any
+    target: Any
     plugin: str
     aliases: tuple[str, ...] = ()
+
+    @property
+    def obj(self) -> Any:
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            value: Any = importlib.import_module(module)
+            for part in attribute.split("."):
+                value = getattr(value, part)
+        except Exception as exc:
+            raise RegistryError(f"plugin {self.plugin!r} registered {self.kind[:-1]} {self.name!r} as "
+                                f"{self.target!r}, which cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        return value
 
 
 @attrs.frozen
@@ -172,6 +197,9 @@ class Registry:
                     continue
 
                 def register(name: str, obj: Any, aliases: tuple[str, ...] | list[str] = (), _kind: str = kind) -> None:
+                    if isinstance(obj, str) and not DEFERRED.fullmatch(obj):
+                        raise RegistryError(f"{_kind[:-1]} {name!r}: a string registers a deferred reference and "
+                                            f"must read 'package.module:attribute', not {obj!r}")
                     staged.append(Entry(_kind, str(name), obj, plugin_name, tuple(aliases)))
 
                 try:

@@ -16,6 +16,7 @@ import enum
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +33,26 @@ class State(enum.Enum):
     FREE = "free"  # absent, empty, or a run that finished no step
     RUN = "run"  # a run with finished steps
     FOREIGN = "foreign"  # other files: not a neuroscope run
+
+
+#: the date a run directory's default name starts with (planning.default_run_dir)
+DATED = re.compile(r"\d{4}-\d{2}-\d{2}-")
+
+
+def find_run(path: str | Path) -> Path:
+    """``path`` itself when it exists; else, for a name without its date
+    (``runs/minilm-pos``), the newest ``runs/<date>-minilm-pos`` (docs/cli.md), so a
+    command written down once keeps working on the next day's runs. Otherwise ``path``
+    unchanged: the reader then says what is missing."""
+    path = Path(path)
+    if path.exists() or DATED.match(path.name):
+        return path
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return path
+    dated = sorted(p for p in parent.iterdir() if p.is_dir() and DATED.match(p.name)
+                   and p.name[len("0000-00-00-"):] == path.name)
+    return dated[-1] if dated else path
 
 
 def finished_steps(run_dir: Path) -> list[Path]:

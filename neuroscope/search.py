@@ -29,8 +29,9 @@ import numpy as np
 
 from neuroscope.choices import DEFAULT_MEMORY, PAPER_VALUES
 from neuroscope.ablation import accuracy
-from neuroscope.probe import (Features, LinearModel, TrainSettings, n_columns, predict_many, train_elastic_net,
-                              train_recorded, training_record)
+from neuroscope.features import Features, n_columns
+from neuroscope.probe import (LinearModel, TrainSettings, predict_many, train_elastic_net, train_recorded,
+                              training_record)
 from neuroscope.ranking import Ranking
 
 

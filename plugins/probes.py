@@ -3,8 +3,7 @@ field's other ranking methods (docs/ranking.md)."""
 
 from __future__ import annotations
 
-from neuroscope.plugin import (ElasticNetProbe, LbfgsProbe, RankerInputs, Ranking, gaussian, hookimpl, iou, probeless,
-                               random_order, ranker, weight_mass_ranking)
+from neuroscope.plugin import RankerInputs, Ranking, hookimpl, iou, probeless, random_order, ranker, weight_mass_ranking
 
 
 @ranker(needs=("probe",), cite="Durrani et al., EMNLP 2020, section 2 (Dalvi et al. 2019; NeuroX "
@@ -16,8 +15,9 @@ def weight_mass(inputs: RankerInputs, stride: int = 100) -> Ranking:
 
 @hookimpl
 def register_probes(register):
-    register("elastic-net", ElasticNetProbe, aliases=["elasticnet", "logreg"])
-    register("lbfgs", LbfgsProbe, aliases=["converged", "logreg-lbfgs"])
+    # deferred references (docs/plugins.md): the probes' torch is imported when a run uses one
+    register("elastic-net", "neuroscope.plugin:ElasticNetProbe", aliases=["elasticnet", "logreg"])
+    register("lbfgs", "neuroscope.plugin:LbfgsProbe", aliases=["converged", "logreg-lbfgs"])
 
 
 @hookimpl
@@ -25,5 +25,5 @@ def register_rankers(register):
     register("weight-mass", weight_mass, aliases=["dalvi2019"])
     register("probeless", probeless, aliases=["antverg2022"])
     register("iou", iou, aliases=["average-precision", "mu2020"])
-    register("gaussian", gaussian, aliases=["intrinsic", "torroba2020"])
+    register("gaussian", "neuroscope.plugin:gaussian", aliases=["intrinsic", "torroba2020"])
     register("random", random_order)

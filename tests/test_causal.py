@@ -18,9 +18,9 @@ from neuroscope.cli import main
 from neuroscope.model import LayerSubset, ModelAdapter
 from neuroscope.results import validate
 from neuroscope.types import NeuronIndex
-from neuroscope_plugins.elmo import elmo_model
-from neuroscope_plugins.telmo import telmo_model
-from neuroscope_plugins.transformers_models import TransformersAdapter
+from neuroscope_plugins.elmo_adapter import elmo_model
+from neuroscope_plugins.telmo_adapter import telmo_model
+from neuroscope_plugins.transformers_adapter import TransformersAdapter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decoders import save_decoder  # noqa: E402

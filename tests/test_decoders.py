@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from neuroscope.cli import main
-from neuroscope_plugins.transformers_models import TransformersAdapter
+from neuroscope_plugins.transformers_adapter import TransformersAdapter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decoders import save_decoder  # noqa: E402

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from neuroscope import ModelLoadError
-from neuroscope_plugins.elmo import elmo_model
+from neuroscope_plugins.elmo_adapter import elmo_model
 from neuroscope_plugins.elmo_chars import word_to_ids
-from neuroscope_plugins.telmo import telmo_model
+from neuroscope_plugins.telmo_adapter import telmo_model
 
 FIXTURES = Path(__file__).parent / "reference" / "fixtures"
 SENTENCES = json.loads((FIXTURES / "sentences.json").read_text(encoding="utf-8"))["sentences"]

@@ -674,7 +674,7 @@ def test_a_transformer_elmo_archive_that_declares_huge_weights_is_refused_before
     import tarfile
 
     from neuroscope.errors import ModelLoadError
-    from neuroscope_plugins.telmo import _read_archive
+    from neuroscope_plugins.telmo_adapter import _read_archive
 
     path = tmp_path / "bomb.tar.gz"
     with tarfile.open(path, "w:gz") as tar:

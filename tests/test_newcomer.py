@@ -158,10 +158,12 @@ sys.exit(code)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["cache", "list"],
-                                  ["cache", "verify"]])
-def test_help_and_the_cache_answer_without_torch(argv, tmp_path):
-    """The first feedback comes at once: help and `cache` import neither torch nor
-    transformers (each takes seconds to import on a busy machine)."""
+                                  ["cache", "verify"], ["plugins"], ["data", "list"]])
+def test_help_plugins_data_and_the_cache_answer_without_torch(argv, tmp_path):
+    """The first feedback comes at once: help, `plugins`, `data list` and `cache` import
+    neither torch nor transformers (each takes seconds to import on a busy machine), and
+    every built-in plugin still loads (a plugin that needed torch to register would be
+    listed as failed)."""
     import subprocess
     import sys
 
@@ -170,7 +172,21 @@ def test_help_and_the_cache_answer_without_torch(argv, tmp_path):
                                                                    argv[0] == "cache" else [])],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage:" in done.stdout or argv[0] == "cache"
+    assert "failed" not in done.stdout + done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
+    expected = {"plugins": "transformers_models", "data": "conll2000", "cache": ""}.get(argv[0], "usage:")
+    assert expected in done.stdout
+
+
+@pytest.mark.parametrize("model", ["hf:/no/such/model", "elmo:~/no-such-elmo", "telmo:./no/model.tar.gz"])
+def test_a_wrong_model_path_is_reported_before_any_corpus_is_read(model, tmp_path, capsys):
+    """A checkpoint path that does not exist is named at planning, in a second, not after
+    the corpus has been read (the data directory here does not even exist)."""
+    code = main(["run", "--model", model, "--task", "pos", "--data-dir", str(tmp_path / "no-data"),
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--model {model}: " in err and "no such file or directory" in err and "no-data" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_progress_outside_a_terminal_is_lines_with_units(monkeypatch):
@@ -215,3 +231,17 @@ def test_a_run_in_a_log_file_reports_every_step(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     for step in ("extract train: started", "oracle seed 0: started", "minimal set weight-mass seed 0: done in"):
         assert step in out, (step, out[:3000])
+
+
+def test_a_run_named_without_its_date_is_the_newest_of_that_name(tmp_path):
+    """`neuroscope neurons runs/minilm-pos` (and report, show, compare, ns.open) keep working
+    the day after: the newest dated directory with exactly that rest of the name."""
+    from neuroscope.rundir import find_run
+
+    for name in ("2026-11-01-minilm-pos", "2026-12-01-minilm-pos", "2026-12-02-minilm-pos-seeds-1", "minilm-chunk"):
+        (tmp_path / name).mkdir()
+    assert find_run(tmp_path / "minilm-pos") == tmp_path / "2026-12-01-minilm-pos"
+    assert find_run(tmp_path / "minilm-pos-seeds-1") == tmp_path / "2026-12-02-minilm-pos-seeds-1"
+    assert find_run(tmp_path / "minilm-chunk") == tmp_path / "minilm-chunk"  # an existing path is itself
+    assert find_run(tmp_path / "minilm-sem") == tmp_path / "minilm-sem"  # nothing matches: the reader says so
+    assert find_run(tmp_path / "2026-12-03-minilm-pos") == tmp_path / "2026-12-03-minilm-pos"

@@ -74,6 +74,32 @@ def test_load_plugins_env_limits_entry_points(plugin_site):
     assert "charmodel" in {p.name for p in Registry(env={"NEUROSCOPE_LOAD_PLUGINS": "neuroscope-charmodel"}).plugins}
 
 
+def test_deferred_references_load_on_first_use_and_name_the_plugin():
+    """A plugin may register ``"module:attribute"`` instead of the object: the module is
+    imported when the entry is first used (the built-in models and probes register so,
+    which keeps `neuroscope plugins` free of torch); a reference that does not load is an
+    error naming the plugin and the reference, and a string that is no reference
+    fails its plugin at load."""
+    import types
+
+    from neuroscope.hookspecs import hookimpl
+
+    good = types.SimpleNamespace(register_rankers=hookimpl(lambda register: (
+        register("later", "neuroscope.rankers.iou:iou"), register("missing", "neuroscope_nowhere.mod:thing"))))
+    bad = types.SimpleNamespace(register_rankers=hookimpl(lambda register: register("odd", "not a reference")))
+    registry = Registry(extra_plugins={"lazy": good, "odd": bad})
+    from neuroscope.rankers.iou import iou
+
+    assert registry.get("rankers", "later").obj is iou
+    with pytest.raises(RegistryError, match=r"plugin 'lazy' registered ranker 'missing' as "
+                                            r"'neuroscope_nowhere.mod:thing', which cannot be loaded: "
+                                            r"ModuleNotFoundError"):
+        registry.get("rankers", "missing").obj
+    assert [f.name for f in registry.failures] == ["odd"]
+    assert "must read 'package.module:attribute'" in registry.failures[0].error
+    assert registry.get("probes", "elastic-net").target == "neuroscope.plugin:ElasticNetProbe"
+
+
 def test_broken_plugin_is_reported_and_others_work(tmp_path, monkeypatch):
     broken = tmp_path / "src" / "neuroscope_broken.py"
     broken.parent.mkdir()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuroscope import ModelLoadError
-from neuroscope_plugins.transformers_models import TransformersAdapter, plan_windows
+from neuroscope_plugins.transformers_adapter import TransformersAdapter, plan_windows
 
 SENTENCES = [
     ["The", "unbelievably", "quick", "fox", "jumped", "over", "Schwarzenegger", "'s", "dog", "."],

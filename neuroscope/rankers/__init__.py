@@ -22,7 +22,7 @@ import attrs
 import numpy as np
 
 from neuroscope.errors import ValidationError
-from neuroscope.probe import Features, iter_chunks, n_columns
+from neuroscope.features import Features, iter_chunks, n_columns
 from neuroscope.ranking import Ranking
 from neuroscope.types import NeuronIndex
 

@@ -1,0 +1,531 @@
+"""Model adapter for transformers encoders (BERT, XLNet, RoBERTa, DistilBERT, ...) and
+decoder LMs (GPT-2, GPT-NeoX / Pythia, Llama / Qwen / Mistral style).
+
+* All hidden states, the embedding layer included (paper section 3: BERT-base
+  is "13 layers and 768 dimensions", 9,984 neurons).
+* One vector per word from its sub-tokens: the last sub-token by default
+  (paper section 3, "Classifier Settings"), ``first`` or ``mean`` as options.
+  Sub-tokens are aligned to words with the fast tokenizer's ``word_ids()`` on
+  pre-tokenised input; words are never re-tokenised in a dummy context.
+* Batched, padded forward passes with attention masks; the tokenizer's own
+  padding side and special tokens are used, so XLNet's left padding and its
+  trailing ``<sep> <cls>`` are handled by position lookup, not by offsets.
+* A sentence longer than the model's limit is split into overlapping windows
+  of whole words (each at most the limit in sub-tokens, the next starting
+  half-way through the previous); every word takes its vectors from the window
+  in which it is farthest from a window edge (docs/models.md). A single word
+  longer than the limit is an error naming the sentence.
+* A word the tokenizer turns into no sub-token at all (e.g. a lone zero-width
+  space) is replaced by the tokenizer's unknown token, and counted.
+* Decoder LMs (docs/models.md): byte-level BPE tokenizers get ``add_prefix_space`` so
+  every pre-split word is encoded as it is in running text (with its leading space);
+  sentencepiece (Metaspace) tokenizers mark every word with ``▁`` themselves. Batches
+  are padded on the right (a causal model's real tokens never attend to later pads, and
+  left padding would shift rotary / absolute positions); a tokenizer without a pad token
+  pads with its end-of-text token (masked out). ``dtype`` loads float32 (default),
+  bfloat16 or float16 weights; ``device_map`` (e.g. "auto", needs ``accelerate``)
+  places a large model over the GPUs present.
+* ``intervene()`` removes neurons inside the forward pass (``--causal``,
+  :mod:`neuroscope.causal`): forward hooks at each hidden state's producer (the input of
+  the first block, each block's output, the final norm where the last hidden state is
+  normalised), located once per model by comparing with ``output_hidden_states``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from neuroscope.plugin import (AGGREGATIONS, InterventionRecord, ModelAdapter, ModelLoadError, NeuronIndex,
+                               NeuroscopeError, edit_hidden, resolve_device)
+
+from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
+
+log = logging.getLogger(__name__)
+
+ADAPTER_VERSION = 1
+
+#: model types loaded with their causal-LM head (decoder LMs); others load the bare encoder
+CAUSAL_TYPES = frozenset({"gpt2", "gpt_neox", "llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gptj", "opt",
+                          "bloom", "falcon", "phi", "phi3", "olmo", "olmo2", "stablelm", "gpt_neo", "codegen",
+                          "starcoder2", "smollm3"})
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: share of word sub-tokens masked for the masked-LM objective (BERT's 15 %)
+MLM_RATE = 0.15
+
+
+def plan_windows(counts: Sequence[int], budget: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Overlapping windows of whole words with at most ``budget`` sub-tokens each,
+    and for every word the window it takes its vector from."""
+    n = len(counts)
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end, total = start, 0
+        while end < n and total + counts[end] <= budget:
+            total += counts[end]
+            end += 1
+        if end == start:
+            raise ValueError(f"word {start} alone has {counts[start]} sub-tokens, more than the limit {budget}")
+        windows.append((start, end))
+        if end == n:
+            break
+        start = max(start + 1, (start + end) // 2)
+    owner = []
+    for i in range(n):
+        margins = [
+            min(i - s if s > 0 else n, e - 1 - i if e < n else n) if s <= i < e else -1 for s, e in windows
+        ]
+        owner.append(int(np.argmax(margins)))
+    return windows, owner
+
+
+def with_prefix_space(tokenizer: Any) -> bool:
+    """Make a byte-level BPE tokenizer encode every pre-split word with its leading space
+    ("Ġword"), as the word appears in running text. Without it, each word after the first
+    is encoded as if glued to the previous one ("o", "wners" instead of "Ġowners"): a
+    re-tokenisation the model never saw. The ``add_prefix_space`` argument of
+    ``from_pretrained`` is not honoured by every tokenizer class, so the flag is set in the
+    backend's own pre-tokenizer (alone or inside a Sequence, as Llama-3 / Qwen have it).
+    Returns whether anything changed."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or "ByteLevel" not in str(backend.pre_tokenizer):
+        return False
+    state = json.loads(backend.to_str())
+    changed = False
+
+    def visit(node: Any) -> None:
+        nonlocal changed
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node and not node["add_prefix_space"]:
+                node["add_prefix_space"] = True
+                changed = True
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(state.get("pre_tokenizer"))
+    if changed:
+        tokenizer._tokenizer = Tokenizer.from_str(json.dumps(state))
+        if hasattr(tokenizer, "add_prefix_space"):
+            tokenizer.add_prefix_space = True
+    return changed
+
+
+class TransformersAdapter(ModelAdapter):
+    """Word activations of every layer of a transformers ``AutoModel``."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        *,
+        checkpoint: str,
+        device: str = "auto",
+        aggregation: str = "last",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        revision: str | None = None,
+        dtype: str = "float32",
+        device_map: str | None = None,
+    ):
+        if aggregation not in AGGREGATIONS:
+            raise NeuroscopeError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+        if dtype not in DTYPES:
+            raise NeuroscopeError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.checkpoint = checkpoint
+        self.aggregation = aggregation
+        self.batch_size = int(batch_size)
+        self.dtype = dtype
+        self.path = resolve_checkpoint(checkpoint, revision)
+        self.device = resolve_device(device)
+        placement: dict[str, Any] = {}
+        if device_map:
+            try:
+                import accelerate  # noqa: F401 - transformers needs it for device_map
+            except ImportError:
+                raise ModelLoadError("device_map needs the accelerate package: pip install accelerate") from None
+            placement = {"device_map": device_map}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+            self.prefix_space = with_prefix_space(tokenizer)
+            config = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
+            self.causal = config.model_type in CAUSAL_TYPES
+            loader = AutoModelForCausalLM if self.causal else AutoModel
+            model = loader.from_pretrained(self.path, trust_remote_code=False, dtype=DTYPES[dtype], **placement)
+        except Exception as exc:  # damaged or foreign files surface as many types (OSError, SafetensorError, ...)
+            raise ModelLoadError(f"{self.path}: cannot load a transformers model ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check that the "
+                                 "checkpoint's files are complete (e.g. download them again)") from exc
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError(f"{self.path}: needs a fast tokenizer (tokenizer.json) to align sub-words with word_ids()")
+        if getattr(model.config, "is_encoder_decoder", False):
+            model = model.get_encoder()
+        if self.causal:
+            tokenizer.padding_side = "right"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+        self.tokenizer = tokenizer
+        self.lm = model.eval() if self.causal else None  # the model with its LM head (decoders)
+        base = model.base_model if self.causal else model
+        self.model = base.eval() if placement else base.eval().to(self.device)
+        if placement:
+            self.device = next(self.model.parameters()).device
+        limits = [v for v in (tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None))
+                  if isinstance(v, int) and 0 < v < 1_000_000]
+        self.max_length = int(max_length) if max_length else (min(limits) if limits else None)
+        self.n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        config = model.config
+        hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
+        n_layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0))
+        if not hidden or not n_layers:
+            raise ModelLoadError(f"{self.path}: cannot read hidden size and layer count from the config")
+        self._index = NeuronIndex(("emb",) + tuple(str(i) for i in range(1, n_layers + 1)), hidden)
+        self._sha = checkpoint_sha256(self.path)
+        self.replaced_words = 0
+        self.windowed_sentences = 0
+        self._ablation: tuple[Any, Any] | None = None  # (Ablation, InterventionRecord) inside intervene()
+        self._positions: torch.Tensor | None = None  # (rows, tokens) bool: where the current batch is edited
+        self._sites_found: list[tuple[Any, str, bool]] | None = None
+        self._mlm: Any = None
+        self._mlm_missing: str | None = None
+
+    @property
+    def neuron_index(self) -> NeuronIndex:
+        return self._index
+
+    def identity(self) -> dict[str, Any]:
+        identity = {
+            "adapter": self.name,
+            "adapter_version": ADAPTER_VERSION,
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self._sha,
+            "model_type": self.model.config.model_type,
+            "aggregation": self.aggregation,
+            "max_length": self.max_length,
+        }
+        if self.dtype != "float32":  # float32 stores keep the identity (and cache key) they always had
+            identity["dtype"] = self.dtype
+        if self.prefix_space:  # byte-level BPE: words encoded with their leading space (with_prefix_space)
+            identity["prefix_space"] = True
+        return identity
+
+    def device_name(self) -> str:
+        return str(self.device)
+
+    def _subword_counts(self, sentences: list[list[str]]) -> list[list[int]]:
+        enc = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        counts = []
+        for k, words in enumerate(sentences):
+            c = [0] * len(words)
+            for wid in enc.word_ids(k):
+                if wid is not None:
+                    c[wid] += 1
+            counts.append(c)
+        return counts
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        words = [list(s) for s in sentences]
+        counts = self._subword_counts(words)
+        unk = self.tokenizer.unk_token
+        for k, c in enumerate(counts):
+            empty = [i for i, n in enumerate(c) if n == 0]
+            if empty:
+                if unk is None:
+                    raise NeuroscopeError(f"words {empty} of sentence {' '.join(words[k])!r} give no sub-tokens "
+                                          "and the tokenizer has no unknown token")
+                for i in empty:
+                    words[k][i] = unk
+                self.replaced_words += len(empty)
+        if any(0 in c for c in counts):
+            counts = self._subword_counts(words)
+        segments: list[tuple[int, int, int]] = []  # (sentence, first word, end word)
+        owners: list[list[int]] = []
+        for k, c in enumerate(counts):
+            if self.max_length is None or sum(c) + self.n_special <= self.max_length:
+                segments.append((k, 0, len(c)))
+                owners.append([len(segments) - 1] * len(c))
+                continue
+            try:
+                windows, owner = plan_windows(c, self.max_length - self.n_special)
+            except ValueError as exc:
+                raise NeuroscopeError(f"sentence {' '.join(words[k][:12])!r}...: {exc}") from None
+            base = len(segments)
+            segments.extend((k, s, e) for s, e in windows)
+            owners.append([base + o for o in owner])
+            self.windowed_sentences += 1
+        by_condition = self._forward([words[k][s:e] for k, s, e in segments])
+        out = []
+        for seg_vectors in by_condition:  # one condition unless inside intervene()
+            for k, c in enumerate(counts):
+                rows = []
+                for i in range(len(c)):
+                    seg = owners[k][i]
+                    rows.append(seg_vectors[seg][:, i - segments[seg][1], :])
+                out.append(np.stack(rows, axis=1))
+        return out
+
+    def _forward(self, segments: list[list[str]]) -> list[list[np.ndarray]]:
+        """Per condition (one outside :meth:`intervene`), (layers, words, hidden) float32
+        for each segment, in batches of batch_size (each repeated once per condition)."""
+        conditions = self._ablation[0].n_conditions if self._ablation else 1
+        out: list[list[np.ndarray]] = [[] for _ in range(conditions)]
+        for start in range(0, len(segments), self.batch_size):
+            chunk = segments[start : start + self.batch_size]
+            enc = self.tokenizer(chunk, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt")
+            inputs = {k: v.to(self.device).repeat(conditions, *([1] * (v.dim() - 1)))
+                      for k, v in enc.items() if k in self.tokenizer.model_input_names}
+            if self._ablation:
+                self._positions = self._edit_positions(enc, conditions)
+            with torch.inference_mode():
+                if self.lm is not None:
+                    result = self.lm(**inputs, output_hidden_states=True)
+                    if self._ablation and self._ablation[1].objective:
+                        self._next_token_loss(result.logits, inputs, conditions)
+                else:
+                    result = self.model(**inputs, output_hidden_states=True)
+                    if self._ablation and self._ablation[1].objective:
+                        self._masked_lm_loss(enc, inputs, conditions)
+            hidden = torch.stack(result.hidden_states)  # (layers, conditions x batch, tokens, hidden)
+            if hidden.shape[0] != self._index.n_layers:
+                raise ModelLoadError(f"model returned {hidden.shape[0]} hidden states, expected {self._index.n_layers}")
+            if self._ablation:  # a state recorded before its hook ran (e.g. XLNet's first) shows the edit too
+                hidden = torch.stack([self._edited(layer, h) for layer, h in enumerate(hidden)])
+            for k in range(conditions):
+                for b, seg in enumerate(chunk):
+                    out[k].append(self._words_of(hidden[:, k * len(chunk) + b], enc.word_ids(b), len(seg)))
+        return out
+
+    # ---- intervention (neuroscope run --causal)
+
+    def _word_positions(self, enc: Any) -> torch.Tensor:
+        """(batch, tokens) bool: the sub-tokens of words (not special tokens, not padding)."""
+        return torch.tensor([[w is not None for w in enc.word_ids(b)] for b in range(len(enc["input_ids"]))],
+                            dtype=torch.bool, device=self.device)
+
+    def _edit_positions(self, enc: Any, conditions: int) -> torch.Tensor:
+        """(conditions x batch, tokens) bool: the positions an ablation edits."""
+        if self._ablation[0].positions == "all":
+            shape = enc["input_ids"].shape
+            return torch.ones(conditions * shape[0], shape[1], dtype=torch.bool, device=self.device)
+        return self._word_positions(enc).repeat(conditions, 1)
+
+    def _blocks(self) -> torch.nn.ModuleList:
+        """The model's list of transformer blocks (one per hidden state after the first)."""
+        n = self._index.n_layers - 1
+        lists = [m for _, m in self.model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+        if len(lists) != 1:
+            raise ModelLoadError(f"{self.path}: cannot find its {n} transformer blocks for intervention "
+                                 f"({len(lists)} module lists of that length)")
+        return lists[0]
+
+    def _sites(self) -> list[tuple[Any, str, bool]]:
+        """Where each hidden state is produced, found once by a forward pass that compares
+        every candidate's value with ``output_hidden_states``: per layer (module, "input"
+        of the first block or "output", sequence-first layout)."""
+        if self._sites_found is not None:
+            return self._sites_found
+        blocks = self._blocks()
+        block_ids = {id(m) for m in blocks.modules()}
+        candidates = [("input", blocks[0])] + [("output", b) for b in blocks] + \
+            [("output", m) for _, m in self.model.named_modules() if id(m) not in block_ids and m is not self.model]
+        seen: dict[int, list[torch.Tensor]] = {}
+
+        def keep(key: int, value: Any) -> None:
+            value = value[0] if isinstance(value, tuple) and value else value
+            if isinstance(value, torch.Tensor) and value.dim() == 3:
+                seen.setdefault(key, []).append(value.detach().clone())
+
+        handles = []
+        for k, (kind, module) in enumerate(candidates):
+            if kind == "input":
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, args, kwargs, k=k: keep(k, args[0] if args else kwargs.get("hidden_states")),
+                    with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(lambda m, args, out, k=k: keep(k, out)))
+        enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
+                             return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+        try:
+            with torch.inference_mode():
+                states = self.model(**inputs, output_hidden_states=True).hidden_states
+        finally:
+            for h in handles:
+                h.remove()
+
+        def match(k: int, target: torch.Tensor) -> bool | None:
+            """Sequence-first flag if candidate ``k``'s value (one call) equals ``target``."""
+            values = seen.get(k, [])
+            if len(values) != 1:  # a module called several times cannot tell the calls apart
+                return None
+            v = values[0]
+            if v.shape == target.shape and torch.equal(v, target):
+                return False
+            if v.transpose(0, 1).shape == target.shape and torch.equal(v.transpose(0, 1), target):
+                return True
+            return None
+
+        sites: list[tuple[Any, str, bool]] = []
+        for layer, target in enumerate(states):
+            order = [0] if layer == 0 else [layer] + ([] if layer < len(blocks) else
+                                                     list(range(len(blocks) + 1, len(candidates))))
+            found = next(((candidates[k][1], candidates[k][0], flag) for k in order
+                          if (flag := match(k, target)) is not None), None)
+            if found is None:
+                raise ModelLoadError(f"{self.path}: cannot locate hidden state {layer} in the model for intervention")
+            sites.append(found)
+        self._sites_found = sites
+        return sites
+
+    def _edited(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """A recorded hidden state with the current ablation applied (idempotent)."""
+        edit = self._ablation[0].layer(self._index, layer, hidden.device, hidden.dtype)
+        return hidden if edit is None else edit_hidden(hidden, edit, self._positions)
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        """Neurons removed inside the forward pass (:meth:`ModelAdapter.intervene`)."""
+        record = InterventionRecord(ablation.n_conditions)
+        if ablation.objective:
+            if self.lm is not None:
+                record.objective = "next-token loss"
+            elif self._masked_lm() is not None:
+                record.objective = "masked-LM loss"
+            else:
+                record.unavailable = self._mlm_missing
+        handles = []
+        for layer, (module, kind, seq_first) in enumerate(self._sites()):
+            edit = ablation.layer(self._index, layer, self.device, next(self.model.parameters()).dtype)
+            if edit is None:
+                continue
+
+            def apply(value: Any, edit: Any = edit, seq_first: bool = seq_first) -> Any:
+                if isinstance(value, tuple):
+                    return (edit_hidden(value[0], edit, self._positions, seq_first),) + value[1:]
+                return edit_hidden(value, edit, self._positions, seq_first)
+
+            if kind == "input":
+                def pre(module: Any, args: tuple, kwargs: dict, apply: Any = apply) -> Any:
+                    if args:
+                        return (apply(args[0]),) + args[1:], kwargs
+                    return args, {**kwargs, "hidden_states": apply(kwargs["hidden_states"])}
+                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
+            else:  # prepend: before transformers' own hooks that record hidden states
+                handles.append(module.register_forward_hook(lambda m, args, out, apply=apply: apply(out), prepend=True))
+        self._ablation = (ablation, record)
+        try:
+            yield record
+        finally:
+            for h in handles:
+                h.remove()
+            self._ablation = None
+            self._positions = None
+
+    def _next_token_loss(self, logits: torch.Tensor, inputs: dict[str, torch.Tensor], conditions: int) -> None:
+        """Sum over the batch of each real token's next-token cross-entropy, per condition."""
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))
+        target = mask[:, 1:].bool() & mask[:, :-1].bool()
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+        per_row = (loss * target).sum(1)
+        self._ablation[1].add(per_row.view(conditions, -1).sum(1), int(target.sum()) // conditions)
+
+    def _masked_lm(self) -> Any:
+        """The checkpoint's masked-LM head on this adapter's encoder, or None (and the reason
+        in ``_mlm_missing``) when the checkpoint has no trained head."""
+        if self._mlm is None:
+            from transformers import AutoModelForMaskedLM
+
+            from transformers.utils import logging as hf_logging
+
+            self._mlm_missing = None
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # a missing head is reported below, in one line
+            try:
+                mlm, info = AutoModelForMaskedLM.from_pretrained(self.path, output_loading_info=True,
+                                                                 dtype=DTYPES[self.dtype])
+            except Exception as exc:  # no masked-LM class for this model type, or unreadable head
+                self._mlm, self._mlm_missing = False, f"no masked-LM head for this model ({type(exc).__name__})"
+                return None
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            base_prefix = mlm.base_model_prefix + "."
+            missing = [k for k in info["missing_keys"] if not k.startswith(base_prefix)]
+            if missing:
+                self._mlm, self._mlm_missing = False, (f"the checkpoint has no trained masked-LM head (missing "
+                                                       f"{len(missing)} weights, e.g. {missing[0]})")
+            else:
+                setattr(mlm, mlm.base_model_prefix, self.model)  # the head on the very encoder that is hooked
+                self._mlm = mlm.eval().to(self.device)
+        return self._mlm or None
+
+    def _masked_lm_loss(self, enc: Any, inputs: dict[str, torch.Tensor], conditions: int) -> None:
+        """Masked-LM loss of the (hooked) encoder: 15 % of the word sub-tokens of each
+        sentence replaced by the mask token (the same, seeded, in every condition)."""
+        mlm = self._masked_lm()
+        if mlm is None or self.tokenizer.mask_token_id is None:
+            return
+        ids = inputs["input_ids"]
+        rows = ids.shape[0] // conditions
+        words = self._word_positions(enc)
+        generator = torch.Generator().manual_seed(int(ids[:rows].sum()) % (2**31))
+        chosen = (torch.rand(words.shape, generator=generator) < MLM_RATE).to(ids.device) & words
+        chosen = chosen.repeat(conditions, 1)
+        masked = {**inputs, "input_ids": torch.where(chosen, self.tokenizer.mask_token_id, ids)}
+        logits = mlm(**masked).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none")
+        self._ablation[1].add((loss * chosen).sum(1).view(conditions, -1).sum(1), int(chosen.sum()) // conditions)
+
+    def subwords(self, words: Sequence[str]) -> tuple[list[str], list[int], np.ndarray]:
+        """One sentence's sub-tokens (special tokens left out): their strings, the word each
+        belongs to, and their activations (layers, tokens, hidden) float32. For looking at
+        neurons below the word level (``neuroscope show --subwords``)."""
+        enc = self.tokenizer([list(words)], is_split_into_words=True, truncation=False, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+        with torch.inference_mode():
+            hidden = torch.stack(self.model(**inputs, output_hidden_states=True).hidden_states)[:, 0]
+        keep = [pos for pos, wid in enumerate(enc.word_ids(0)) if wid is not None]
+        tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+        return ([tokens[p] for p in keep], [enc.word_ids(0)[p] for p in keep],
+                hidden[:, keep, :].float().cpu().numpy())
+
+    def _words_of(self, hidden: torch.Tensor, word_ids: list[int | None], n_words: int) -> np.ndarray:
+        positions: list[list[int]] = [[] for _ in range(n_words)]
+        for pos, wid in enumerate(word_ids):
+            if wid is not None:
+                positions[wid].append(pos)
+        if self.aggregation == "mean":
+            weights = torch.zeros(n_words, hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
+            for w, pos in enumerate(positions):
+                weights[w, pos] = 1.0 / len(pos)
+            vectors = torch.einsum("lth,wt->lwh", hidden, weights)
+        else:
+            pick = [p[-1] if self.aggregation == "last" else p[0] for p in positions]
+            vectors = hidden[:, torch.tensor(pick, device=hidden.device), :]
+        return vectors.float().cpu().numpy()
+
+
+def transformers_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32,
+                       checkpoint: str | None = None, location: str | None = None,
+                       **options: Any) -> TransformersAdapter:
+    """``checkpoint`` (registry.toml) or ``location`` (``--model hf:NAME-OR-PATH``): a hub id or a directory."""
+    checkpoint = location or checkpoint
+    if not checkpoint:
+        raise ModelLoadError("the transformers adapter needs a checkpoint: --model hf:NAME-OR-PATH")
+    return TransformersAdapter(checkpoint=checkpoint, device=device, aggregation=aggregation, batch_size=batch_size,
+                               **options)
