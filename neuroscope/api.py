@@ -2,7 +2,7 @@
 
     import neuroscope as ns
     run = ns.run(model="minilm", task="pos", data_dir="../shared/data")
-    run = ns.open("runs/2026-11-26-minilm-pos")
+    run = ns.open("runs/minilm-pos")
     run.top_neurons(label="NN", k=10)
     run.neuron(5, 112).top_words(20)
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroscope", formatter_class=_HelpFormatter,
         description="Neuron-level analysis of pre-trained language models (Durrani et al., EMNLP 2020).",
         epilog="examples:\n  neuroscope run --model minilm --task pos --data-dir ../shared/data\n"
-               "  neuroscope report runs/2026-11-24-minilm-pos\n  neuroscope plugins\n\n"
+               "  neuroscope report runs/minilm-pos\n  neuroscope plugins\n\n"
                "`neuroscope COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"neuroscope {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
          "  neuroscope rankers")
 
     report = _sub(sub, "report", "re-render tables, figures and report.html of a run from its results.json",
-                  "  neuroscope report runs/2026-11-24-minilm-pos")
+                  "  neuroscope report runs/minilm-pos")
     report.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
 
     data = _sub(sub, "data", "list, fetch and verify datasets",
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
 
     neurons = _sub(sub, "neurons", "a run's top neurons: overall or for one label, with layer, unit, rank, weight "
-                   "and top words", "  neuroscope neurons runs/2026-11-24-minilm-pos --label NN -k 10\n"
-                   "  neuroscope neurons runs/2026-11-24-minilm-pos -k 20 --ranker probeless")
+                   "and top words", "  neuroscope neurons runs/minilm-pos --label NN -k 10\n"
+                   "  neuroscope neurons runs/minilm-pos -k 20 --ranker probeless")
     neurons.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     neurons.add_argument("--label", default=None, help="a label of the task (default: the ranking's top neurons)")
     neurons.add_argument("-k", type=int, default=10, help="how many neurons")
@@ -137,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "or, of the 50 largest contributions, the precision at 20 of their top words")
 
     show = _sub(sub, "show", "colour a sentence's words by chosen neurons' activations (the run's model)",
-                "  neuroscope show runs/2026-11-24-minilm-pos --sentence \"The old man the boats .\" "
-                "--neurons 5:112,3:77\n  neuroscope show runs/2026-11-24-minilm-pos --sentence \"...\" --label NN "
+                "  neuroscope show runs/minilm-pos --sentence \"The old man the boats .\" "
+                "--neurons 5:112,3:77\n  neuroscope show runs/minilm-pos --sentence \"...\" --label NN "
                 "--out nn.svg")
     show.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     show.add_argument("--sentence", required=True, help="the sentence, words separated by spaces")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(transformers models)")
 
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
-                "  neuroscope compare runs/2026-11-24-minilm-pos runs/2026-11-24-minilm-chunk")
+                "  neuroscope compare runs/minilm-pos runs/minilm-chunk")
     comp.add_argument("run_dirs", type=find_run, nargs="+", metavar="RUN_DIR", help="finished run directories")
     comp.add_argument("--out", type=Path, default=None, help="output directory (default: runs/compare-<date>)")
     return parser

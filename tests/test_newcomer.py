@@ -245,3 +245,36 @@ def test_a_run_named_without_its_date_is_the_newest_of_that_name(tmp_path):
     assert find_run(tmp_path / "minilm-chunk") == tmp_path / "minilm-chunk"  # an existing path is itself
     assert find_run(tmp_path / "minilm-sem") == tmp_path / "minilm-sem"  # nothing matches: the reader says so
     assert find_run(tmp_path / "2026-12-03-minilm-pos") == tmp_path / "2026-12-03-minilm-pos"
+
+
+def test_every_readme_tour_line_parses_and_its_runs_plan_into_distinct_directories():
+    """Each line of the README's tour is a valid command (both blocks), and the runs of the
+    block that runs in a checkout plan (names resolve, options pass, data found) into
+    directories of their own, none colliding with the main job's or another line's
+    (bench/tour.py executes them all)."""
+    import re
+    import shlex
+
+    from neuroscope.cli import build_parser
+    from neuroscope.settings import request_from_values
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    tour = text[text.index("## A short tour"):text.index("In Python (a notebook tour")]
+    blocks = [[re.sub(r"\s{2,}#.*$", "", line.strip()) for line in block.splitlines()
+               if line.strip().startswith("neuroscope ")]
+              for block in re.split(r"\n(?=\S)", tour)]
+    here, elsewhere = [b for b in blocks if b][:2]
+    assert len(here) >= 15 and len(elsewhere) >= 5
+    parser = build_parser()
+    planned: dict[str, str] = {}
+    repo = Path(__file__).resolve().parent.parent
+    for line in here + elsewhere:
+        args = parser.parse_args(shlex.split(line)[1:])
+        if line in here and args.command == "run":
+            values = vars(args)
+            values["data_dir"] = str(repo.parent / "shared" / "data")
+            for _, run_dir in plan_runs(request_from_values(values)).cells:
+                assert run_dir.name not in planned, (line, planned.get(run_dir.name))
+                planned[run_dir.name] = line
+    today = dt.date.today().isoformat()
+    assert {f"{today}-minilm-pos", f"{today}-minilm-chunk"} <= set(planned)
