@@ -113,18 +113,32 @@ CONVERGENCE_TOL = 1e-3
 CONVERGENCE_ABS_TOL = 1e-4
 #: epochs in a row that must each fall by less than CONVERGENCE_TOL for epochs="auto" to stop
 PATIENCE = 2
-#: the most epochs epochs="auto" trains
+#: the most epochs epochs="auto" trains (and at least AUTO_MAX_STEPS optimiser steps)
 AUTO_MAX_EPOCHS = 1000
+#: the most optimiser steps epochs="auto" trains, where an epoch is only a few batches
+AUTO_MAX_STEPS = 100_000
+#: the fewest optimiser steps over which the loss's fall is judged: on small data an epoch is
+#: one or two Adam steps, each moving the loss too little to say it has stopped falling
+WINDOW_STEPS = 100
 
 
-def has_converged(losses: Sequence[float], tol: float = CONVERGENCE_TOL) -> bool:
-    """Whether the last epoch's mean training loss fell by less than ``tol`` of itself (or
-    by less than :data:`CONVERGENCE_ABS_TOL`) from the epoch before: the loss is no longer
-    falling, so more epochs of the same optimiser would not change the probe much. One
-    epoch alone has not converged."""
-    if len(losses) < 2:
+def convergence_window(rows: int, batch_size: int) -> int:
+    """Epochs over which :func:`has_converged` judges the loss's fall: one epoch when an
+    epoch holds at least :data:`WINDOW_STEPS` batches (every real corpus of the paper),
+    else as many epochs as make that many steps (docs/probe.md)."""
+    steps = max(1, -(-int(rows) // int(batch_size)))
+    return max(1, -(-WINDOW_STEPS // steps))
+
+
+def has_converged(losses: Sequence[float], tol: float = CONVERGENCE_TOL, window: int = 1) -> bool:
+    """Whether the mean training loss fell by less than ``tol`` of itself (or by less than
+    :data:`CONVERGENCE_ABS_TOL`) over the last ``window`` epochs
+    (:func:`convergence_window`): the loss is no longer falling, so more epochs of the same
+    optimiser would not change the probe much. Fewer epochs than ``window + 1`` have not
+    converged."""
+    if len(losses) < window + 1:
         return False
-    previous, last = float(losses[-2]), float(losses[-1])
+    previous, last = float(losses[-1 - window]), float(losses[-1])
     return previous - last <= max(tol * abs(previous), CONVERGENCE_ABS_TOL)
 
 
@@ -272,7 +286,9 @@ def train_elastic_net(
     optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=device.type in ("cpu", "cuda") or None)
     y_all = torch.from_numpy(y)
     auto = settings.epochs == "auto"
-    max_epochs = AUTO_MAX_EPOCHS if auto else int(settings.epochs)
+    window = convergence_window(total, settings.batch_size)
+    steps = -(-total // settings.batch_size)
+    max_epochs = max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps)) if auto else int(settings.epochs)
     losses: list[np.ndarray] = []
     calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
     for epoch in range(max_epochs):
@@ -291,12 +307,13 @@ def train_elastic_net(
         losses.append(_epoch_loss(epoch_loss, total, weight, l1, l2, settings.l2_form))
         log.debug("epoch %d of %s done, mean loss %s", epoch + 1, settings.epochs, losses[-1])
         if auto:
-            calm = calm + 1 if all(has_converged([a[k] for a in losses]) for k in range(g)) else 0
+            recent = losses[-1 - window:]
+            calm = calm + 1 if all(has_converged([a[k] for a in recent], window=window) for k in range(g)) else 0
             if calm >= PATIENCE:
                 break
     if report is not None:
         curves = np.asarray(losses).T
-        report.extend((has_converged(curve), len(curve), curve.tolist()) for curve in curves)
+        report.extend((has_converged(curve, window=window), len(curve), curve.tolist()) for curve in curves)
     coef = weight.permute(1, 2, 0).contiguous().cpu().numpy()
     intercept = bias.cpu().numpy()
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
@@ -416,8 +433,10 @@ class ElasticNetProbe(ClassifierMixin, BaseEstimator):
     ``Pipeline``, ``GridSearchCV``, ``cross_val_score``; :mod:`neuroscope.estimator`).
     ``score`` is scikit-learn's mean accuracy, a fraction in [0, 1], because its model
     selection compares scores; :meth:`accuracy` gives the percentage the rest of
-    neuroscope reports. ``epochs="auto"`` trains until the loss stops falling instead of
-    the paper's fixed 10 epochs, which underfit small data.
+    neuroscope reports. The default, ``epochs="auto"``, trains until the loss stops falling
+    (judged over at least 100 optimiser steps, :func:`convergence_window`), so the probe on
+    its own converges on data of any size; the protocol passes the paper's fixed
+    ``epochs=10`` itself (section 3, "Classifier Settings").
     """
 
     #: the batched training core the protocol uses for lambda grids, minimal-set
@@ -430,7 +449,7 @@ class ElasticNetProbe(ClassifierMixin, BaseEstimator):
         l2: float = 0.0,
         lr: float = 1e-3,
         batch_size: int = 512,
-        epochs: int | str = 10,
+        epochs: int | str = "auto",
         seed: int = 0,
         device: str = "cpu",
         neurons: Sequence[int] | None = None,
