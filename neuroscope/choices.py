@@ -55,3 +55,7 @@ def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
     if any(x < 0 for x in out) or len(set(out)) != len(out):
         raise NeuroscopeError(f"--layers: expected different layer indices >= 0, got {out}")
     return tuple(sorted(out))
+
+#: labels with fewer train tokens than this are rare: flagged in the report's label table and
+#: figures, and their top neurons folded away (the probe's weights rest on few examples)
+RARE_TOKENS = 100

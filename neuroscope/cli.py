@@ -189,11 +189,12 @@ def escape(text: str) -> str:
     return escape_markup(shown)
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    """A table whose cells wrap instead of being cut (pipes and narrow terminals included)."""
+def _table(title: str, columns: tuple[str, ...], whole: tuple[str, ...] = ()) -> Table:
+    """A table whose cells wrap instead of being cut (pipes and narrow terminals included);
+    the ``whole`` columns (names people type) never break, the others wrap between words."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in whole)
     return table
 
 
@@ -201,17 +202,17 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.registry import Registry
 
     registry = Registry()
-    table = _table("neuroscope plugins", ("plugin", "origin", "distribution", "version", "hooks", "provides"))
+    table = _table("neuroscope plugins", ("plugin", "from", "provides (by hook)"), whole=("plugin",))
     for p in registry.plugins:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.provides.items())
-        table.add_row(*(escape(c) for c in (p.name, p.origin, p.distribution, p.version, ", ".join(p.hooks),
-                                            provides)))
+        table.add_row(*(escape(c) for c in (p.name, f"{p.distribution} {p.version} ({p.origin})", provides)))
     console.print(table)
     for failure in registry.failures:
         console.print(Text.assemble(("failed ", "red"), f"{failure.name}: {failure.error}"))
     for problem in registry.problems():
         console.print(Text.assemble(("conflict ", "red"), problem))
-    aliases = _table("models and tasks (registry.toml)", ("kind", "name", "uses", "description"))
+    aliases = _table("models and tasks (registry.toml)", ("kind", "name", "uses", "description"),
+                     whole=("kind", "name", "uses"))
     for kind, key in (("models", "adapter"), ("tasks", "reader")):
         for name, entry in sorted(registry.file[kind].items()):
             aliases.add_row(*(escape(c) for c in (kind[:-1], name, entry[key], entry.get("description", ""))))
@@ -289,8 +290,10 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     heat = run.show(args.sentence, neurons, device=args.device, subwords=args.subwords)
     if args.out is not None:
         console.print(f"wrote {heat.save(args.out)}", markup=False, highlight=False)
-    else:
+    elif console.is_terminal:
         console.print(heat.to_text())
+    else:  # a pipe or a file: the numbers the colours stand for
+        console.print(heat.to_plain(), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -26,9 +26,11 @@ def _rgb(value: float, scale: float) -> tuple[int, int, int]:
     return (255, fade, fade) if value >= 0 else (fade, fade, 255)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class HeatMap:
-    """Activations ``values`` (neurons, words) of named neurons over ``words``."""
+    """Activations ``values`` (neurons, words) of named neurons over ``words``. Shown as
+    HTML in Jupyter, coloured text in a terminal, a table of numbers as ``str()`` (a pipe,
+    a log file); its ``repr`` is one line."""
 
     words: tuple[str, ...]
     neurons: tuple[str, ...]
@@ -106,6 +108,25 @@ class HeatMap:
 
     def __rich__(self):  # type: ignore[no-untyped-def]
         return self.to_text()
+
+    def to_plain(self, digits: int = 2) -> str:
+        """The map as plain text for a pipe or a file: a column per word, a row per neuron,
+        each cell the activation (no colour is lost: the numbers are what it encodes)."""
+        cells = [[f"{v:.{digits}f}" for v in row] for row in self.values]
+        widths = [max([len(w)] + [len(r[k]) for r in cells]) for k, w in enumerate(self.words)]
+        name_width = max((len(n) for n in self.neurons), default=0)
+        lines = [" " * name_width + "  " + "  ".join(w.rjust(n) for w, n in zip(self.words, widths))]
+        lines += [name.rjust(name_width) + "  " + "  ".join(c.rjust(n) for c, n in zip(row, widths))
+                  for name, row in zip(self.neurons, cells)]
+        return "\n".join(([self.title] if self.title else []) + lines)
+
+    def __str__(self) -> str:
+        return self.to_plain()
+
+    def __repr__(self) -> str:
+        shown = " ".join(self.words[:8]) + (" ..." if len(self.words) > 8 else "")
+        return (f"HeatMap({len(self.neurons)} neurons x {len(self.words)} words: {shown!r}; "
+                f"|activation| up to {self.scale:.3g})")
 
     def save(self, path: str | Path) -> Path:
         """Write the map as .html, .svg or .png (by the suffix)."""

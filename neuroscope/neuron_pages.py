@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroscope.choices import RARE_TOKENS
 from neuroscope.errors import NeuroscopeError
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 FILTER_JS = """<script>
 function nsFilter(q){q=(q||'').trim().toLowerCase();var rows=document.querySelectorAll('tr[data-filter]'),n=0;
 for(var i=0;i<rows.length;i++){var hit=!q||rows[i].getAttribute('data-filter').toLowerCase().split(' ').indexOf(q)>=0;
-rows[i].style.display=hit?'':'none';if(hit){n++;}}
+rows[i].style.display=hit?'':'none';if(hit){n++;var fold=rows[i].closest('details');if(fold&&q){fold.open=true;}}}
 document.body.setAttribute('data-neuron-rows-shown',n);}
 window.addEventListener('load',function(){var box=document.getElementById('ns-filter');
 var q=decodeURIComponent((location.hash.match(/filter=([^&]*)/)||[,''])[1]);box.value=q;nsFilter(q);
@@ -67,7 +68,9 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     where = {int(j): k for k, j in enumerate(ids)}
     gold = np.asarray(task.train.labels())
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
-    rows = []
+    rows: list[str] = []
+    rare_rows: list[str] = []
+    rare = sorted((lab for lab in run.labels if counts[lab] < RARE_TOKENS), key=lambda lab: (-counts[lab], lab))
     for lab in sorted(run.labels, key=lambda lab: (-counts[lab], lab)):
         mask = gold == lab
         for t in picks[lab]:
@@ -84,7 +87,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                             f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
                             f"{values[row]:.2f})</span></li>")
             name = f"{t.layer}:{t.unit}"
-            rows.append(
+            (rare_rows if lab in rare else rows).append(
                 f"<tr data-filter='{html.escape(lab)} {name} layer{t.layer}'><td>{html.escape(lab)}<br>"
                 f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
                 f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'} 20: {100 * t.score:.0f} %</td>"
@@ -101,5 +104,22 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
         "label's tokens (red) and of all other tokens (grey), train split. Filter by a label or a neuron "
         "(layer:unit); report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
         "<p><input id='ns-filter' placeholder='filter: label or layer:unit' size='30'></p>"
-        "<table class='neurons'><tr><th>label</th><th>neuron</th><th>rank</th><th>weight</th><th>words of "
-        f"the label</th><th>top words</th><th>activation</th></tr>{''.join(rows)}</table></section>" + FILTER_JS)
+        f"<table class='neurons'>{HEADER}{''.join(rows)}</table>{rare_fold(rare, counts, rare_rows)}</section>"
+        + FILTER_JS)
+
+
+#: the header row of a top-neurons table
+HEADER = ("<tr><th>label</th><th>neuron</th><th>rank</th><th>weight</th><th>words of the label</th><th>top words</th>"
+          "<th>activation</th></tr>")
+
+
+def rare_fold(rare: list[str], counts: dict[str, int], rows: list[str]) -> str:
+    """The rare labels' rows, folded away under one line that names them: a label with few
+    train tokens has near-zero weights and top words that are mostly other labels'
+    (opened by the filter when it matches one of them)."""
+    if not rare:
+        return ""
+    names = ", ".join(f"{html.escape(lab)} ({counts[lab]})" for lab in rare)
+    return (f"<details id='rare-labels'><summary>{len(rare)} rare label{'s' if len(rare) > 1 else ''}, fewer than "
+            f"{RARE_TOKENS} train tokens each, folded away: their neurons rest on few examples. {names}</summary>"
+            f"<table class='neurons'>{HEADER}{''.join(rows)}</table></details>")

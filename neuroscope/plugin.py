@@ -15,7 +15,8 @@ modules of neuroscope may change between versions.
   :func:`resolve_device`, :func:`sha256_of`
 * probes and rankers: :class:`ElasticNetProbe`, :func:`train_elastic_net`,
   :class:`TrainSettings`, :class:`LinearModel`, :class:`Ranking`, the ranker
-  contract (:func:`ranker`, :class:`RankerInputs`) and the built-in ranking
+  contract (:func:`ranker`, :class:`RankerInputs`, :func:`order_by_score`,
+  :func:`ranking_from_order`) and the built-in ranking
   methods (:func:`weight_mass_ranking`, :func:`probeless`, :func:`iou`,
   :func:`gaussian`, :func:`random_order`)
 """
@@ -39,7 +40,7 @@ _SOURCES: dict[str, str] = {
     "neuroscope.lbfgs": "LbfgsProbe train_lbfgs",
     "neuroscope.model": "ModelAdapter resolve_device",
     "neuroscope.probe": "ElasticNetProbe LinearModel TrainSettings train_elastic_net",
-    "neuroscope.rankers": "RankerInputs ranker",
+    "neuroscope.rankers": "RankerInputs order_by_score ranker ranking_from_order",
     "neuroscope.rankers.gaussian": "gaussian",
     "neuroscope.rankers.iou": "iou",
     "neuroscope.rankers.probeless": "probeless",

@@ -153,7 +153,8 @@ class Reporter:
     def summary(self, cell: str, deltas: Sequence[float], results: dict[str, Any], run_dir: Path) -> None:
         """A finished cell's headline numbers (``cell``: "MODEL x TASK"): the lambdas, test
         accuracy with all / top / random / bottom neurons against the majority baseline, the
-        minimal set of the first delta, selectivity, and each ranker's where several ran."""
+        minimal set of the first delta, selectivity, each ranker's where several ran, and the
+        live-model ablation's accuracies (and the model's loss) with ``--causal``."""
         if self.quiet:
             return
         summary = results["summary"]
@@ -179,5 +180,17 @@ class Reporter:
                                    f"{s['ablation']['test']['random']['mean']:.2f}, bottom "
                                    f"{s['ablation']['test']['bottom']['mean']:.2f}; minimal set "
                                    f"{s['minimal'][str(deltas[0])]['n_neurons']['mean']:.0f} neurons",
+                                   markup=False, highlight=False)
+        causal = results.get("causal")
+        if causal is not None:
+            for name, conditions in causal["per_ranker"].items():
+                parts = [f"{kind} {conditions[kind]['in_model']['mean']:.2f}"
+                         + (f" (loss {conditions[kind]['loss']['mean']:.3f})" if conditions[kind].get("loss") else "")
+                         for kind in ("top", "random", "bottom")]
+                loss = causal["none"].get("loss")
+                self.console.print(f"causal ({name}, {int(round(100 * causal['fraction']))}% removed inside the "
+                                   f"model): test accuracy {', '.join(parts)}; nothing removed "
+                                   f"{causal['none']['in_model']['mean']:.2f}"
+                                   + (f" (loss {loss:.3f})" if loss is not None else ""),
                                    markup=False, highlight=False)
         self.console.print(f"run directory: {run_dir} (report.html, tables.md)", markup=False, highlight=False)

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
+from neuroscope.choices import RARE_TOKENS
 from neuroscope.figures import subplots
 from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
@@ -131,7 +132,7 @@ def ranker_tables(results: dict[str, Any]) -> list[Table]:
     tables.append(Table("Do the rankings agree? Overlap of top sets (Jaccard, %) and rank correlation",
                         ("ranker", "ranker", *(f"top {k}%" for k in shares), "Spearman rho"), rows,
                         "Jaccard = |A and B| / |A or B| of the two top-k% sets; rho over the orderings of all "
-                        "neurons; mean ± std over seeds."))
+                        "neurons; " + ("mean ± std over seeds." if len(results["seeds"]) > 1 else "one seed.")))
     curve_shares = results["summary"]["curves"]["shares"]
     curve_rows = []
     for name, view in zip(names, views):
@@ -222,16 +223,20 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
                         layer_rows, figures=("layers",)))
     ex = s["exclusivity"]
     counts = results["label_counts"]
+    rare = [lab for lab in results["labels"] if counts.get("train", {}).get(lab, 0) < RARE_TOKENS]
     label_rows = tuple(
-        (lab, fmt(s["neurons_per_label"][lab], 1), s["dominant_layer"][lab]["layer"] or "-",
-         f"{s['dominant_layer'][lab]['share']:.0f}%",
+        (lab + (" (rare)" if lab in rare else ""), fmt(s["neurons_per_label"][lab], 1),
+         s["dominant_layer"][lab]["layer"] or "-", f"{s['dominant_layer'][lab]['share']:.0f}%",
          *(str(counts.get(split, {}).get(lab, 0)) for split in ("train", "dev", "test")))
         for lab in results["labels"])
+    rare_note = (f" (rare): fewer than {RARE_TOKENS} train tokens; the probe's weights for such a label rest on "
+                 f"few examples, so its neuron count and layer are noisy ({len(rare)} of {len(results['labels'])} "
+                 "labels)." if rare else "")
     tables.append(Table("Labels: neurons per label (Figures 2, 4), dominant layer (Figure 5), tokens per split",
                         ("label", "neurons", "dominant layer", "share there", "train", "dev", "test"), label_rows,
                         f"Labels per top neuron: {fmt(ex['mean_labels_per_neuron'])} on average; "
                         f"{fmt(ex['exclusive_percent'], 1)}% "
-                        "of top neurons serve one label only (Figure 3).",
+                        "of top neurons serve one label only (Figure 3)." + rare_note,
                         figures=("neurons_per_label", "label_layers", "exclusivity"), sortable=True))
     data_rows = []
     for name, stats in results["data"].items():
@@ -250,8 +255,6 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
     return tables
 
 
-#: labels with fewer train tokens than this are marked rare in the figures (their counts are noisy)
-RARE_TOKENS = 100
 
 
 def save_figure(fig: Any, path: Path) -> None:
@@ -282,7 +285,7 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     mean = np.asarray(s["layer_distribution"]["mean"])
     std = np.asarray(s["layer_distribution"]["std"])
     fig, ax = subplots(figsize=(6, 3.2), dpi=110)
-    ax.bar(range(len(mean)), mean, yerr=std, color="#3b6ea8", capsize=3)
+    ax.bar(range(len(mean)), mean, yerr=std if n_seeds > 1 else None, color="#3b6ea8", capsize=3)
     ax.set_xticks(range(len(mean)), results["layers"])
     ax.set_xlabel("layer")
     ax.set_ylabel("neurons")
@@ -295,7 +298,8 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     train = results["label_counts"]["train"]
     rare = [train.get(lab, 0) < RARE_TOKENS for lab in labels]
     fig, ax = subplots(figsize=(max(6, 0.22 * len(labels)), 3.6), dpi=110)
-    ax.bar(range(len(labels)), counts, yerr=spread, capsize=1.5, error_kw={"linewidth": 0.6},
+    ax.bar(range(len(labels)), counts, yerr=spread if n_seeds > 1 else None, capsize=1.5,
+           error_kw={"linewidth": 0.6},
            color=["#d9d9d9" if r else "#c0504d" for r in rare], hatch=None)
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
     for tick, r in zip(ax.get_xticklabels(), rare):
@@ -379,14 +383,15 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
             for ax, key in zip(axes, ("keep_top", "remove_top")):
                 points = [(x, v) for x, v in zip(curves["shares"], curves[key]) if v]
                 ax.errorbar([x for x, _ in points], [v["mean"] for _, v in points],
-                            yerr=[v["std"] for _, v in points], marker=".", capsize=2, label=ranker)
+                            yerr=[v["std"] for _, v in points] if n_seeds > 1 else None, marker=".", capsize=2,
+                            label=ranker)
         for ax, title in zip(axes, ("keeping only the top k% of neurons", "removing the top k% of neurons")):
             ax.set_xscale("log")
             ax.set_xlabel("k, % of neurons by each ranking")
             ax.set_title(title, fontsize=9)
         axes[0].set_ylabel("test accuracy (oracle probe, %)")
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"{name}: rankers compared (mean ± std over seeds)", fontsize=10)
+        fig.suptitle(f"{name}: rankers compared ({over})", fontsize=10)
         finish(fig, "rankers")
     causal = results.get("causal")
     if causal:
@@ -401,7 +406,8 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
             for j, where in enumerate(("in_probe", "in_model")):
                 stats = [causal["per_ranker"][ranker][k][where] for k in kinds]
                 offset = (2 * r + j) * width - 0.4 + width / 2
-                ax.bar(np.arange(3) + offset, [v["mean"] for v in stats], width, yerr=[v["std"] for v in stats],
+                ax.bar(np.arange(3) + offset, [v["mean"] for v in stats], width,
+                       yerr=[v["std"] for v in stats] if n_seeds > 1 else None,
                        capsize=2, label=f"{ranker}, {where.replace('_', '-')}", hatch="" if j else "//",
                        color=f"C{r}", alpha=1.0 if j else 0.45)
         ax.axhline(causal["none"]["in_model"]["mean"], color="k", linestyle=":", linewidth=1, label="nothing removed")
@@ -414,13 +420,14 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
             for r, ranker in enumerate(rankers):
                 stats = [causal["per_ranker"][ranker][k]["loss"] for k in kinds]
                 ax.bar(np.arange(3) + r * 0.8 / len(rankers) - 0.4 + 0.4 / len(rankers), [v["mean"] for v in stats],
-                       0.8 / len(rankers), yerr=[v["std"] for v in stats], capsize=2, color=f"C{r}", label=ranker)
+                       0.8 / len(rankers), yerr=[v["std"] for v in stats] if n_seeds > 1 else None, capsize=2,
+                       color=f"C{r}", label=ranker)
             ax.axhline(causal["none"]["loss"], color="k", linestyle=":", linewidth=1, label="nothing removed")
             ax.set_xticks(range(3), [f"{k} {int(round(causal['fraction'] * 100))}%" for k in kinds])
             ax.set_ylabel(f"{causal['objective']} (nats/token)")
             ax.set_title("the model's own objective", fontsize=9)
             ax.legend(fontsize=7)
-        fig.suptitle(f"{name}: causal ablation, test (mean ± std over seeds)", fontsize=10)
+        fig.suptitle(f"{name}: causal ablation, test ({over})", fontsize=10)
         finish(fig, "causal")
     return out
 
@@ -460,22 +467,38 @@ def _figure_html(key: str, path: Path, caption: str) -> str:
             f"<figcaption><b>{html.escape(key)}.png</b> {html.escape(caption)}</figcaption></figure>")
 
 
+#: a figure at least this many pixels wide is shown across the page under its table, not
+#: beside it, where it would be scaled to half its width (neurons per label, rankers)
+WIDE_PIXELS = 760
+
+
+def png_width(path: Path) -> int:
+    """A PNG's width in pixels, from its IHDR header."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    return int.from_bytes(head[16:20], "big") if head[:8] == b"\x89PNG\r\n\x1a\n" else 0
+
+
 def html_page(title: str, intro: str, tables: Sequence[Table], figures: dict[str, Path], extra: str = "",
               captions: dict[str, str] | None = None, summary: str = "") -> str:
-    """The report page: a summary card, each table with its figures beside it (captioned),
-    the remaining figures, then ``extra`` HTML (the top-neurons section)."""
+    """The report page: a summary card, each table with its figures beside it (captioned;
+    one too wide for half the page, :data:`WIDE_PIXELS`, across the page below it), the
+    remaining figures, then ``extra`` HTML (the top-neurons section)."""
     captions = captions or {}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>", summary]
     shown: set[str] = set()
     for table in tables:
-        beside = [k for k in table.figures if k in figures]
-        if not beside:
+        own = [k for k in table.figures if k in figures]
+        wide = [k for k in own if png_width(figures[k]) >= WIDE_PIXELS]
+        beside = [k for k in own if k not in wide]
+        if beside:
+            parts.append("<div class='pair'><div>" + table.html() + "</div><div>"
+                         + "".join(_figure_html(k, figures[k], captions.get(k, "")) for k in beside) + "</div></div>")
+        else:
             parts.append(table.html())
-            continue
-        parts.append("<div class='pair'><div>" + table.html() + "</div><div>"
-                     + "".join(_figure_html(k, figures[k], captions.get(k, "")) for k in beside) + "</div></div>")
-        shown.update(beside)
+        parts.extend("<div class='wide'>" + _figure_html(k, figures[k], captions.get(k, "")) + "</div>" for k in wide)
+        shown.update(own)
     rest = [k for k in figures if k not in shown]
     if rest:
         parts.append("<h2>Figures</h2>" + "".join(_figure_html(k, figures[k], captions.get(k, "")) for k in rest))
@@ -592,7 +615,8 @@ def intro(results: dict[str, Any]) -> str:
     lam = results["lambdas"]
     return (f"{results['neurons']:,} neurons ({len(results['layers'])} layers x {results['hidden_size']}); "
             f"{len(results['labels'])} labels; lambdas l1 = {lam['l1']:g}, l2 = {lam['l2']:g} ({lam['chosen_by']}); "
-            f"seeds {', '.join(str(s) for s in results['seeds'])} (mean ± std over seeds).")
+            + (f"seeds {', '.join(str(s) for s in results['seeds'])} (mean ± std over seeds)."
+               if len(results["seeds"]) > 1 else f"one seed ({results['seeds'][0]}), so no spread is shown."))
 
 
 def neurons_section(run_dir: Path) -> str:

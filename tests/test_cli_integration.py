@@ -181,11 +181,20 @@ def test_report_top_neurons_section_renders_and_filters(pos_run, tmp_path):
     its filter box (driven here by the page's #filter= link) hides the other rows. The
     screenshot of the section goes under docs/img/ when NEUROSCOPE_UPDATE_SCREENSHOTS is set."""
     import shutil
+    from html import escape
 
     html = (pos_run / "report.html").read_text()
     labels = json.loads((pos_run / "results.json").read_text())["labels"]
     assert "id='top-neurons'" in html and html.count("<tr data-filter=") == 3 * len(labels)
     assert html.count("<svg") >= 3 * len(labels) and "<li class='hit'>" in html
+    train = json.loads((pos_run / "results.json").read_text())["label_counts"]["train"]
+    rare = [lab for lab in labels if train.get(lab, 0) < 100]
+    assert rare and html.count("<details id='rare-labels'>") == 1  # rare labels folded away, after the others
+    fold = html.index("<details id='rare-labels'>")
+    row = {lab: html.index(f"<tr data-filter='{escape(lab)} ") for lab in labels}
+    assert all(row[lab] > fold for lab in rare) and all(row[lab] < fold for lab in labels if lab not in rare)
+    assert f"{escape(rare[0])} (rare)" in html  # flagged in the label table too
+    assert "<div class='wide'><figure><img alt='neurons_per_label'" in html  # its 45 ticks at full width
     assert 'data-neuron-rows-shown="3"' in render_in_chromium(pos_run / "report.html", "#filter=DT")
     assert f'data-neuron-rows-shown="{3 * len(labels)}"' in render_in_chromium(pos_run / "report.html")
     shot = tmp_path / "top-neurons.png"

@@ -78,11 +78,16 @@ def test_bfloat16_weights_are_loaded_and_named_in_the_identity(decoders):
 
 @pytest.mark.parametrize("kind,extra", [("gpt2", ["--causal"]), ("llama", ["--layers", "0,2", "--dtype", "bfloat16"])])
 def test_a_random_decoder_runs_the_whole_protocol_through_the_cli(decoders, kind, extra, tmp_path, data_dir,
-                                                                  cache_dir):
+                                                                  cache_dir, capsys):
     out = tmp_path / "run"
+    causal = "--causal" in extra
     assert main(["run", "--model", f"hf:{decoders[kind]}", "--task", "pos", "--data-dir", str(data_dir),
                  "--max-sentences", "150,50,50", "--seeds", "1", "--l1", "0", "--l2", "0", "--no-control",
-                 "--cache-dir", str(cache_dir), "--out", str(out), "--quiet", *extra]) == 0
+                 "--cache-dir", str(cache_dir), "--out", str(out), *([] if causal else ["--quiet"]), *extra]) == 0
+    if causal:  # the console summary ends with the live-model ablation and the model's loss
+        printed = " ".join(capsys.readouterr().out.split())
+        assert "causal (weight-mass, 20% removed inside the model): test accuracy top " in printed
+        assert "(loss " in printed and "nothing removed " in printed
     results = json.loads((out / "results.json").read_text())
     assert results["summary"]["ablation"]["test"]["all"]["mean"] > results["majority_baseline"]["test"] + 10
     if "--layers" in extra:

@@ -278,3 +278,25 @@ def test_every_readme_tour_line_parses_and_its_runs_plan_into_distinct_directori
                 planned[run_dir.name] = line
     today = dt.date.today().isoformat()
     assert {f"{today}-minilm-pos", f"{today}-minilm-chunk"} <= set(planned)
+
+
+def test_plugins_at_80_columns_never_breaks_a_name():
+    """`neuroscope plugins` in an 80-column terminal: every plugin, model and task name is
+    on one line (cells wrap between words only)."""
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from neuroscope.cli import cmd_plugins
+    from neuroscope.registry import Registry
+
+    out = io.StringIO()
+    assert cmd_plugins(argparse.Namespace(), Console(file=out, width=80)) == 0
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    registry = Registry()
+    names = [p.name for p in registry.plugins] + list(registry.file["models"]) + list(registry.file["tasks"])
+    names += [n for p in registry.plugins for v in p.provides.values() for n in v]
+    words = set(text.replace(",", " ").replace(";", " ").split())
+    assert [n for n in names if n not in words] == []

@@ -167,6 +167,13 @@ def test_the_cli_lists_neurons_and_draws_heat_maps(small_run, tmp_path, capsys):
     assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2",
                  "--out", str(target)]) == 0
     assert target.read_text().count("<rect") == 2 * 6
+    capsys.readouterr()
+    assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2"]) == 0
+    piped = capsys.readouterr().out.splitlines()  # not a terminal: the numbers the colours stand for
+    assert piped[0].split() == ["The", "old", "man", "the", "boats", "."] and len(piped) == 3
+    assert all(len(line.split()) == 7 and float(line.split()[-1]) == float(line.split()[-1]) for line in piped[1:])
+    heat = small_run.show("The old man the boats .", small_run.top_neurons("DT", 2))
+    assert repr(heat).startswith("HeatMap(2 neurons x 6 words: 'The old man the boats .'") and "\n" not in repr(heat)
 
 
 def test_extreme_rows_match_a_stable_sort_over_any_chunking():

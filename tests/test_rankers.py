@@ -41,6 +41,26 @@ def test_probeless_matches_the_pairwise_definition():
     assert ranking.order[:2].tolist() == [3, 1] and ranking.method == "probeless"
 
 
+def test_class_statistics_are_per_class_counts_means_and_variances_from_one_pass():
+    """What a plugin ranker reads (docs/plugins.md): counts and means per class, and the
+    per-class variances an ANOVA or Fisher ranker needs, all from one shared pass; rows
+    labelled -1 are left out."""
+    X, y = planted()
+    y = y.copy()
+    y[:7] = -1
+    given = inputs(X, y)
+    counts, means = given.class_means()
+    variances = given.class_variances()
+    for c in range(3):
+        rows = X[y == c].astype(np.float64)
+        assert counts[c] == len(rows)
+        np.testing.assert_allclose(means[c], rows.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(variances[c], rows.var(axis=0), rtol=1e-9, atol=1e-12)
+    assert list(given.shared) == [("class_moments", id(X))]  # one pass, shared
+    fisher = (np.var(means, axis=0) / variances.mean(axis=0))  # a Fisher-style score finds neuron 3
+    assert int(np.argmax(fisher)) == 3
+
+
 def test_average_precision_matches_its_definition():
     rng = np.random.default_rng(3)
     column = rng.standard_normal(200)

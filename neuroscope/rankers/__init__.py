@@ -53,6 +53,7 @@ class RankerInputs:
 
     @property
     def n_neurons(self) -> int:
+        """The number of neurons (columns of ``train``): the length of the Ranking to return."""
         return n_columns(self.train)
 
     def chunks(self, neurons: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -60,18 +61,39 @@ class RankerInputs:
         return iter_chunks(self.train, neurons)
 
     def class_means(self) -> tuple[np.ndarray, np.ndarray]:
-        """(counts (labels,), means (labels, neurons) float64) of the train activations per class,
-        from one pass over the store, computed once per run and shared by every ranker."""
-        key = ("class_means", id(self.train))
+        """``(counts, means)``: ``counts`` (labels,) int64, the train tokens of each class
+        (``label_names`` order; rows labelled -1 are left out), and ``means`` (labels,
+        neurons) float64, each class's mean activation per neuron (NaN for a class with no
+        train token). From one pass over the store, computed once per run and shared by
+        every ranker."""
+        counts, sums, _ = self._class_moments()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return counts, sums / counts[:, None]
+
+    def class_variances(self) -> np.ndarray:
+        """(labels, neurons) float64: each class's variance of each neuron's activation over
+        its train tokens (population variance, ddof 0; NaN for a class with no token), for
+        ANOVA-, Fisher- or t-statistic rankers. From the same single shared pass as
+        :meth:`class_means`."""
+        counts, sums, squares = self._class_moments()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = sums / counts[:, None]
+            return np.maximum(squares / counts[:, None] - means * means, 0.0)
+
+    def _class_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class: token counts, sums and sums of squares of every neuron (float64), one
+        pass over the store, once per run."""
+        key = ("class_moments", id(self.train))
         if key not in self.shared:
             n_classes = len(self.label_names)
             counts = np.bincount(self.labels[self.labels >= 0], minlength=n_classes).astype(np.int64)
             sums = np.zeros((n_classes, self.n_neurons), dtype=np.float64)
+            squares = np.zeros_like(sums)
             for start, block in self.chunks():
-                _add_by_class(sums, self.labels[start : start + len(block)], block)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = sums / counts[:, None]
-            self.shared[key] = (counts, means)
+                y = self.labels[start : start + len(block)]
+                _add_by_class(sums, y, block)
+                _add_by_class(squares, y, np.square(block, dtype=np.float64))
+            self.shared[key] = (counts, sums, squares)
         return self.shared[key]
 
     def overall_mean(self) -> np.ndarray:
