@@ -54,14 +54,17 @@ def check_task(task: TaskData) -> None:
 
 
 def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32,
-               layers: Sequence[int] | None = None, dtype: str | None = None) -> ModelAdapter:
+               layers: Sequence[int] | None = None, dtype: str | None = None, site: str = "hidden") -> ModelAdapter:
     """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``);
-    ``layers`` keeps only those layers (``--layers``), ``dtype`` other than float32 (the
-    default of every adapter) is passed to the adapter (``--dtype``; adapters that load
-    weights in one precision only refuse it)."""
+    ``layers`` keeps only those layers (``--layers``, of the site read), ``dtype`` other
+    than float32 (the default of every adapter) is passed to the adapter (``--dtype``;
+    adapters that load weights in one precision only refuse it), and so is ``site`` other
+    than the paper's hidden states (``--site``; :func:`check_model_site`)."""
     resolved = registry.resolve_model(spec)
+    check_model_site(resolved, site)
     options = {"batch_size": batch_size, **resolved.options,
-               **({"dtype": dtype} if dtype and dtype != "float32" else {})}
+               **({"dtype": dtype} if dtype and dtype != "float32" else {}),
+               **({"site": site} if site != "hidden" else {})}
     try:
         inspect.signature(resolved.entry.obj).bind(device=device, aggregation=aggregation, **options)
     except TypeError as exc:
@@ -137,6 +140,32 @@ def check_model_location(resolved: Resolved) -> None:
             where = (f"--model {resolved.requested}" if resolved.origin == "command line" else
                      f"{resolved.origin}: [models.{resolved.requested}] {key}")
             raise ModelLoadError(f"{where}: {path}: no such file or directory")
+
+
+def adapter_class(fn: Callable[..., Any]) -> type | None:
+    """The ModelAdapter class a registered model builds: the entry itself when it is a
+    class, else the class its factory's return annotation names (None when unknown)."""
+    if inspect.isclass(fn):
+        return fn
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve: nothing more is known
+        return None
+    return returned if inspect.isclass(returned) else None
+
+
+def model_sites(resolved: Resolved) -> tuple[str, ...]:
+    """The sites a registered model offers (its adapter class's ``sites``; docs/plugins.md)."""
+    cls = adapter_class(resolved.entry.obj)
+    return tuple(getattr(cls, "sites", ModelAdapter.sites)) if cls is not None else ModelAdapter.sites
+
+
+def check_model_site(resolved: Resolved, site: str) -> None:
+    """Refuse, before the model loads, a site its adapter does not offer."""
+    sites = model_sites(resolved)
+    if site not in sites:
+        raise ValidationError(f"--site {site}: model {resolved.requested!r} (adapter {resolved.entry.name!r}) "
+                              f"offers the site{'s' if len(sites) > 1 else ''} {', '.join(sites)}")
 
 
 def check_model_options(resolved: Resolved) -> None:

@@ -38,6 +38,10 @@ class ModelAdapter(abc.ABC):
 
     #: short adapter name, e.g. "transformers"
     name: str = "adapter"
+    #: the sites the adapter can read (docs/models.md, "Sites"): "hidden" is the paper's
+    #: hidden states; an adapter offering more takes ``site=`` in its factory and its
+    #: ``neuron_index``, ``embed`` and ``intervene`` are then of that site
+    sites: tuple[str, ...] = ("hidden",)
 
     @property
     @abc.abstractmethod
@@ -100,6 +104,7 @@ class LayerSubset(ModelAdapter):
         self.inner = inner
         self.layers = tuple(layers)
         self.name = inner.name
+        self.sites = inner.sites
         self.batch_size = inner.batch_size
         self._index = NeuronIndex(tuple(index.layer_names[x] for x in self.layers), index.hidden_size)
 

@@ -334,7 +334,7 @@ class Orchestrator:
 
     def load_adapter(self, config: RunConfig) -> ModelAdapter:
         return load_model(self.registry, config.model, config.device, config.aggregation, config.extract_batch_size,
-                          config.layers, config.dtype)
+                          config.layers, config.dtype, config.site)
 
     def extract_activations(self, config: RunConfig, task: TaskData) -> tuple[ModelAdapter, dict[str, Any]]:
         """Step 2: the model, and every split's activations from the store, extracted where

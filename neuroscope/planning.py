@@ -23,7 +23,7 @@ import attrs
 from neuroscope.errors import NeuroscopeError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
 from neuroscope.cell import resolve_rankers
-from neuroscope.loading import check_model_options, check_probe_options
+from neuroscope.loading import check_model_options, check_model_site, check_probe_options
 from neuroscope.probe import reset_unconverged_note
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
@@ -35,7 +35,7 @@ log = logging.getLogger("neuroscope")
 
 
 #: settings that name the cell, or say where files are, not what is computed: never in a run's name
-NAMING_FIELDS = ("model", "task", "probe", "data_dir", "cache_dir")
+NAMING_FIELDS = ("model", "task", "probe", "site", "data_dir", "cache_dir")
 #: a name's settings part longer than this becomes a short hash of the settings
 MAX_SETTINGS_NAME = 40
 
@@ -46,7 +46,7 @@ def settings_name(config: RunConfig) -> str:
     or ``-epochs-auto-seeds-1``, or, when that would be long, ``-s`` and 8 hex digits of
     their hash. Runs with different settings thus never share a default directory."""
     default = RunConfig(model=config.model, task=config.task, data_dir=config.data_dir, probe=config.probe,
-                        cache_dir=config.cache_dir)
+                        site=config.site, cache_dir=config.cache_dir)
     mine, theirs = config.to_json(), default.to_json()
     changed = {k: mine.get(k) for k in sorted(set(mine) | set(theirs))
                if k not in NAMING_FIELDS and mine.get(k) != theirs.get(k)}
@@ -69,8 +69,11 @@ def settings_name(config: RunConfig) -> str:
 
 def default_run_dir(root: Path, config: RunConfig, with_probe: bool = False) -> Path:
     """``ROOT/<date>-<model>-<task>`` and the settings that differ from the defaults
-    (:func:`settings_name`); ``-<probe>`` after the task when a run compares probes."""
-    name = f"{config.model}-{config.task}" + (f"-{config.probe}" if with_probe else "") + settings_name(config)
+    (:func:`settings_name`); ``-<probe>`` after the task when a run compares probes, and
+    ``-site-<site>`` for a site other than the hidden states (before the settings, so
+    ``runs/minilm-pos-site-mlp`` names the MLP run of the defaults)."""
+    name = (f"{config.model}-{config.task}" + (f"-{config.probe}" if with_probe else "")
+            + (f"-site-{config.site}" if config.site != "hidden" else "") + settings_name(config))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return root / f"{dt.date.today().isoformat()}-{safe}"
 
@@ -93,6 +96,7 @@ def plan_runs(request: RunRequest) -> Plan:
     registry = Registry()
     for config in configs:
         check_model_options(registry.resolve_model(config.model))
+        check_model_site(registry.resolve_model(config.model), config.site)
         registry.resolve_task(config.task)
         check_probe_options(registry.resolve_probe(config.probe))
     resolve_rankers(registry, configs[0])  # each ranker's registry.toml options checked against what it takes

@@ -375,7 +375,7 @@ class Run:
         if not ids:
             raise ValidationError("neurons: expected one or more neurons to show")
         adapter = load_model(Registry(), self.settings.model, device, self.settings.aggregation, 1,
-                             self.settings.layers, self.settings.dtype)
+                             self.settings.layers, self.settings.dtype, self.settings.site)
         if adapter.neuron_index != self.index:
             raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")

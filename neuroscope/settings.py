@@ -381,6 +381,9 @@ class RunConfig:
     extract_batch_size: int = option("--extract-batch-size", "sentences per forward pass", 32, kind="int", low=1,
                                      integer=True)
     probe: str = "elastic-net"
+    #: where the units are read (docs/models.md, "Sites"): the paper's hidden states, or an
+    #: adapter's other sites (MLP neurons); the command line crosses a list of them
+    site: str = "hidden"
     rankers: tuple[str, ...] = option("--ranker", "neuron rankers, comma-separated, each judged on the same oracle "
                                       "probe and data (`neuroscope rankers` lists them: weight-mass, probeless, iou, "
                                       "gaussian, random, ...; docs/ranking.md)", ("weight-mass",), kind="names",
@@ -520,6 +523,10 @@ class PlanOptions:
                                     "(RUNS_DIR/<date>-<model>-<task>-<probe> when several; `neuroscope rankers` "
                                     "lists them: elastic-net, lbfgs; docs/probe.md)", ("elastic-net",), kind="names",
                                     doc_default="`elastic-net`")
+    site: tuple[str, ...] = option("--site", "where units are read, comma-separated, one run directory each: hidden "
+                                   "(the paper's hidden states between blocks) or mlp (each feed-forward block's "
+                                   "post-nonlinearity neurons, the input of its output projection); docs/models.md",
+                                   ("hidden",), kind="names", doc_default="`hidden`")
     out: Path | None = option("--out", "run directory (one model x task x probe only)", None, kind="path", optional=True,
                               doc_default="`RUNS_DIR/<date>-<model>-<task>[-<settings>]`")
     runs_dir: Path = option("--runs-dir", "parent of run directories", Path("runs"), kind="path",
@@ -551,8 +558,9 @@ class PlanOptions:
         if self.address is not None and not self.address.strip():
             raise ValidationError("--address: empty; expected HOST:PORT, ray://HOST:PORT or auto (or leave it out "
                                   "for a local Ray started for the run)")
-        if self.out is not None and len(self.model) * len(self.task) * len(self.probe) > 1:
-            raise NeuroscopeError("--out names one run directory; with several models, tasks or probes use --runs-dir")
+        if self.out is not None and len(self.model) * len(self.task) * len(self.probe) * len(self.site) > 1:
+            raise NeuroscopeError("--out names one run directory; with several models, tasks, probes or sites use "
+                                  "--runs-dir")
 
 
 def check_setting(name: str, value: Any, label: str | None = None) -> None:
@@ -566,8 +574,8 @@ def run_options() -> list[tuple[type, str, Option]]:
     """(class, field name, option) of every option of ``neuroscope run``, in --help order:
     what is run, then how each cell runs, then where it is written and what executes it."""
     plan = options_of(PlanOptions)
-    head = [(PlanOptions, n, o) for n, o in plan if n in ("model", "task", "probe")]
-    tail = [(PlanOptions, n, o) for n, o in plan if n not in ("model", "task", "probe")]
+    head = [(PlanOptions, n, o) for n, o in plan if n in ("model", "task", "probe", "site")]
+    tail = [(PlanOptions, n, o) for n, o in plan if n not in ("model", "task", "probe", "site")]
     return head + [(RunConfig, n, o) for n, o in options_of(RunConfig)] + tail
 
 
@@ -624,9 +632,9 @@ class RunRequest:
     cell: Mapping[str, Any]
 
     def configs(self) -> list[RunConfig]:
-        """One validated :class:`RunConfig` per model x task x probe, in that order."""
-        return [RunConfig(model=m, task=t, probe=p, **self.cell)
-                for m in self.plan.model for t in self.plan.task for p in self.plan.probe]
+        """One validated :class:`RunConfig` per model x task x probe x site, in that order."""
+        return [RunConfig(model=m, task=t, probe=p, site=s, **self.cell)
+                for m in self.plan.model for t in self.plan.task for p in self.plan.probe for s in self.plan.site]
 
 
 def request_from_values(values: Mapping[str, Any]) -> RunRequest:

@@ -99,6 +99,23 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         os.fsync(fh.fileno())
 
 
+def check_space(root: Path, tokens: int, neurons: int) -> None:
+    """Refuse, in one line, activations that would not fit on the store's disk: ``tokens``
+    words x ``neurons`` float16 values against the free space under ``root`` (an MLP site
+    of a large model is 917 KB per token; docs/models.md, "Sites")."""
+    import shutil
+
+    need = 2 * int(tokens) * int(neurons)
+    where = Path(root)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise StoreError(f"the activations need {need / 1e9:,.1f} GB ({tokens:,} words x {neurons:,} neurons x 2 "
+                         f"bytes), but {free / 1e9:,.1f} GB are free under {root}; read fewer layers (--layers), "
+                         "fewer sentences (--max-sentences) or use another --cache-dir")
+
+
 def exceeds_page_cache(n_bytes: int) -> bool:
     """Whether ``n_bytes`` of activations are more than half the physical memory, so the
     operating system cannot be expected to keep them cached between passes."""

@@ -123,9 +123,13 @@ def with_prefix_space(tokenizer: Any) -> bool:
 
 
 class TransformersAdapter(ModelAdapter):
-    """Word activations of every layer of a transformers ``AutoModel``."""
+    """Word activations of every layer of a transformers ``AutoModel``, at one site:
+    ``hidden`` (the hidden states, the paper's) or ``mlp`` (each block's feed-forward
+    neurons after the nonlinearity: the input of the MLP's output projection, located in
+    every block by its shape, :meth:`_mlp_projections`)."""
 
     name = "transformers"
+    sites = ("hidden", "mlp")
 
     def __init__(
         self,
@@ -138,7 +142,10 @@ class TransformersAdapter(ModelAdapter):
         revision: str | None = None,
         dtype: str = "float32",
         device_map: str | None = None,
+        site: str = "hidden",
     ):
+        if site not in self.sites:
+            raise NeuroscopeError(f"site must be one of {', '.join(self.sites)}, got {site!r}")
         if aggregation not in AGGREGATIONS:
             raise NeuroscopeError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
         if dtype not in DTYPES:
@@ -196,6 +203,12 @@ class TransformersAdapter(ModelAdapter):
         if not hidden or not n_layers:
             raise ModelLoadError(f"{self.path}: cannot read hidden size and layer count from the config")
         self._index = NeuronIndex(("emb",) + tuple(str(i) for i in range(1, n_layers + 1)), hidden)
+        self.site = site
+        self._mlp: list[tuple[Any, bool]] | None = None  # (output projection, sequence-first) per block
+        if site == "mlp":
+            self._mlp = self._mlp_projections()
+            width = self._mlp_width
+            self._index = NeuronIndex(tuple(f"mlp{i}" for i in range(1, n_layers + 1)), width)
         self._sha = checkpoint_sha256(self.path)
         self.replaced_words = 0
         self.windowed_sentences = 0
@@ -223,6 +236,8 @@ class TransformersAdapter(ModelAdapter):
             identity["dtype"] = self.dtype
         if self.prefix_space:  # byte-level BPE: words encoded with their leading space (with_prefix_space)
             identity["prefix_space"] = True
+        if self.site != "hidden":  # hidden-state stores keep the identity they always had
+            identity["site"] = self.site
         return identity
 
     def device_name(self) -> str:
@@ -293,19 +308,25 @@ class TransformersAdapter(ModelAdapter):
             if self._ablation:
                 self._positions = self._edit_positions(enc, conditions)
             with torch.inference_mode():
-                if self.lm is not None:
-                    result = self.lm(**inputs, output_hidden_states=True)
-                    if self._ablation and self._ablation[1].objective:
+                with self._reading_mlp() as mlp:
+                    if self.lm is not None:
+                        result = self.lm(**inputs, output_hidden_states=mlp is None)
+                    else:
+                        result = self.model(**inputs, output_hidden_states=mlp is None)
+                if self._ablation and self._ablation[1].objective:
+                    if self.lm is not None:
                         self._next_token_loss(result.logits, inputs, conditions)
-                else:
-                    result = self.model(**inputs, output_hidden_states=True)
-                    if self._ablation and self._ablation[1].objective:
+                    else:
                         self._masked_lm_loss(enc, inputs, conditions)
-            hidden = torch.stack(result.hidden_states)  # (layers, conditions x batch, tokens, hidden)
+            if mlp is not None:  # (layers, conditions x batch, tokens, width), edited where intervened
+                hidden = torch.stack(mlp)
+            else:
+                hidden = torch.stack(result.hidden_states)  # (layers, conditions x batch, tokens, hidden)
+                if self._ablation:  # a state recorded before its hook ran (e.g. XLNet's first) shows the edit too
+                    hidden = torch.stack([self._edited(layer, h) for layer, h in enumerate(hidden)])
             if hidden.shape[0] != self._index.n_layers:
-                raise ModelLoadError(f"model returned {hidden.shape[0]} hidden states, expected {self._index.n_layers}")
-            if self._ablation:  # a state recorded before its hook ran (e.g. XLNet's first) shows the edit too
-                hidden = torch.stack([self._edited(layer, h) for layer, h in enumerate(hidden)])
+                raise ModelLoadError(f"model returned {hidden.shape[0]} {self.site} states, expected "
+                                     f"{self._index.n_layers}")
             for k in range(conditions):
                 for b, seg in enumerate(chunk):
                     out[k].append(self._words_of(hidden[:, k * len(chunk) + b], enc.word_ids(b), len(seg)))
@@ -333,6 +354,75 @@ class TransformersAdapter(ModelAdapter):
             raise ModelLoadError(f"{self.path}: cannot find its {n} transformer blocks for intervention "
                                  f"({len(lists)} module lists of that length)")
         return lists[0]
+
+    def _mlp_projections(self) -> list[tuple[Any, bool]]:
+        """Per block, the MLP's output projection and whether its input is sequence-first.
+
+        Found by structure, not by module names: in each block, the one linear map (an
+        ``nn.Linear``, or GPT-2's ``Conv1D``) from a width other than the hidden size back
+        to the hidden size. Its input is the MLP's post-nonlinearity activation: BERT's
+        ``intermediate`` output, GPT-2's ``c_proj`` input, GPT-NeoX's ``dense_4h_to_h``
+        input, a gated MLP's ``act(gate_proj(x)) * up_proj(x)`` (Llama, Mistral, Qwen2,
+        Gemma), XLNet's ``ff.layer_2`` input. The layout is read from one forward pass."""
+        hidden = self._index.hidden_size
+        found = []
+        for b, block in enumerate(self._blocks()):
+            maps = [m for m in block.modules() if (shape := _linear_shape(m)) and shape[1] == hidden
+                    and shape[0] != hidden]
+            if len(maps) != 1:
+                raise ModelLoadError(f"{self.path}: block {b} has {len(maps)} linear maps from another width back to "
+                                     f"the hidden size {hidden}, so its MLP output projection cannot be told; "
+                                     "--site mlp needs exactly one (a mixture of experts has several)")
+            found.append(maps[0])
+        widths = {_linear_shape(m)[0] for m in found}
+        if len(widths) != 1:
+            raise ModelLoadError(f"{self.path}: the MLPs differ in width ({sorted(widths)}); --site mlp needs one width")
+        self._mlp_width = widths.pop()
+        shapes: list[tuple[int, ...]] = []
+        handles = [m.register_forward_pre_hook(lambda mod, args: shapes.append(tuple(args[0].shape))) for m in found]
+        enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
+                             return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+        try:
+            with torch.inference_mode():
+                self.model(**inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        rows, tokens = enc["input_ids"].shape
+        if len(shapes) != len(found):
+            raise ModelLoadError(f"{self.path}: its MLP output projections ran {len(shapes)} times in one forward "
+                                 f"pass, expected {len(found)}")
+        layouts = []
+        for shape in shapes:
+            if shape == (rows, tokens, self._mlp_width):
+                layouts.append(False)
+            elif shape == (tokens, rows, self._mlp_width):
+                layouts.append(True)
+            else:
+                raise ModelLoadError(f"{self.path}: an MLP output projection's input has shape {shape}, expected "
+                                     f"({rows}, {tokens}, {self._mlp_width}) or sequence-first")
+        return list(zip(found, layouts))
+
+    @contextlib.contextmanager
+    def _reading_mlp(self) -> Iterator[list[torch.Tensor] | None]:
+        """With ``--site mlp``: every MLP output projection's input during the forward passes
+        inside the context, batch-first, one tensor per layer (inside :meth:`intervene`
+        after the edit, which runs first); None at the hidden site."""
+        if self._mlp is None:
+            yield None
+            return
+        values: list[torch.Tensor] = []
+
+        def keep(module: Any, args: tuple, seq_first: bool) -> None:
+            values.append(args[0].transpose(0, 1) if seq_first else args[0])
+
+        handles = [m.register_forward_pre_hook(lambda mod, args, s=s: keep(mod, args, s)) for m, s in self._mlp]
+        try:
+            yield values
+        finally:
+            for h in handles:
+                h.remove()
 
     def _sites(self) -> list[tuple[Any, str, bool]]:
         """Where each hidden state is produced, found once by a forward pass that compares
@@ -410,7 +500,8 @@ class TransformersAdapter(ModelAdapter):
             else:
                 record.unavailable = self._mlm_missing
         handles = []
-        for layer, (module, kind, seq_first) in enumerate(self._sites()):
+        targets = self._sites() if self._mlp is None else [(m, "input", s) for m, s in self._mlp]
+        for layer, (module, kind, seq_first) in enumerate(targets):
             edit = ablation.layer(self._index, layer, self.device, next(self.model.parameters()).dtype)
             if edit is None:
                 continue
@@ -420,7 +511,7 @@ class TransformersAdapter(ModelAdapter):
                     return (edit_hidden(value[0], edit, self._positions, seq_first),) + value[1:]
                 return edit_hidden(value, edit, self._positions, seq_first)
 
-            if kind == "input":
+            if kind == "input":  # the first block's input; with --site mlp each output projection's input
                 def pre(module: Any, args: tuple, kwargs: dict, apply: Any = apply) -> Any:
                     if args:
                         return (apply(args[0]),) + args[1:], kwargs
@@ -497,8 +588,9 @@ class TransformersAdapter(ModelAdapter):
         neurons below the word level (``neuroscope show --subwords``)."""
         enc = self.tokenizer([list(words)], is_split_into_words=True, truncation=False, return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
-        with torch.inference_mode():
-            hidden = torch.stack(self.model(**inputs, output_hidden_states=True).hidden_states)[:, 0]
+        with torch.inference_mode(), self._reading_mlp() as mlp:
+            states = self.model(**inputs, output_hidden_states=mlp is None).hidden_states
+        hidden = torch.stack(mlp if mlp is not None else states)[:, 0]
         keep = [pos for pos, wid in enumerate(enc.word_ids(0)) if wid is not None]
         tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
         return ([tokens[p] for p in keep], [enc.word_ids(0)[p] for p in keep],
@@ -518,6 +610,16 @@ class TransformersAdapter(ModelAdapter):
             pick = [p[-1] if self.aggregation == "last" else p[0] for p in positions]
             vectors = hidden[:, torch.tensor(pick, device=hidden.device), :]
         return vectors.float().cpu().numpy()
+
+
+def _linear_shape(module: Any) -> tuple[int, int] | None:
+    """(input width, output width) of a linear map: ``nn.Linear`` or transformers' ``Conv1D``
+    (GPT-2, whose weight is stored input-first); None for any other module."""
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None and module.weight.dim() == 2:
+        return int(module.weight.shape[0]), int(module.weight.shape[1])
+    return None
 
 
 def transformers_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32,

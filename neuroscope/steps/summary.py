@@ -84,6 +84,7 @@ def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: 
         "task": config.task,
         "neurons": index.n_neurons,
         "neuron_ids": NEURON_ID_LAYOUT,
+        "site": config.site,
         "layers": list(index.layer_names),
         "hidden_size": index.hidden_size,
         "lambdas": {"l1": lambdas[0], "l2": lambdas[1], "chosen_by": lambdas[2]},

@@ -1,0 +1,170 @@
+"""Sites (docs/models.md, "Sites"): the MLP neurons of every transformer family, read where
+the literature reads them and proven equal to a computation from each module's own
+weights; the causal hook at the MLP site; the site through the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from decoders import save_decoder, save_random_bert
+from neuroscope.causal import Ablation
+from neuroscope_plugins.transformers_adapter import TransformersAdapter
+
+SENTENCES = [["The", "old", "man", "the", "boats", "."], ["Unbelievably", ",", "pieces", "!"]]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site-models")
+    out = {kind: save_decoder(kind, root / kind) for kind in ("gpt2", "gpt_neox", "llama", "qwen2")}
+    out["bert"] = save_random_bert(root / "bert")
+    return out
+
+
+def mlp_by_hand(model, kind: str, x: torch.Tensor, layer: int) -> torch.Tensor:
+    """The post-nonlinearity MLP activation of ``layer`` from the MLP's input ``x``, written
+    out from the block's own weights (the adapter finds its site by structure instead)."""
+    from transformers.activations import ACT2FN
+
+    config = model.config
+    if kind == "bert":
+        dense = model.encoder.layer[layer].intermediate.dense
+        return ACT2FN[config.hidden_act](x @ dense.weight.T + dense.bias)
+    if kind == "gpt2":
+        fc = model.h[layer].mlp.c_fc
+        return ACT2FN[config.activation_function](x @ fc.weight + fc.bias)
+    if kind == "gpt_neox":
+        up = model.layers[layer].mlp.dense_h_to_4h
+        return ACT2FN[config.hidden_act](x @ up.weight.T + up.bias)
+    mlp = model.layers[layer].mlp  # gated: act(x W_gate) * (x W_up)
+    return ACT2FN[config.hidden_act](x @ mlp.gate_proj.weight.T) * (x @ mlp.up_proj.weight.T)
+
+
+def mlp_inputs(model, kind: str) -> list:
+    """The module whose input is each block's MLP input (to capture x in the test)."""
+    if kind == "bert":
+        return [block.intermediate.dense for block in model.encoder.layer]
+    if kind == "gpt2":
+        return [block.mlp.c_fc for block in model.h]
+    if kind == "gpt_neox":
+        return [block.mlp.dense_h_to_4h for block in model.layers]
+    return [block.mlp.gate_proj for block in model.layers]
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "gpt_neox", "llama", "qwen2"])
+def test_the_mlp_site_equals_the_activation_computed_from_the_weights(models, kind):
+    adapter = TransformersAdapter(checkpoint=str(models[kind]), device="cpu", site="mlp")
+    width = 64 if kind in ("bert", "gpt_neox", "llama") else (128 if kind == "gpt2" else 48)
+    assert adapter.neuron_index.layer_names == ("mlp1", "mlp2") and adapter.neuron_index.hidden_size == width
+    assert adapter.identity()["site"] == "mlp"
+    vectors = adapter.embed(SENTENCES)
+    model = adapter.model
+    for sentence, got in zip(SENTENCES, vectors):
+        enc = adapter.tokenizer([sentence], is_split_into_words=True, return_tensors="pt")
+        last = {}
+        for pos, wid in enumerate(enc.word_ids(0)):
+            if wid is not None:
+                last[wid] = pos
+        inputs = {k: v for k, v in enc.items() if k in adapter.tokenizer.model_input_names}
+        seen: list[torch.Tensor] = []
+        handles = [m.register_forward_pre_hook(lambda mod, args: seen.append(args[0])) for m in mlp_inputs(model, kind)]
+        with torch.inference_mode():
+            model(**inputs)
+        for h in handles:
+            h.remove()
+        assert got.shape == (2, len(sentence), width)
+        for layer in range(2):
+            with torch.inference_mode():
+                expected = mlp_by_hand(model, kind, seen[layer][0], layer)[[last[w] for w in range(len(sentence))]]
+            np.testing.assert_allclose(got[layer], expected.numpy(), rtol=1e-4, atol=1e-5)
+    hidden = TransformersAdapter(checkpoint=str(models[kind]), device="cpu")
+    assert "site" not in hidden.identity() and hidden.neuron_index.layer_names[0] == "emb"
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_the_causal_hook_at_the_mlp_site_removes_exactly_the_chosen_units(models, kind):
+    adapter = TransformersAdapter(checkpoint=str(models[kind]), device="cpu", site="mlp")
+    index = adapter.neuron_index
+    before = adapter.embed(SENTENCES)
+    chosen = np.array([1, 5, 17])
+    masks = np.zeros((2, index.n_neurons), dtype=bool)
+    masks[1, chosen] = True  # condition 0 removes nothing, condition 1 three units of mlp1
+    with adapter.intervene(Ablation(masks, objective=False)):
+        conditions = adapter.embed(SENTENCES)
+    untouched, removed = conditions[:2], conditions[2:]
+    for a, b, c in zip(before, untouched, removed):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        assert np.all(c[0][:, chosen] == 0) and np.allclose(np.delete(c[0], chosen, axis=1), np.delete(a[0], chosen, axis=1))
+        assert not np.allclose(c[1], a[1], atol=1e-6)  # the layer above sees the change
+    after = adapter.embed(SENTENCES)
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))  # leaving restores the model bit for bit
+
+
+def test_xlnet_reads_its_feed_forward_inner_activation(tmp_path):
+    """XLNet runs sequence-first inside: the site's layout is read from a forward pass, and
+    the values equal act(x W_1 + b_1) of its ff.layer_1 input."""
+    import string
+
+    from transformers import XLNetConfig, XLNetModel, XLNetTokenizer
+    from transformers.activations import ACT2FN
+
+    specials = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]
+    pieces = [(s, 0.0) for s in specials] + [("\u2581", -2.0)] + [("\u2581the", -5.0), ("\u2581old", -5.0)]
+    pieces += [(c, -8.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    XLNetTokenizer(vocab=pieces).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    XLNetModel(XLNetConfig(vocab_size=len(pieces), d_model=32, n_layer=2, n_head=2, d_inner=64)).save_pretrained(tmp_path)
+    adapter = TransformersAdapter(checkpoint=str(tmp_path), device="cpu", site="mlp")
+    assert adapter.neuron_index.hidden_size == 64 and adapter._mlp[0][1] is True  # sequence-first inside
+    got = adapter.embed([SENTENCES[0]])[0]
+    model = adapter.model
+    enc = adapter.tokenizer([SENTENCES[0]], is_split_into_words=True, return_tensors="pt")
+    last = {wid: pos for pos, wid in enumerate(enc.word_ids(0)) if wid is not None}
+    seen: list[torch.Tensor] = []
+    handles = [block.ff.layer_1.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+               for block in model.layer]
+    with torch.inference_mode():
+        model(**{k: v for k, v in enc.items() if k in adapter.tokenizer.model_input_names})
+        for h in handles:
+            h.remove()
+        for layer, block in enumerate(model.layer):
+            inner = ACT2FN[model.config.ff_activation](block.ff.layer_1(seen[layer]))[:, 0]  # (tokens, width)
+            np.testing.assert_allclose(got[layer], inner[[last[w] for w in range(len(SENTENCES[0]))]].numpy(),
+                                       rtol=1e-4, atol=1e-5)
+
+
+def test_a_site_list_runs_one_cell_per_site_through_the_command_line(models, tmp_path, data_dir, cache_dir):
+    """`--site hidden,mlp`: two run directories (the mlp one named by its site), each the
+    whole protocol on its own units, the MLP's stored apart from the hidden states."""
+    import json
+
+    from neuroscope.cli import main
+
+    assert main(["run", "--model", f"hf:{models['bert']}", "--task", "pos", "--site", "hidden,mlp", "--data-dir",
+                 str(data_dir), "--max-sentences", "150,50,50", "--seeds", "1", "--l1", "0", "--l2", "0",
+                 "--no-control", "--runs-dir", str(tmp_path), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    runs = sorted(p.name for p in tmp_path.iterdir())
+    assert len(runs) == 2 and "-pos-site-mlp" in runs[1] and "site" not in runs[0], runs
+    hidden, mlp = (json.loads((tmp_path / name / "results.json").read_text()) for name in runs)
+    assert (hidden["site"], hidden["layers"], hidden["neurons"]) == ("hidden", ["emb", "1", "2"], 3 * 32)
+    assert (mlp["site"], mlp["layers"], mlp["neurons"]) == ("mlp", ["mlp1", "mlp2"], 2 * 64)
+    assert len(mlp["per_seed"][0]["ranking"]["order"]) == 128
+    assert json.loads((tmp_path / runs[1] / "config.json").read_text())["site"] == "mlp"
+
+
+def test_a_store_that_will_not_fit_is_refused_before_extraction(tmp_path, monkeypatch):
+    """Llama-3-8B's MLP site over a million words is 917 GB: refused in one line with both
+    numbers and the ways out, not a disk filled half-way."""
+    import collections
+    import shutil
+
+    from neuroscope.errors import StoreError
+    from neuroscope.store import check_space
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: collections.namedtuple("u", "total used free")(0, 0, 10**11))
+    with pytest.raises(StoreError, match=r"need 917.5 GB \(1,000,000 words x 458,752 neurons x 2 bytes\), but "
+                                         r"100.0 GB are free under .*--layers.*--max-sentences.*--cache-dir"):
+        check_space(tmp_path / "not-yet" / "activations", 1_000_000, 458_752)
+    check_space(tmp_path, 1000, 9216)  # 18 MB: fits
