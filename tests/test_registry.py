@@ -194,6 +194,19 @@ def test_third_party_plugin_runs_through_the_cli(tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["neurons"] == 54
     assert results["summary"]["ablation"]["test"]["all"]["mean"] > 95.0
+    # the adapter's own site, declared on its class: the whole protocol on its one layer
+    own = subprocess.run(
+        [sys.executable, "-m", "neuroscope.cli", "run", "--model", "charstats", "--task", "vowels", "--site", "last",
+         "--data-dir", str(tmp_path), "--seeds", "1", "--epochs", "10", "--batch-size", "64", "--l1", "0", "--l2", "0",
+         "--no-control", "--out", str(tmp_path / "last"), "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert own.returncode == 0, own.stderr
+    last = json.loads((tmp_path / "last" / "results.json").read_text())
+    assert (last["site"], last["layers"], last["neurons"]) == ("last", ["last"], 27)
+    wrong = subprocess.run([sys.executable, "-m", "neuroscope.cli", "run", "--model", "charstats", "--task", "vowels",
+                            "--site", "mlp", "--data-dir", str(tmp_path), "--out", str(tmp_path / "wrong")],
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "offers the sites hidden, last" in wrong.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert {"name": "charmodel", "version": "0.3"}.items() <= {
         k: v for p in manifest["plugins"] if p["name"] == "charmodel" for k, v in p.items()}.items()

@@ -1,8 +1,8 @@
 """A third-party neuroscope plugin used by the tests, installed through a dist-info
 entry point (group ``neuroscope``) exactly as a pip-installed package would be.
 
-It adds a model ("charstats": character statistics of each word, two layers)
-and a task ("vowels": label each word by whether it starts with a vowel, read
+It adds a model ("charstats": character statistics of each word, two layers, or at its
+own site "last" the word's last letter, one layer) and a task ("vowels": label each word by whether it starts with a vowel, read
 from a one-word-per-line file).
 """
 
@@ -18,18 +18,29 @@ from neuroscope.readers import data_file, read_columns
 
 class CharStats(neuroscope.ModelAdapter):
     name = "charstats"
+    sites = ("hidden", "last")
 
-    def __init__(self, *, device="cpu", aggregation="last", batch_size=32):
-        self._index = neuroscope.NeuronIndex(("chars", "first"), 27)
+    def __init__(self, *, device="cpu", aggregation="last", batch_size=32, site="hidden"):
+        self.site = site
+        self._index = neuroscope.NeuronIndex(("chars", "first") if site == "hidden" else ("last",), 27)
 
     @property
     def neuron_index(self):
         return self._index
 
     def identity(self):
-        return {"adapter": "charstats", "version": 1}
+        return {"adapter": "charstats", "version": 1, **({"site": self.site} if self.site != "hidden" else {})}
 
     def embed(self, sentences):
+        if self.site == "last":
+            out = []
+            for words in sentences:
+                vec = np.zeros((1, len(words), 27), dtype=np.float32)
+                for i, w in enumerate(words):
+                    last = w[-1].lower()
+                    vec[0, i, ord(last) - 97 if "a" <= last <= "z" else 26] = 1
+                out.append(vec)
+            return out
         out = []
         for words in sentences:
             vec = np.zeros((2, len(words), 27), dtype=np.float32)
