@@ -255,8 +255,6 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
     return tables
 
 
-
-
 def save_figure(fig: Any, path: Path) -> None:
     """Lay out and write a figure (:mod:`neuroscope.figures`; temp name + rename)."""
     fig.tight_layout()
