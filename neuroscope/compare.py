@@ -151,13 +151,14 @@ def compare_figures(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path
                 ax.axis("off")
                 continue
             mean = r["summary"]["layer_distribution"]["mean"]
-            ax.bar(range(len(mean)), mean, yerr=r["summary"]["layer_distribution"]["std"], capsize=2,
-                   color="#3b6ea8")
+            spread = r["summary"]["layer_distribution"]["std"] if len(r["seeds"]) > 1 else None  # one seed: no bars
+            ax.bar(range(len(mean)), mean, yerr=spread, capsize=2, color="#3b6ea8")
             ax.set_xticks(range(len(mean)), r["layers"], fontsize=6)
             ax.set_xlabel("layer", fontsize=7)
             ax.set_ylabel("neurons", fontsize=7)
             ax.set_title(f"({chr(97 + i * len(models) + j)}) {task.upper()} - {model}", fontsize=8)
-    fig.suptitle("Minimal-set neurons per layer, mean ± std over seeds, one y scale (paper Figure 1)", fontsize=10)
+    over = "mean ± std over seeds" if any(len(r["seeds"]) > 1 for r in runs) else "one seed each"
+    fig.suptitle(f"Minimal-set neurons per layer, {over}, one y scale (paper Figure 1)", fontsize=10)
     save_figure(fig, out / "compare_layers.png")
     figures["compare_layers"] = out / "compare_layers.png"
 
@@ -211,7 +212,9 @@ def compare(run_dirs: Sequence[Path], out: Path) -> list[Path]:
         tables += [attrs.evolve(t, title=f"{r['model']} x {r['task']}: {t.title}") for t in ranker_tables(r)[2:3]]
     figures = compare_figures(runs, out)
     title = "neuroscope: " + ", ".join(f"{r['model']} x {r['task']}" for r in runs)
-    intro = "Runs: " + "; ".join(str(d) for d in run_dirs) + ". Values are mean ± std over each run's seeds."
+    intro = "Runs: " + "; ".join(str(d) for d in run_dirs) + (
+        ". Values are mean ± std over each run's seeds." if any(len(r["seeds"]) > 1 for r in loaded)
+        else ". One seed each, so no spread is shown.")
     if differences:
         intro += " Warning: the runs differ in protocol settings, so their numbers are not directly comparable: " \
                  + "; ".join(differences) + "."
