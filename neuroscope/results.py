@@ -126,10 +126,11 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("task", str, "", "task name as given to --task"),
     ("neurons", int, "count", "neurons in the network: layers x hidden_size"),
     ("neuron_ids", str, "", "how a neuron id maps to (layer, unit): " + NEURON_ID_LAYOUT),
-    ("site?", str, "", "where the units were read (--site): hidden (the hidden states) or mlp (the MLP neurons "
-                       "after the nonlinearity, layers mlp1 ...); absent in runs before sites: hidden"),
+    ("site?", str, "", "where the units were read (--site): hidden (the hidden states), mlp (the MLP neurons "
+                       "after the nonlinearity, layers mlp1 ...) or attn (the heads' outputs, layers attn1 ...); "
+                       "absent in runs before sites: hidden"),
     ("layers", STR_LIST, "", "layer names: the hidden site's embedding layer first (emb, 1, 2, ...), the mlp "
-                             "site's mlp1, mlp2, ..."),
+                             "site's mlp1, mlp2, ..., the attn site's attn1, attn2, ..."),
     ("hidden_size", int, "count", "neurons per layer (at the mlp site: the MLP's width)"),
     ("lambdas.{l1,l2}", NUM, "", "elastic-net lambdas of every probe of the run"),
     ("lambdas.chosen_by", str, "", "search, fixed, or unregularised (no probe-based ranker)"),

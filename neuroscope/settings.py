@@ -524,8 +524,9 @@ class PlanOptions:
                                     "lists them: elastic-net, lbfgs; docs/probe.md)", ("elastic-net",), kind="names",
                                     doc_default="`elastic-net`")
     site: tuple[str, ...] = option("--site", "where units are read, comma-separated, one run directory each: hidden "
-                                   "(the paper's hidden states between blocks) or mlp (each feed-forward block's "
-                                   "post-nonlinearity neurons, the input of its output projection); docs/models.md",
+                                   "(the paper's hidden states between blocks), mlp (each feed-forward block's "
+                                   "post-nonlinearity neurons, the input of its output projection) or attn (the "
+                                   "heads' outputs before the attention output projection); docs/models.md",
                                    ("hidden",), kind="names", doc_default="`hidden`")
     out: Path | None = option("--out", "run directory (one model x task x probe only)", None, kind="path", optional=True,
                               doc_default="`RUNS_DIR/<date>-<model>-<task>[-<settings>]`")

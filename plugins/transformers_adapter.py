@@ -124,12 +124,13 @@ def with_prefix_space(tokenizer: Any) -> bool:
 
 class TransformersAdapter(ModelAdapter):
     """Word activations of every layer of a transformers ``AutoModel``, at one site:
-    ``hidden`` (the hidden states, the paper's) or ``mlp`` (each block's feed-forward
-    neurons after the nonlinearity: the input of the MLP's output projection, located in
-    every block by its shape, :meth:`_mlp_projections`)."""
+    ``hidden`` (the hidden states, the paper's), ``mlp`` (each block's feed-forward
+    neurons after the nonlinearity: the input of the MLP's output projection) or ``attn``
+    (the heads' outputs: the input of the attention output projection), each located in
+    every block by its structure (:meth:`_projections`)."""
 
     name = "transformers"
-    sites = ("hidden", "mlp")
+    sites = ("hidden", "mlp", "attn")
 
     def __init__(
         self,
@@ -204,11 +205,11 @@ class TransformersAdapter(ModelAdapter):
             raise ModelLoadError(f"{self.path}: cannot read hidden size and layer count from the config")
         self._index = NeuronIndex(("emb",) + tuple(str(i) for i in range(1, n_layers + 1)), hidden)
         self.site = site
-        self._mlp: list[tuple[Any, bool]] | None = None  # (output projection, sequence-first) per block
-        if site == "mlp":
-            self._mlp = self._mlp_projections()
-            width = self._mlp_width
-            self._index = NeuronIndex(tuple(f"mlp{i}" for i in range(1, n_layers + 1)), width)
+        #: at the mlp and attn sites: per block, the linear map whose input is read (and whether sequence-first)
+        self._mlp: list[tuple[Any, bool]] | None = None
+        if site != "hidden":
+            self._mlp = self._projections(site)
+            self._index = NeuronIndex(tuple(f"{site}{i}" for i in range(1, n_layers + 1)), self._site_width)
         self._sha = checkpoint_sha256(self.path)
         self.replaced_words = 0
         self.windowed_sentences = 0
@@ -355,31 +356,28 @@ class TransformersAdapter(ModelAdapter):
                                  f"({len(lists)} module lists of that length)")
         return lists[0]
 
-    def _mlp_projections(self) -> list[tuple[Any, bool]]:
-        """Per block, the MLP's output projection and whether its input is sequence-first.
+    def _projections(self, site: str) -> list[tuple[Any, bool]]:
+        """Per block, the linear map whose input is the site, and whether that input is
+        sequence-first. Found by structure, not by module names, from one forward pass
+        that records the input of every linear map (an ``nn.Linear``, or GPT-2's
+        ``Conv1D``) of every block:
 
-        Found by structure, not by module names: in each block, the one linear map (an
-        ``nn.Linear``, or GPT-2's ``Conv1D``) from a width other than the hidden size back
-        to the hidden size. Its input is the MLP's post-nonlinearity activation: BERT's
-        ``intermediate`` output, GPT-2's ``c_proj`` input, GPT-NeoX's ``dense_4h_to_h``
-        input, a gated MLP's ``act(gate_proj(x)) * up_proj(x)`` (Llama, Mistral, Qwen2,
-        Gemma), XLNet's ``ff.layer_2`` input. The layout is read from one forward pass."""
+        * ``mlp``: the one map from a width other than the hidden size back to the hidden
+          size, the MLP's output projection. Its input is the post-nonlinearity
+          activation: BERT's ``intermediate`` output, GPT-2's ``c_proj`` input, GPT-NeoX's
+          ``dense_4h_to_h`` input, a gated MLP's ``act(gate_proj(x)) * up_proj(x)`` (Llama,
+          Mistral, Qwen2, Gemma), XLNet's ``ff.layer_2`` input.
+        * ``attn``: the one other map to the hidden size whose input no other map of the
+          block reads (queries, keys and values share theirs): the attention output
+          projection, whose input is the heads' outputs side by side (BERT's
+          ``attention.output.dense``, GPT-2's ``attn.c_proj``, GPT-NeoX's
+          ``attention.dense``, Llama's ``o_proj``)."""
         hidden = self._index.hidden_size
-        found = []
-        for b, block in enumerate(self._blocks()):
-            maps = [m for m in block.modules() if (shape := _linear_shape(m)) and shape[1] == hidden
-                    and shape[0] != hidden]
-            if len(maps) != 1:
-                raise ModelLoadError(f"{self.path}: block {b} has {len(maps)} linear maps from another width back to "
-                                     f"the hidden size {hidden}, so its MLP output projection cannot be told; "
-                                     "--site mlp needs exactly one (a mixture of experts has several)")
-            found.append(maps[0])
-        widths = {_linear_shape(m)[0] for m in found}
-        if len(widths) != 1:
-            raise ModelLoadError(f"{self.path}: the MLPs differ in width ({sorted(widths)}); --site mlp needs one width")
-        self._mlp_width = widths.pop()
-        shapes: list[tuple[int, ...]] = []
-        handles = [m.register_forward_pre_hook(lambda mod, args: shapes.append(tuple(args[0].shape))) for m in found]
+        blocks = list(self._blocks())
+        linears = [[m for m in block.modules() if _linear_shape(m)] for block in blocks]
+        seen: dict[int, list[torch.Tensor]] = {}
+        handles = [m.register_forward_pre_hook(lambda mod, args: seen.setdefault(id(mod), []).append(args[0]))
+                   for maps in linears for m in maps]
         enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
                              return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
@@ -390,25 +388,47 @@ class TransformersAdapter(ModelAdapter):
             for h in handles:
                 h.remove()
         rows, tokens = enc["input_ids"].shape
-        if len(shapes) != len(found):
-            raise ModelLoadError(f"{self.path}: its MLP output projections ran {len(shapes)} times in one forward "
-                                 f"pass, expected {len(found)}")
-        layouts = []
-        for shape in shapes:
-            if shape == (rows, tokens, self._mlp_width):
-                layouts.append(False)
-            elif shape == (tokens, rows, self._mlp_width):
-                layouts.append(True)
+
+        def shared(m: Any, maps: list) -> bool:
+            mine = seen.get(id(m), [None])[0]
+            return any(o is not m and (theirs := seen.get(id(o), [None])[0]) is not None and mine is not None
+                       and theirs.shape == mine.shape and torch.equal(theirs, mine) for o in maps)
+
+        found: list[tuple[Any, bool]] = []
+        for b, maps in enumerate(linears):
+            down = [m for m in maps if _linear_shape(m)[1] == hidden and _linear_shape(m)[0] != hidden]
+            if site == "mlp":
+                chosen = down
+                what = "linear maps from another width back to the hidden size"
             else:
-                raise ModelLoadError(f"{self.path}: an MLP output projection's input has shape {shape}, expected "
-                                     f"({rows}, {tokens}, {self._mlp_width}) or sequence-first")
-        return list(zip(found, layouts))
+                chosen = [m for m in maps if _linear_shape(m)[1] == hidden and m not in down and not shared(m, maps)]
+                what = "linear maps to the hidden size with an input of their own (attention output projections)"
+            if len(chosen) != 1:
+                raise ModelLoadError(f"{self.path}: block {b} has {len(chosen)} {what}, so the {site} site cannot "
+                                     f"be located; --site {site} needs exactly one (a mixture of experts has several)")
+            module = chosen[0]
+            calls = seen.get(id(module), [])
+            width = _linear_shape(module)[0]
+            if len(calls) != 1:
+                raise ModelLoadError(f"{self.path}: block {b}'s {site} projection ran {len(calls)} times in one "
+                                     "forward pass, expected once")
+            shape = tuple(calls[0].shape)
+            if shape not in ((rows, tokens, width), (tokens, rows, width)):
+                raise ModelLoadError(f"{self.path}: block {b}'s {site} input has shape {shape}, expected "
+                                     f"({rows}, {tokens}, {width}) or sequence-first")
+            found.append((module, shape == (tokens, rows, width) and rows != tokens))
+        widths = {_linear_shape(m)[0] for m, _ in found}
+        if len(widths) != 1:
+            raise ModelLoadError(f"{self.path}: the {site} site differs in width between blocks ({sorted(widths)})")
+        self._site_width = widths.pop()
+        return found
 
     @contextlib.contextmanager
     def _reading_mlp(self) -> Iterator[list[torch.Tensor] | None]:
-        """With ``--site mlp``: every MLP output projection's input during the forward passes
-        inside the context, batch-first, one tensor per layer (inside :meth:`intervene`
-        after the edit, which runs first); None at the hidden site."""
+        """At the mlp and attn sites: the input of every block's site projection
+        (:meth:`_projections`) during the forward passes inside the context, batch-first,
+        one tensor per layer (inside :meth:`intervene` after the edit, which runs first);
+        None at the hidden site."""
         if self._mlp is None:
             yield None
             return
@@ -511,7 +531,7 @@ class TransformersAdapter(ModelAdapter):
                     return (edit_hidden(value[0], edit, self._positions, seq_first),) + value[1:]
                 return edit_hidden(value, edit, self._positions, seq_first)
 
-            if kind == "input":  # the first block's input; with --site mlp each output projection's input
+            if kind == "input":  # the first block's input; at the mlp / attn site each projection's input
                 def pre(module: Any, args: tuple, kwargs: dict, apply: Any = apply) -> Any:
                     if args:
                         return (apply(args[0]),) + args[1:], kwargs

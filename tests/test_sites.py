@@ -146,7 +146,7 @@ def test_a_site_list_runs_one_cell_per_site_through_the_command_line(models, tmp
                  str(data_dir), "--max-sentences", "150,50,50", "--seeds", "1", "--l1", "0", "--l2", "0",
                  "--no-control", "--runs-dir", str(tmp_path), "--cache-dir", str(cache_dir), "--quiet"]) == 0
     runs = sorted(p.name for p in tmp_path.iterdir())
-    assert len(runs) == 2 and "-pos-site-mlp" in runs[1] and "site" not in runs[0], runs
+    assert len(runs) == 2 and "-pos-site-mlp" in runs[1] and "-pos-site-" not in runs[0], runs
     hidden, mlp = (json.loads((tmp_path / name / "results.json").read_text()) for name in runs)
     assert (hidden["site"], hidden["layers"], hidden["neurons"]) == ("hidden", ["emb", "1", "2"], 3 * 32)
     assert (mlp["site"], mlp["layers"], mlp["neurons"]) == ("mlp", ["mlp1", "mlp2"], 2 * 64)
@@ -168,3 +168,57 @@ def test_a_store_that_will_not_fit_is_refused_before_extraction(tmp_path, monkey
                                          r"100.0 GB are free under .*--layers.*--max-sentences.*--cache-dir"):
         check_space(tmp_path / "not-yet" / "activations", 1_000_000, 458_752)
     check_space(tmp_path, 1000, 9216)  # 18 MB: fits
+
+
+def attention_by_hand(model, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """The heads' outputs side by side, (tokens, heads x head dim), of one block from its
+    input ``x`` (tokens, hidden) and its own weights: softmax(Q K^T / sqrt(d) [+ causal
+    mask]) V per head. One unpadded sentence, so no padding mask."""
+    heads = model.config.num_attention_heads
+    if kind == "bert":
+        attn = model.encoder.layer[0].attention.self
+        q, k, v = attn.query(x), attn.key(x), attn.value(x)
+    else:
+        block = model.h[0]
+        q, k, v = block.attn.c_attn(block.ln_1(x)).split(model.config.n_embd, dim=-1)
+    tokens, width = q.shape
+    d = width // heads
+    q, k, v = (t.view(tokens, heads, d).transpose(0, 1) for t in (q, k, v))
+    scores = q @ k.transpose(1, 2) / d ** 0.5
+    if kind == "gpt2":
+        scores = scores.masked_fill(torch.ones(tokens, tokens, dtype=torch.bool).triu(1), float("-inf"))
+    return (scores.softmax(-1) @ v).transpose(0, 1).reshape(tokens, width)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_the_attn_site_equals_the_heads_outputs_computed_from_the_weights(models, kind):
+    """--site attn: the concatenated per-head outputs before the attention output
+    projection (unit = head x head dim + dimension), recomputed from Q, K and V."""
+    adapter = TransformersAdapter(checkpoint=str(models[kind]), device="cpu", site="attn")
+    assert adapter.neuron_index.layer_names == ("attn1", "attn2") and adapter.neuron_index.hidden_size == 32
+    sentence = SENTENCES[0]
+    got = adapter.embed([sentence])[0]
+    model = adapter.model
+    enc = adapter.tokenizer([sentence], is_split_into_words=True, return_tensors="pt")
+    last = {wid: pos for pos, wid in enumerate(enc.word_ids(0)) if wid is not None}
+    block = model.encoder.layer[0] if kind == "bert" else model.h[0]
+    seen: list[torch.Tensor] = []
+    handle = block.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(
+        args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+    with torch.inference_mode():
+        model(**{k: v for k, v in enc.items() if k in adapter.tokenizer.model_input_names})
+        handle.remove()
+        expected = attention_by_hand(model, kind, seen[0][0])[[last[w] for w in range(len(sentence))]]
+    np.testing.assert_allclose(got[0], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_causal_hook_at_the_attn_site_changes_the_layers_above(models):
+    adapter = TransformersAdapter(checkpoint=str(models["llama"]), device="cpu", site="attn")
+    before = adapter.embed(SENTENCES[:1])
+    masks = np.zeros((1, adapter.neuron_index.n_neurons), dtype=bool)
+    masks[0, :16] = True  # the first head of attn1
+    with adapter.intervene(Ablation(masks, objective=False)):
+        removed = adapter.embed(SENTENCES[:1])[0]
+    assert np.all(removed[0][:, :16] == 0) and np.allclose(removed[0][:, 16:], before[0][0][:, 16:], atol=1e-6)
+    assert not np.allclose(removed[1], before[0][1], atol=1e-6)
+    assert np.array_equal(adapter.embed(SENTENCES[:1])[0], before[0])
