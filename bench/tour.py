@@ -5,7 +5,8 @@ checkout after the main job), and runs each ``neuroscope ...`` line in order wit
 from a copy of the committed tree (``git archive HEAD``), with ``../shared/data``
 beside it holding *small slices* of the real corpora in the same layout (every 5th
 document of the PTB sample, the first sentences of CoNLL-2000 and of the PMB files), and
-a fresh activation store. Nothing in the lines is rewritten. Prints each line's exit
+a fresh activation store (UD English-EWT, which no run of the tour reads, is copied whole:
+``data fetch`` checks every file's sha256). Nothing in the lines is rewritten. Prints each line's exit
 status and wall time, and exits 1 when any line fails.
 
     python bench/tour.py [--data ../shared/data] [--keep] [--sentences 300]
@@ -65,6 +66,7 @@ def slice_corpora(source: Path, target: Path, sentences: int) -> None:
         blocks = sentence_blocks((source / name).read_text(encoding="utf-8"))
         share = sentences if "train" in name else sentences // 3
         (target / name).write_text("\n\n".join(blocks[:share]) + "\n\n", encoding="utf-8")
+    shutil.copytree(source / "pos" / "ud_english_ewt", target / "pos" / "ud_english_ewt")
     for split in ("train", "dev", "test"):
         name = f"pmb/pmb-4.0.0-en-gold-{split}.conll"
         (target / name).parent.mkdir(parents=True, exist_ok=True)

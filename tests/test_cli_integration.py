@@ -334,7 +334,7 @@ def test_elmo_without_network_fails_with_one_line(data_dir, tmp_path, monkeypatc
         assert "http://127.0.0.1:9/" in err  # and where the files are published
     assert main(["run", "--model", f"elmo:{tmp_path / 'nothing'}", "--task", "sem", "--data-dir", str(data_dir),
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "no such ELMo checkpoint directory" in capsys.readouterr().err
+    assert f"{tmp_path / 'nothing'}: no such file or directory" in capsys.readouterr().err  # said at planning
 
 
 def test_plain_elmo_and_telmo_names_with_local_checkpoints(data_dir, cache_dir, tmp_path, monkeypatch):
