@@ -360,7 +360,7 @@ def test_every_ranker_on_minilm_pos(data_dir, cache_dir, tmp_path):
     (tmp_path / "registry.toml").write_text("[rankers.gaussian]\nmax_neurons = 20\nfit_tokens = 4000\ncandidates = 64\nscore_tokens = 1000\n")
     out = tmp_path / "rankers"
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "1500,250,250", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
+                 "--max-sentences", "1000,250,250", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
                  "--cache-dir", str(cache_dir), "--scan-step", "0.1", "--scan-block", "1", "--deltas", "100", "--quiet",
                  "--ranker", "weight-mass,probeless,iou,gaussian,random"]) == 0
     results = json.loads((out / "results.json").read_text())

@@ -169,7 +169,7 @@ def test_the_cli_lists_neurons_and_draws_heat_maps(small_run, tmp_path, capsys):
     assert target.read_text().count("<rect") == 2 * 6
     capsys.readouterr()
     assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2"]) == 0
-    piped = capsys.readouterr().out.splitlines()  # not a terminal: the numbers the colours stand for
+    piped = capsys.readouterr().out.splitlines()[1:]  # after the title: the numbers the colours stand for
     assert piped[0].split() == ["The", "old", "man", "the", "boats", "."] and len(piped) == 3
     assert all(len(line.split()) == 7 and float(line.split()[-1]) == float(line.split()[-1]) for line in piped[1:])
     heat = small_run.show("The old man the boats .", small_run.top_neurons("DT", 2))

@@ -84,7 +84,7 @@ def test_ablation_table_in_paper_layout():
     assert "| emb | 1.5 | 75.0% |" in md and "C (1)" in md
     assert "| Neu_t | 2 ± 0 / 25.0 ± 0.5% |" in md and "| Sel_t | 30.00 ± 0.50 |" in md
     assert "| 0.001 | 0.01 | 90.00 | 20.00 | 95.00 | 34.50 |" in md
-    assert "| B | 2.0 ± 0.5 | 1 | 75% | 1 | 0 | 0 |" in md
+    assert "| B (rare) | 2.0 ± 0.5 | 1 | 75% | 1 | 0 | 0 |" in md  # 1 train token: flagged
 
 
 def test_render_and_rerender(tmp_path):
