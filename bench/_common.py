@@ -44,6 +44,17 @@ def commit() -> str:
         return "unknown"
 
 
+def committed_copy(target: Path) -> None:
+    """The committed tree (``git archive HEAD``) unpacked into ``target``, as a fresh clone
+    has it: what the README tour and the notebook bench run from."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

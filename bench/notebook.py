@@ -16,19 +16,16 @@ Needs ``pip install nbclient nbformat ipykernel`` (not dependencies of neuroscop
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import REPO, committed_copy, write_results
 
 
 def notebook_of(page: Path):  # type: ignore[no-untyped-def]
@@ -77,9 +74,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="neuroscope-notebook-"))
     checkout = root / "checkout"
     checkout.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(checkout, filter="data")
+    committed_copy(checkout)
     (root / "shared").symlink_to(args.data.resolve())
     notebook = notebook_of(checkout / "docs" / "python.md")
     env = {"NEUROSCOPE_CACHE": str(root / "cache")}
@@ -92,8 +87,7 @@ def main() -> int:
               f"{outcome['cells_with_html']} showed HTML", flush=True)
         for cell, name, value in outcome["errors"]:
             print(f"  cell {cell}: {name}: {value}", flush=True)
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    (REPO / "bench" / "results" / "notebook.json").write_text(json.dumps(outcomes, indent=1) + "\n")
+    write_results("notebook", {"executions": outcomes})
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if any(o["errors"] for o in outcomes) else 0

@@ -15,20 +15,17 @@ status and wall time, and exits 1 when any line fails.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import DATA, REPO, committed_copy, write_results
 
 
 def tour_lines(readme: Path) -> list[str]:
@@ -75,15 +72,9 @@ def slice_corpora(source: Path, target: Path, sentences: int) -> None:
         (target / name).write_text("\n\n".join(blocks[:share]) + "\n\n", encoding="utf-8")
 
 
-def copy_checkout(target: Path) -> None:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the real corpora")
+    parser.add_argument("--data", type=Path, default=DATA, help="the real corpora (NEUROSCOPE_TEST_DATA or ../shared/data)")
     parser.add_argument("--sentences", type=int, default=300, help="train sentences kept of CoNLL-2000 and the PMB")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -91,7 +82,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="neuroscope-tour-"))
     checkout = root / "checkout"
     checkout.mkdir()
-    copy_checkout(checkout)
+    committed_copy(checkout)
     slice_corpora(args.data, root / "shared" / "data", args.sentences)
     env = {**os.environ, "NEUROSCOPE_CACHE": str(root / "cache"), "NEUROSCOPE_PROGRESS_SECONDS": "60"}
     env.pop("NEUROSCOPE_DATA", None)
@@ -107,8 +98,7 @@ def main() -> int:
     failed = [o for o in outcomes if o["rc"] != 0]
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} tour lines ran; "
           f"{sum(o['seconds'] for o in outcomes):.0f} s in all; in {root if args.keep else 'a removed temp dir'}")
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    (REPO / "bench" / "results" / "tour.json").write_text(json.dumps(outcomes, indent=1) + "\n")
+    write_results("tour", {"lines": outcomes})
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

@@ -87,6 +87,16 @@ PROBE_OPTIONS_OF_THE_RUN = {"seed": "--seeds", "l1": "--l1 and --l2 (or the lamb
                             "neurons": "nothing: the protocol chooses the neurons"}
 
 
+def returned_class(fn: Callable[..., Any]) -> type | None:
+    """The class ``fn``'s return annotation names, or None when it names none or does not
+    resolve (then nothing more is known)."""
+    try:
+        returned = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve
+        return None
+    return returned if inspect.isclass(returned) else None
+
+
 def accepted_options(fn: Callable[..., Any]) -> set[str] | None:
     """The keyword arguments ``fn`` (a class or a factory) accepts, or None when it takes
     any: a factory that forwards ``**options`` to the class its return annotation names
@@ -96,11 +106,8 @@ def accepted_options(fn: Callable[..., Any]) -> set[str] | None:
     names = {n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return names
-    try:
-        returned = typing.get_type_hints(target).get("return")
-    except Exception:  # an annotation that does not resolve: nothing more is known
-        returned = None
-    if inspect.isclass(returned) and returned is not fn:
+    returned = returned_class(target)
+    if returned is not None and returned is not fn:
         inner = accepted_options(returned)
         return None if inner is None else names | inner
     return None
@@ -142,21 +149,11 @@ def check_model_location(resolved: Resolved) -> None:
             raise ModelLoadError(f"{where}: {path}: no such file or directory")
 
 
-def adapter_class(fn: Callable[..., Any]) -> type | None:
-    """The ModelAdapter class a registered model builds: the entry itself when it is a
-    class, else the class its factory's return annotation names (None when unknown)."""
-    if inspect.isclass(fn):
-        return fn
-    try:
-        returned = typing.get_type_hints(fn).get("return")
-    except Exception:  # an annotation that does not resolve: nothing more is known
-        return None
-    return returned if inspect.isclass(returned) else None
-
-
 def model_sites(resolved: Resolved) -> tuple[str, ...]:
-    """The sites a registered model offers (its adapter class's ``sites``; docs/plugins.md)."""
-    cls = adapter_class(resolved.entry.obj)
+    """The sites a registered model offers (its adapter class's ``sites``, the entry itself
+    or the class its factory's return annotation names; docs/plugins.md)."""
+    obj = resolved.entry.obj
+    cls = obj if inspect.isclass(obj) else returned_class(obj)
     return tuple(getattr(cls, "sites", ModelAdapter.sites)) if cls is not None else ModelAdapter.sites
 
 

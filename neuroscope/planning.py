@@ -95,8 +95,9 @@ def plan_runs(request: RunRequest) -> Plan:
     configs = request.configs()
     registry = Registry()
     for config in configs:
-        check_model_options(registry.resolve_model(config.model))
-        check_model_site(registry.resolve_model(config.model), config.site)
+        model = registry.resolve_model(config.model)
+        check_model_options(model)
+        check_model_site(model, config.site)
         registry.resolve_task(config.task)
         check_probe_options(registry.resolve_probe(config.probe))
     resolve_rankers(registry, configs[0])  # each ranker's registry.toml options checked against what it takes

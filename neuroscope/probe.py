@@ -122,12 +122,16 @@ AUTO_MAX_STEPS = 100_000
 WINDOW_STEPS = 100
 
 
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    """Optimiser steps (mini-batches) in one epoch over ``rows`` rows."""
+    return max(1, -(-int(rows) // int(batch_size)))
+
+
 def convergence_window(rows: int, batch_size: int) -> int:
     """Epochs over which :func:`has_converged` judges the loss's fall: one epoch when an
     epoch holds at least :data:`WINDOW_STEPS` batches (every real corpus of the paper),
     else as many epochs as make that many steps (docs/probe.md)."""
-    steps = max(1, -(-int(rows) // int(batch_size)))
-    return max(1, -(-WINDOW_STEPS // steps))
+    return max(1, -(-WINDOW_STEPS // steps_per_epoch(rows, batch_size)))
 
 
 def has_converged(losses: Sequence[float], tol: float = CONVERGENCE_TOL, window: int = 1) -> bool:
@@ -287,8 +291,8 @@ def train_elastic_net(
     y_all = torch.from_numpy(y)
     auto = settings.epochs == "auto"
     window = convergence_window(total, settings.batch_size)
-    steps = -(-total // settings.batch_size)
-    max_epochs = max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps)) if auto else int(settings.epochs)
+    max_epochs = (max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps_per_epoch(total, settings.batch_size))) if auto
+                  else int(settings.epochs))
     losses: list[np.ndarray] = []
     calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
     for epoch in range(max_epochs):

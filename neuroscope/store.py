@@ -103,8 +103,6 @@ def check_space(root: Path, tokens: int, neurons: int) -> None:
     """Refuse, in one line, activations that would not fit on the store's disk: ``tokens``
     words x ``neurons`` float16 values against the free space under ``root`` (an MLP site
     of a large model is 917 KB per token; docs/models.md, "Sites")."""
-    import shutil
-
     need = 2 * int(tokens) * int(neurons)
     where = Path(root)
     while not where.exists() and where != where.parent:

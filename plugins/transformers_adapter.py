@@ -356,6 +356,22 @@ class TransformersAdapter(ModelAdapter):
                                  f"({len(lists)} module lists of that length)")
         return lists[0]
 
+    def _probe_pass(self, handles: list[Any], **kwargs: Any) -> tuple[Any, tuple[int, int]]:
+        """One forward pass over a tiny padded batch (sentences of 3 and 5 words), to locate
+        sites by what flows through the model; ``handles`` (its hooks) are removed after
+        it. The model's output and the batch's (rows, tokens)."""
+        enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
+                             return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+        try:
+            with torch.inference_mode():
+                result = self.model(**inputs, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+        rows, tokens = enc["input_ids"].shape
+        return result, (int(rows), int(tokens))
+
     def _projections(self, site: str) -> list[tuple[Any, bool]]:
         """Per block, the linear map whose input is the site, and whether that input is
         sequence-first. Found by structure, not by module names, from one forward pass
@@ -378,16 +394,7 @@ class TransformersAdapter(ModelAdapter):
         seen: dict[int, list[torch.Tensor]] = {}
         handles = [m.register_forward_pre_hook(lambda mod, args: seen.setdefault(id(mod), []).append(args[0]))
                    for maps in linears for m in maps]
-        enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
-                             return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
-        try:
-            with torch.inference_mode():
-                self.model(**inputs)
-        finally:
-            for h in handles:
-                h.remove()
-        rows, tokens = enc["input_ids"].shape
+        _, (rows, tokens) = self._probe_pass(handles)
 
         def shared(m: Any, maps: list) -> bool:
             mine = seen.get(id(m), [None])[0]
@@ -469,15 +476,7 @@ class TransformersAdapter(ModelAdapter):
                     with_kwargs=True))
             else:
                 handles.append(module.register_forward_hook(lambda m, args, out, k=k: keep(k, out)))
-        enc = self.tokenizer([["a", "b", "c"], ["a", "b", "c", "d", "e"]], is_split_into_words=True, padding=True,
-                             return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
-        try:
-            with torch.inference_mode():
-                states = self.model(**inputs, output_hidden_states=True).hidden_states
-        finally:
-            for h in handles:
-                h.remove()
+        states = self._probe_pass(handles, output_hidden_states=True)[0].hidden_states
 
         def match(k: int, target: torch.Tensor) -> bool | None:
             """Sequence-first flag if candidate ``k``'s value (one call) equals ``target``."""
