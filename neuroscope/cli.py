@@ -20,7 +20,7 @@ from rich.text import Text
 from rich.logging import RichHandler
 from rich.table import Table
 
-from neuroscope.errors import NeuroscopeError, StoreError
+from neuroscope.errors import NeuroscopeError, StoreError, ValidationError
 from neuroscope.rundir import find_run
 from neuroscope.settings import add_run_arguments, split_names
 from neuroscope.version import __version__
@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--by", choices=("contribution", "weight", "precision"), default="contribution",
                          help="how a label's neurons are ordered (docs/python.md): the probe's contribution, |weight|, "
                               "or, of the 50 largest contributions, the precision at 20 of their top words")
+    neurons.add_argument("--glu", action="store_true", help="with each top word, the signs of a gated MLP "
+                         "neuron's gate and up projections (GLUScope's four cases; runs of --site mlp of Llama-style "
+                         "models; runs the model on those sentences)")
+    neurons.add_argument("--device", default="cpu", help="where the model runs for --glu: cpu or cuda[:N]")
 
     show = _sub(sub, "show", "colour a sentence's words by chosen neurons' activations (the run's model)",
                 "  neuroscope show runs/minilm-pos --sentence \"The old man the boats .\" "
@@ -150,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda[:N]")
     show.add_argument("--subwords", action="store_true", help="colour the model's sub-tokens instead of words "
                       "(transformers models)")
+    for p in (neurons, show):
+        p.add_argument("--site", default=None, help="the site the run read (hidden, mlp, attn...): checked, since a "
+                       "run holds one site's neurons (default: the run's)")
 
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
                 "  neuroscope compare runs/minilm-pos runs/minilm-chunk")
@@ -255,7 +262,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.runs import Run
 
+    if args.glu and args.words < 1:
+        raise ValidationError("--glu shows the gate and up signs at each top word: give --words N (N >= 1)")
     run = Run(args.run_dir)
+    run.check_site(args.site)
     tops = run.top_neurons(label=args.label, k=args.k, ranker=args.ranker, seed=args.seed, by=args.by)
     title = f"top neurons of {args.label}" if args.label else f"top neurons of the {args.ranker or run.rankers[0]} ranking"
     columns = ["layer:unit", "rank", "weight" if args.label else "largest weight"]
@@ -263,7 +273,7 @@ def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
     if precision:
         columns.append("top 20 of the label")
     if args.words:
-        columns.append("top words (label)")
+        columns.append("top words (label, gate and up signs)" if args.glu else "top words (label)")
     table = _table(f"{title} ({run.results['model']} x {run.results['task']}, seed {args.seed})", tuple(columns))
     for top in tops:
         if args.label:
@@ -275,8 +285,8 @@ def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
         if precision:
             row.append(f"{100 * top.score:.0f} %")
         if args.words:
-            words = run.neuron(top).top_words(args.words)
-            row.append(", ".join(f"{w.word} ({w.label})" for w in words))
+            words = run.neuron(top).top_words(args.words, glu=args.glu, device=args.device)
+            row.append(", ".join(f"{w.word} ({w.label}{', ' + w.glu_case if w.glu_case else ''})" for w in words))
         table.add_row(*(escape(c) for c in row))
     console.print(table)
     return 0
@@ -286,8 +296,9 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.runs import Run
 
     run = Run(args.run_dir)
+    run.check_site(args.site)
     neurons = args.neurons if args.neurons else run.top_neurons(label=args.label, k=args.k)
-    heat = run.show(args.sentence, neurons, device=args.device, subwords=args.subwords)
+    heat = run.show(args.sentence, neurons, device=args.device, subwords=args.subwords, site=args.site)
     if args.out is not None:
         console.print(f"wrote {heat.save(args.out)}", markup=False, highlight=False)
     elif console.is_terminal:

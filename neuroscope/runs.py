@@ -79,15 +79,30 @@ class WordActivation:
     sentence: int
     position: int
     words: tuple[str, ...] = attrs.field(repr=False)
+    #: a gated MLP neuron's gate and up projections at this word (:meth:`Neuron.top_words` with ``glu``)
+    gate: float | None = None
+    up: float | None = None
 
     @property
     def context(self) -> str:
         """The sentence with the word in [brackets]."""
         return " ".join(f"[{w}]" if i == self.position else w for i, w in enumerate(self.words))
 
+    @property
+    def glu_case(self) -> str | None:
+        """GLUScope's case of a gated neuron at this word: the signs of its gate and up
+        projections, ``"gate+ up-"`` etc. (None without them)."""
+        if self.gate is None or self.up is None:
+            return None
+        return f"gate{'+' if self.gate > 0 else '-'} up{'+' if self.up > 0 else '-'}"
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a flat dict, the sentence as ``context`` (the word in [brackets])."""
-        return {**attrs.asdict(self, filter=lambda a, _: a.name != "words"), "context": self.context}
+        """The fields as a flat dict, the sentence as ``context`` (the word in [brackets]);
+        ``gate``, ``up`` and ``glu_case`` where they were computed."""
+        row = {**attrs.asdict(self, filter=lambda a, _: a.name not in ("words", "gate", "up")), "context": self.context}
+        if self.glu_case is not None:
+            row.update(gate=self.gate, up=self.up, glu_case=self.glu_case)
+        return row
 
 
 class Run:
@@ -131,6 +146,19 @@ class Run:
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}: {self.results['model']} x {self.results['task']}, "
                 f"{len(self.results['seeds'])} seed(s), rankers {', '.join(self.rankers)})")
+
+    @property
+    def site(self) -> str:
+        """Where the run read its neurons (docs/models.md, "Sites"): hidden, mlp, attn or an
+        adapter's own."""
+        return str(self.results.get("site", "hidden"))
+
+    def check_site(self, site: str | None) -> None:
+        """Refuse ``site`` (None: any) when it is not the run's: a run holds one site's neurons."""
+        if site is not None and site != self.site:
+            raise ValidationError(f"site {site!r}: {self.path} read the {self.site} site (its layers "
+                                  f"{', '.join(self.index.layer_names[:3])}, ...); a run holds one site, so open a "
+                                  f"run of --site {site} for those neurons")
 
     @property
     def rankers(self) -> list[str]:
@@ -267,11 +295,15 @@ class Run:
                                  None if scores is None else float(scores[j])))
         return out
 
-    def neuron(self, layer: int | str | TopNeuron, unit: int | None = None, label: str | None = None) -> "Neuron":
-        """Neuron ``unit`` of ``layer`` (an index, 0 the embedding layer, or a layer name), or
-        the neuron of a :class:`TopNeuron`. With a ``label`` (a top neuron brings its own),
-        :meth:`Neuron.top_words` looks at the side of its activations the probe uses for
-        that label: the highest where its weight is positive, the lowest where negative."""
+    def neuron(self, layer: int | str | TopNeuron, unit: int | None = None, label: str | None = None,
+               site: str | None = None) -> "Neuron":
+        """Neuron ``unit`` of ``layer`` (an index, 0 the embedding layer at the hidden site,
+        or a layer name such as ``"mlp3"``), or the neuron of a :class:`TopNeuron`. With a
+        ``label`` (a top neuron brings its own), :meth:`Neuron.top_words` looks at the side
+        of its activations the probe uses for that label: the highest where its weight is
+        positive, the lowest where negative. ``site``, when given, must be the run's
+        (:attr:`site`)."""
+        self.check_site(site)
         if isinstance(layer, TopNeuron):
             return Neuron(self, layer.neuron, label or layer.label)
         if unit is None:
@@ -358,27 +390,37 @@ class Run:
             raise ValidationError(f"neuron {neuron} is out of range: the run has neurons 0 .. {X.n_neurons - 1}")
         return np.concatenate([block[:, 0] for _, block in X.chunks(np.array([neuron]))])
 
-    def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
-             subwords: bool = False) -> HeatMap:
-        """Extract ``sentence`` (split on whitespace, or a list of words) with the run's model
-        and aggregation, and map the chosen ``neurons`` over its words (the values the probe
-        saw), or with ``subwords`` over the model's sub-tokens (adapters that offer
-        ``subwords()``: the transformers adapter). Neurons are :class:`TopNeuron` /
-        :class:`Neuron` objects, (layer, unit) pairs, "layer:unit" strings or flat ids."""
+    @functools.lru_cache(maxsize=2)
+    def model(self, device: str = "cpu") -> Any:
+        """The run's model adapter (its model, aggregation, layers, dtype and site) on
+        ``device``, loaded once per device; checked to have the run's neurons."""
         from neuroscope.registry import Registry
         from neuroscope.loading import load_model
 
+        adapter = load_model(Registry(), self.settings.model, device, self.settings.aggregation, 1,
+                             self.settings.layers, self.settings.dtype, self.settings.site)
+        if adapter.neuron_index != self.index:
+            raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
+                                    f"neurons, the run had {self.index.n_neurons}")
+        return adapter
+
+    def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
+             subwords: bool = False, site: str | None = None) -> HeatMap:
+        """Extract ``sentence`` (split on whitespace, or a list of words) with the run's model
+        and aggregation at the run's site, and map the chosen ``neurons`` over its words (the
+        values the probe saw), or with ``subwords`` over the model's sub-tokens (adapters
+        that offer ``subwords()``: the transformers adapter). Neurons are
+        :class:`TopNeuron` / :class:`Neuron` objects, (layer, unit) pairs, "layer:unit"
+        strings (``"mlp3:17"`` by layer name) or flat ids; ``site``, when given, must be
+        the run's."""
+        self.check_site(site)
         words = sentence.split() if isinstance(sentence, str) else [str(w) for w in sentence]
         if not words:
             raise ValidationError("sentence: expected one or more words")
         ids = [self._as_neuron_id(n) for n in neurons]
         if not ids:
             raise ValidationError("neurons: expected one or more neurons to show")
-        adapter = load_model(Registry(), self.settings.model, device, self.settings.aggregation, 1,
-                             self.settings.layers, self.settings.dtype, self.settings.site)
-        if adapter.neuron_index != self.index:
-            raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
-                                    f"neurons, the run had {self.index.n_neurons}")
+        adapter = self.model(device)
         names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
         if subwords:
             if not hasattr(adapter, "subwords"):
@@ -444,10 +486,13 @@ class Neuron:
     def activations(self, split: str = "train") -> np.ndarray:
         return self.run.column(self.neuron, split)
 
-    def top_words(self, k: int = 20, split: str = "train", bottom: bool | None = None) -> Records:
+    def top_words(self, k: int = 20, split: str = "train", bottom: bool | None = None, glu: bool = False,
+                  device: str = "cpu") -> Records:
         """The ``k`` tokens of ``split`` on which it is most (``bottom``: least) active, each
         with its label and sentence. ``bottom`` None: the lowest when the neuron was chosen
-        for a label whose weight is negative, else the highest."""
+        for a label whose weight is negative, else the highest. With ``glu`` (a gated MLP
+        neuron, ``--site mlp`` of Llama, Mistral, Qwen2, Gemma...), each also carries its
+        gate and up projections and GLUScope's case (:meth:`glu`)."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValidationError(f"k: expected a number of words >= 1, got {k!r}")
         if bottom is None:
@@ -459,7 +504,30 @@ class Neuron:
             s, position, sentence = self.run.token(split, int(row))
             out.append(WordActivation(float(values[row]), sentence.words[position], sentence.labels[position], split,
                                       s, position, sentence.words))
-        return out
+        return self.glu(out, device) if glu else out
+
+    def glu(self, words: Sequence[WordActivation], device: str = "cpu") -> Records:
+        """``words`` (this neuron's, e.g. its :meth:`top_words`) with the gate and up
+        projections of this gated-MLP neuron at each (GLUScope, Gerstner & Schuetze 2026:
+        each can be positive or negative, four cases; the neuron's value is
+        act(gate) x up). Computed by running the run's model on those sentences only
+        (:meth:`Run.model`), not stored for every token; a model whose MLP is not gated, or
+        a run of another site, is refused in one line."""
+        run = self.run
+        if run.site != "mlp":
+            raise ValidationError(f"gate and up projections belong to a gated MLP's neurons: {run.path} read the "
+                                  f"{run.site} site; run with --site mlp")
+        adapter = run.model(device)
+        sentences = {(w.split, w.sentence): list(w.words) for w in words}  # each sentence once
+        parts = adapter.glu_parts(list(sentences.values())) if hasattr(adapter, "glu_parts") else None
+        if parts is None:
+            raise ValidationError(f"model {run.settings.model!r} has no gated MLP (its feed-forward neurons are "
+                                  "act(x W_in), not act(x W_gate) x (x W_up)), so its neurons have no gate and up "
+                                  "projections")
+        where = dict(zip(sentences, parts))
+        return Records(attrs.evolve(w, gate=float(where[w.split, w.sentence][0][self.layer, w.position, self.unit]),
+                                    up=float(where[w.split, w.sentence][1][self.layer, w.position, self.unit]))
+                       for w in words)
 
     def label_stats(self, split: str = "train") -> dict[str, dict[str, float]]:
         """Per label: tokens, mean and standard deviation of its activation."""

@@ -265,6 +265,13 @@ class CharacterLmAdapter(ModelAdapter):
     no_objective = "the published checkpoint holds no softmax weights, so its language-model loss cannot be measured"
 
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return self._embed_with(sentences, lambda layers: layers)
+
+    def _embed_with(self, sentences: Sequence[Sequence[str]],
+                    pick: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> list[np.ndarray]:
+        """Per sentence (and condition inside :meth:`intervene`) (layers, words, width): the
+        tensors ``pick`` takes from the forward pass (given the model's layers), each
+        (batch, steps, width) with the sentence markers, which are dropped."""
         ids, mask = batch_char_ids(sentences)
         conditions = self._ablation.n_conditions if self._ablation is not None else 1
         ids_t = torch.from_numpy(ids).to(self.device).repeat(conditions, 1, 1)
@@ -276,7 +283,7 @@ class CharacterLmAdapter(ModelAdapter):
                 words[torch.arange(len(words)), mask_t.sum(1) - 1] = False
             self._positions = words
         with torch.inference_mode():
-            layers = self.model(ids_t, mask_t)
+            layers = pick(self.model(ids_t, mask_t))
             stacked = torch.stack(layers).float().cpu().numpy()
         n = len(sentences)
         return [stacked[:, k * n + b, 1 : len(words) + 1, :] for k in range(conditions)

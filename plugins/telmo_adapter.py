@@ -20,6 +20,7 @@ The archive is read without unpacking it to disk, and the weights with
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -27,11 +28,12 @@ import math
 import tarfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
-from neuroscope.plugin import ModelLoadError, NeuronIndex, resolve_device, sha256_of
+from neuroscope.plugin import (InterventionRecord, ModelLoadError, NeuronIndex, edit_hidden, resolve_device,
+                               sha256_of)
 
 from neuroscope_plugins.downloads import fetch_file
 from neuroscope_plugins.elmo_adapter import CharacterLmAdapter, Highway
@@ -295,12 +297,20 @@ def load_telmo(path: Path) -> TransformerElmo:
 
 
 class TelmoAdapter(CharacterLmAdapter):
-    """Word activations of the token layer and every transformer layer of a Transformer-ELMo archive."""
+    """Word activations of a Transformer-ELMo archive at one site: ``hidden`` (the token
+    layer and every transformer layer, the paper's), ``mlp`` (each layer's feed-forward
+    neurons, relu(w_1(x)), the input of ``w_2``) or ``attn`` (the heads' outputs, the input
+    of the attention output projection); at every site forward and backward stack
+    concatenated, as AllenNLP concatenates the layers."""
 
     name = "telmo"
+    sites = ("hidden", "mlp", "attn")
+    _site_edits: list[Any] | None = None  # inside intervene() at the mlp and attn sites: per layer's edit
 
     def __init__(self, *, archive: str, device: str = "auto", aggregation: str = "last", batch_size: int = 32,
-                 archive_sha256: str | None = None):
+                 archive_sha256: str | None = None, site: str = "hidden"):
+        if site not in self.sites:
+            raise ModelLoadError(f"site must be one of {', '.join(self.sites)}, got {site!r}")
         self.archive_path = fetch_file(archive, archive_sha256, "Transformer-ELMo archive",
                                        f"to use a local copy, download {archive} and pass --model telmo:PATH with "
                                        "PATH the downloaded .tar.gz (an AllenNLP model archive)")
@@ -310,12 +320,79 @@ class TelmoAdapter(CharacterLmAdapter):
         width = 2 * self.model.chars.projection.out_features
         n_layers = len(self.model.forward_stack.layers)
         self._index = NeuronIndex(("token",) + tuple(str(i) for i in range(1, n_layers + 1)), width)
+        self.site = site
+        if site != "hidden":
+            self._index = NeuronIndex(tuple(f"{site}{i}" for i in range(1, n_layers + 1)),
+                                      2 * _linear_in(self._projections()[0][0]))
         self._sha = sha256_of(self.archive_path)
         if aggregation != "last":
             log.info("Transformer-ELMo reads whole words; aggregation %r has no effect", aggregation)
 
     def identity(self) -> dict[str, Any]:
-        return {"adapter": self.name, "adapter_version": ADAPTER_VERSION, "archive_sha256": self._sha}
+        identity = {"adapter": self.name, "adapter_version": ADAPTER_VERSION, "archive_sha256": self._sha}
+        if self.site != "hidden":  # hidden-state stores keep the identity they always had
+            identity["site"] = self.site
+        return identity
+
+    def _projections(self) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
+        """Per layer, the forward and the backward stack's map whose input is the site:
+        ``w_2`` (mlp) or the attention's output projection ``linears[3]`` (attn)."""
+        def of(layer: EncoderLayer) -> torch.nn.Linear:
+            return layer.w_2 if self.site == "mlp" else layer.self_attn.linears[3]
+
+        return [(of(f), of(b)) for f, b in zip(self.model.forward_stack.layers, self.model.backward_stack.layers)]
+
+    def embed(self, sentences: Any) -> list[Any]:
+        """At the hidden site the layers (:meth:`CharacterLmAdapter.embed`); at the mlp and
+        attn sites the inputs of each layer's two site projections, forward and backward
+        side by side, edited first inside :meth:`intervene`."""
+        if self.site == "hidden":
+            return super().embed(sentences)
+        seen: list[list[torch.Tensor]] = [[] for _ in self._index.layer_names]
+        handles = []
+        for layer, pair in enumerate(self._projections()):
+            for side, module in enumerate(pair):
+                handles.append(module.register_forward_pre_hook(
+                    lambda mod, args, layer=layer, side=side: self._site_input(layer, side, args, seen)))
+        try:
+            return self._embed_with(sentences, lambda layers: [torch.cat(pair, dim=-1) for pair in seen])
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _site_input(self, layer: int, side: int, args: tuple, seen: list[list[torch.Tensor]]) -> tuple | None:
+        """Record one direction's site value (edited inside :meth:`intervene`: its half of
+        the concatenated layer's units)."""
+        x = args[0]
+        if self._site_edits is not None and self._site_edits[layer] is not None:
+            width = x.shape[-1]
+            both = edit_hidden(torch.cat([x, x], dim=-1), self._site_edits[layer], self._positions)
+            x = both[..., side * width:(side + 1) * width]
+        seen[layer].append(x)
+        return (x,) + args[1:] if self._site_edits is not None else None
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        """At the hidden site each layer's output edited (:meth:`CharacterLmAdapter.intervene`);
+        at the mlp and attn sites the chosen units of each site projection's input."""
+        if self.site == "hidden":
+            with super().intervene(ablation) as record:
+                yield record
+            return
+        record = InterventionRecord(ablation.n_conditions, unavailable=self.no_objective if ablation.objective
+                                    else None)
+        dtype = next(self.model.parameters()).dtype
+        self._site_edits = [ablation.layer(self._index, layer, self.device, dtype)
+                            for layer in range(self._index.n_layers)]
+        self._ablation = ablation
+        try:
+            yield record
+        finally:
+            self._ablation, self._site_edits, self._positions = None, None, None
+
+
+def _linear_in(module: torch.nn.Linear) -> int:
+    return int(module.in_features)
 
 
 def telmo_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32, location: str | None = None,

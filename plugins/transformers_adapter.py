@@ -206,7 +206,10 @@ class TransformersAdapter(ModelAdapter):
         self._index = NeuronIndex(("emb",) + tuple(str(i) for i in range(1, n_layers + 1)), hidden)
         self.site = site
         #: at the mlp and attn sites: per block, the linear map whose input is read (and whether sequence-first)
+        self._block_list: torch.nn.ModuleList | None = None
         self._mlp: list[tuple[Any, bool]] | None = None
+        self._gated: list[Any] | None = None  # _gates(): found once ([] when the MLP is not gated)
+        self._glu_read: int | None = None  # inside glu_parts(): 0 reads the gate projection, 1 the up
         if site != "hidden":
             self._mlp = self._projections(site)
             self._index = NeuronIndex(tuple(f"{site}{i}" for i in range(1, n_layers + 1)), self._site_width)
@@ -348,13 +351,16 @@ class TransformersAdapter(ModelAdapter):
         return self._word_positions(enc).repeat(conditions, 1)
 
     def _blocks(self) -> torch.nn.ModuleList:
-        """The model's list of transformer blocks (one per hidden state after the first)."""
-        n = self._index.n_layers - 1
-        lists = [m for _, m in self.model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
-        if len(lists) != 1:
-            raise ModelLoadError(f"{self.path}: cannot find its {n} transformer blocks for intervention "
-                                 f"({len(lists)} module lists of that length)")
-        return lists[0]
+        """The model's list of transformer blocks (one per hidden state after the first),
+        found once (before the mlp and attn sites rename the layers)."""
+        if self._block_list is None:
+            n = self._index.n_layers - 1
+            lists = [m for _, m in self.model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+            if len(lists) != 1:
+                raise ModelLoadError(f"{self.path}: cannot find its {n} transformer blocks for intervention "
+                                     f"({len(lists)} module lists of that length)")
+            self._block_list = lists[0]
+        return self._block_list
 
     def _probe_pass(self, handles: list[Any], **kwargs: Any) -> tuple[Any, tuple[int, int]]:
         """One forward pass over a tiny padded batch (sentences of 3 and 5 words), to locate
@@ -430,12 +436,87 @@ class TransformersAdapter(ModelAdapter):
         self._site_width = widths.pop()
         return found
 
+    def _gates(self) -> list[tuple[tuple[Any, int | None], tuple[Any, int | None]]] | None:
+        """At the mlp site of a gated MLP (Llama, Mistral, Qwen2, Gemma, Phi-3's fused map),
+        per block its gate and up projections, each as (linear map, None) or, for a fused
+        map of twice the MLP width, (map, 0 or 1: its first or second half); None when the
+        MLP is not gated. Found by structure from one forward pass: the gate is the map
+        whose output is the input of a parameter-free module (the activation), and the up
+        projection the other map of the MLP width whose output, times that activation's
+        output, is the MLP's value (the input of its output projection, :meth:`_projections`)."""
+        if self._gated is not None:
+            return self._gated or None
+        if self.site != "mlp":
+            raise NeuroscopeError(f"gate and up projections are read at the mlp site; this adapter reads {self.site}")
+        width, hidden = self._site_width, _linear_shape(self._mlp[0][0])[1]  # the down projection's output
+        blocks = list(self._blocks())
+        outputs: dict[int, list[torch.Tensor]] = {}
+        acts: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        values: dict[int, list[torch.Tensor]] = {}
+        handles, maps, activations = [], [], []
+        for b, block in enumerate(blocks):
+            mine = [m for m in block.modules() if _linear_shape(m) in ((hidden, width), (hidden, 2 * width))]
+            free = [m for m in block.modules() if not list(m.children()) and not list(m.parameters(recurse=False))]
+            maps.append(mine)
+            activations.append(free)
+            handles += [m.register_forward_hook(lambda mod, args, out: outputs.setdefault(id(mod), []).append(out))
+                        for m in mine]
+            handles += [m.register_forward_hook(lambda mod, args, out: acts.setdefault(id(mod), []).append(
+                (args[0], out)) if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)
+                else None) for m in free]
+            down = self._mlp[b][0]
+            handles.append(down.register_forward_pre_hook(
+                lambda mod, args, b=b: values.setdefault(b, []).append(args[0])))
+        self._probe_pass(handles)
+        found = []
+        for b in range(len(blocks)):
+            parts = []  # (map, half, its output of the MLP width)
+            for m in maps[b]:
+                out = outputs.get(id(m), [])
+                if len(out) != 1:
+                    continue
+                if _linear_shape(m)[1] == width:
+                    parts.append((m, None, out[0]))
+                else:
+                    parts += [(m, 0, out[0][..., :width]), (m, 1, out[0][..., width:])]
+            value = values.get(b, [])
+            calls = [call for act in activations[b] for call in acts.get(id(act), [])]
+            pair = next((((g[0], g[1]), (u[0], u[1])) for a_in, a_out in calls for g in parts
+                         if len(value) == 1 and g[2].shape == a_in.shape and torch.equal(g[2], a_in)
+                         for u in parts if u is not g and u[2].shape == a_out.shape
+                         and torch.allclose(a_out * u[2], value[0], rtol=1e-4, atol=1e-6)), None)
+            if pair is None:
+                self._gated = []
+                return None
+            found.append(pair)
+        self._gated = found
+        return found
+
+    def glu_parts(self, sentences: Sequence[Sequence[str]]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """At the mlp site of a gated MLP: per sentence its words' gate projection
+        (before the activation, whose sign it shares for SiLU and GELU) and up projection,
+        two (layers, words, width) float32 arrays read at the same sub-token as the mlp
+        values (their product after the gate's activation). GLUScope's view of a neuron
+        (Gerstner & Schuetze 2026): gate and up can each be positive or negative. None when
+        the MLP is not gated (BERT, GPT-2, GPT-NeoX)."""
+        if self._gates() is None:
+            return None
+        parts = []
+        for which in (0, 1):
+            self._glu_read = which
+            try:
+                parts.append(self.embed(sentences))
+            finally:
+                self._glu_read = None
+        return list(zip(parts[0], parts[1]))
+
     @contextlib.contextmanager
     def _reading_mlp(self) -> Iterator[list[torch.Tensor] | None]:
         """At the mlp and attn sites: the input of every block's site projection
         (:meth:`_projections`) during the forward passes inside the context, batch-first,
         one tensor per layer (inside :meth:`intervene` after the edit, which runs first);
-        None at the hidden site."""
+        None at the hidden site. Inside :meth:`glu_parts` the gate (or up) projection's
+        output instead."""
         if self._mlp is None:
             yield None
             return
@@ -444,7 +525,13 @@ class TransformersAdapter(ModelAdapter):
         def keep(module: Any, args: tuple, seq_first: bool) -> None:
             values.append(args[0].transpose(0, 1) if seq_first else args[0])
 
-        handles = [m.register_forward_pre_hook(lambda mod, args, s=s: keep(mod, args, s)) for m, s in self._mlp]
+        if self._glu_read is not None:
+            width = self._site_width
+            handles = [m.register_forward_hook(lambda mod, args, out, half=half: values.append(
+                out if half is None else out[..., half * width:(half + 1) * width]))
+                for m, half in (pair[self._glu_read] for pair in self._gated)]
+        else:
+            handles = [m.register_forward_pre_hook(lambda mod, args, s=s: keep(mod, args, s)) for m, s in self._mlp]
         try:
             yield values
         finally:

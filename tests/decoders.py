@@ -46,12 +46,14 @@ def sentencepiece_tokenizer(path: Path) -> None:
 
 
 def save_decoder(kind: str, path: Path) -> Path:
-    """A random ``kind`` ("gpt2", "gpt_neox", "llama" or "qwen2") LM with 2 layers x 32 units at ``path``."""
+    """A random ``kind`` ("gpt2", "gpt_neox", "llama", "qwen2" or "phi3", whose MLP fuses gate and
+    up into one map) LM with 2 layers x 32 units at ``path``."""
     from transformers import (AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM,
-                              LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+                              LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
 
     path.mkdir(parents=True, exist_ok=True)
-    (sentencepiece_tokenizer if kind in ("llama", "qwen2") else byte_level_tokenizer)(path)
+    (sentencepiece_tokenizer if kind in ("llama", "qwen2", "phi3") else byte_level_tokenizer)(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     vocab, ends = len(tokenizer), {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     torch.manual_seed(0)
@@ -66,6 +68,10 @@ def save_decoder(kind: str, path: Path) -> Path:
         model = Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab + 16, hidden_size=32, num_hidden_layers=2,
                                              num_attention_heads=2, num_key_value_heads=1, intermediate_size=48,
                                              max_position_embeddings=64, **ends))
+    elif kind == "phi3":
+        model = Phi3ForCausalLM(Phi3Config(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, intermediate_size=40,
+                                           max_position_embeddings=64, pad_token_id=0, **ends))
     else:
         model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
                                              num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,

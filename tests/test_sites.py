@@ -18,7 +18,7 @@ SENTENCES = [["The", "old", "man", "the", "boats", "."], ["Unbelievably", ",", "
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("site-models")
-    out = {kind: save_decoder(kind, root / kind) for kind in ("gpt2", "gpt_neox", "llama", "qwen2")}
+    out = {kind: save_decoder(kind, root / kind) for kind in ("gpt2", "gpt_neox", "llama", "qwen2", "phi3")}
     out["bert"] = save_random_bert(root / "bert")
     return out
 
@@ -222,3 +222,125 @@ def test_the_causal_hook_at_the_attn_site_changes_the_layers_above(models):
     assert np.all(removed[0][:, :16] == 0) and np.allclose(removed[0][:, 16:], before[0][0][:, 16:], atol=1e-6)
     assert not np.allclose(removed[1], before[0][1], atol=1e-6)
     assert np.array_equal(adapter.embed(SENTENCES[:1])[0], before[0])
+
+
+def gate_up_by_hand(model, kind: str, x: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A gated MLP's gate and up projections of its input ``x``, from the block's weights
+    (Phi-3 fuses both into gate_up_proj: its first half is the gate)."""
+    mlp = model.layers[layer].mlp
+    if kind == "phi3":
+        return (x @ mlp.gate_up_proj.weight.T).chunk(2, dim=-1)
+    return x @ mlp.gate_proj.weight.T, x @ mlp.up_proj.weight.T
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "phi3"])
+def test_a_gated_mlp_gives_its_gate_and_up_projections(models, kind):
+    """GLUScope's view of a neuron: gate and up read at the words' last sub-tokens equal
+    x W_gate and x W_up computed from the block's weights, and act(gate) x up is the
+    stored mlp value. BERT's and GPT-2's MLPs are not gated: None."""
+    from transformers.activations import ACT2FN
+
+    adapter = TransformersAdapter(checkpoint=str(models[kind]), device="cpu", site="mlp")
+    parts = adapter.glu_parts(SENTENCES)
+    values = adapter.embed(SENTENCES)
+    model, act = adapter.model, ACT2FN[adapter.model.config.hidden_act]
+    for sentence, (gate, up), value in zip(SENTENCES, parts, values):
+        enc = adapter.tokenizer([sentence], is_split_into_words=True, return_tensors="pt")
+        last = [max(p for p, w in enumerate(enc.word_ids(0)) if w == k) for k in range(len(sentence))]
+        seen: list[torch.Tensor] = []
+        handles = [block.mlp.register_forward_pre_hook(lambda mod, args: seen.append(args[0])) for block in model.layers]
+        with torch.inference_mode():
+            model(**{k: v for k, v in enc.items() if k in adapter.tokenizer.model_input_names})
+            for h in handles:
+                h.remove()
+            for layer in range(2):
+                g, u = gate_up_by_hand(model, kind, seen[layer][0], layer)
+                np.testing.assert_allclose(gate[layer], g[last].numpy(), rtol=1e-4, atol=1e-5)
+                np.testing.assert_allclose(up[layer], u[last].numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(act(torch.from_numpy(gate)).numpy() * up, value, rtol=1e-4, atol=1e-6)
+        assert (gate > 0).any() and (gate < 0).any() and (up > 0).any() and (up < 0).any()  # all four cases occur
+    for plain in ("bert", "gpt2"):
+        assert TransformersAdapter(checkpoint=str(models[plain]), device="cpu", site="mlp").glu_parts(SENTENCES) is None
+
+
+def test_the_explorer_shows_a_gated_neurons_gate_and_up_signs(models, tmp_path, data_dir, cache_dir, capsys):
+    """`neurons --glu` on a Llama `--site mlp` run: every top word with GLUScope's case,
+    act(gate) x up equal to the stored value; a site the run did not read is refused."""
+    import re
+
+    from transformers.activations import ACT2FN
+
+    import neuroscope as ns
+    from neuroscope.cli import main
+
+    out = tmp_path / "llama-mlp"
+    assert main(["run", "--model", f"hf:{models['llama']}", "--task", "pos", "--site", "mlp", "--data-dir",
+                 str(data_dir), "--max-sentences", "60,20,20", "--seeds", "1", "--l1", "0", "--l2", "0",
+                 "--no-control", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["neurons", str(out), "-k", "2", "--words", "3", "--glu"]) == 0
+    shown = capsys.readouterr().out
+    assert "gate and up signs" in shown and len(re.findall(r"gate[+-] up[+-]", shown)) == 6, shown
+    run = ns.open(out)
+    top = run.top_neurons(k=1)[0]
+    words = run.neuron(top.layer, top.unit, site="mlp").top_words(4, glu=True)
+    act = ACT2FN[run.model().model.config.hidden_act]
+    for w in words:
+        assert w.glu_case == f"gate{'+' if w.gate > 0 else '-'} up{'+' if w.up > 0 else '-'}"
+        assert float(act(torch.tensor(w.gate))) * w.up == pytest.approx(w.value, rel=1e-3, abs=1e-5)
+        assert set(w.to_dict()) >= {"gate", "up", "glu_case"}
+    assert "gate" not in run.neuron(top).top_words(1)[0].to_dict()
+    assert main(["show", str(out), "--sentence", "The old man", "--neurons", "mlp1:3", "--site", "hidden"]) == 2
+    assert "read the mlp site" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("site", ["mlp", "attn"])
+def test_transformer_elmo_reads_its_feed_forward_and_attention_sites(site):
+    """Transformer-ELMo's archive has feed-forward sub-layers: `mlp` is relu(w_1(norm(x)))
+    of each layer, `attn` its heads' outputs, forward and backward stack side by side,
+    recomputed from the fixture archive's weights; the causal hook zeroes exactly the
+    chosen units (one in each stack's half), changes the layer above and leaves no trace."""
+    from pathlib import Path
+
+    from neuroscope_plugins.elmo_chars import batch_char_ids
+    from neuroscope_plugins.telmo_adapter import telmo_model
+
+    adapter = telmo_model(location=str(Path(__file__).parent / "reference" / "fixtures" / "telmo" / "model.tar.gz"),
+                          device="cpu", site=site)
+    width = adapter.neuron_index.hidden_size
+    assert adapter.neuron_index.layer_names == (f"{site}1", f"{site}2", f"{site}3") and adapter.identity()["site"] == site
+    got = adapter.embed(SENTENCES)
+    model, inputs = adapter.model, {}
+    stacks = (model.forward_stack, model.backward_stack)
+    handles = [layer.register_forward_pre_hook(lambda mod, args, key=(side, i): inputs.__setitem__(key, args))
+               for side, stack in enumerate(stacks) for i, layer in enumerate(stack.layers)]
+    ids, mask = batch_char_ids(SENTENCES)
+    with torch.inference_mode():
+        model(torch.from_numpy(ids), torch.from_numpy(mask))
+        for h in handles:
+            h.remove()
+        for i in range(3):
+            halves = []
+            for side, stack in enumerate(stacks):
+                (x, m), block = inputs[side, i], stack.layers[i]
+                if site == "mlp":
+                    x = x + block.self_attn(block.norms[0](x), m)
+                    halves.append(torch.relu(block.norms[1](x) @ block.w_1.weight.T + block.w_1.bias))
+                    continue
+                att, y = block.self_attn, block.norms[0](x)
+                q, k, v = (lin(y).view(len(y), -1, att.heads, att.d_k).transpose(1, 2) for lin in att.linears[:3])
+                scores = (q @ k.transpose(-2, -1) / att.d_k ** 0.5).masked_fill(~m.unsqueeze(1), torch.finfo().min)
+                halves.append((scores.softmax(-1) @ v).transpose(1, 2).reshape(len(y), -1, width // 2))
+            expected = torch.cat(halves, dim=-1).numpy()
+            for b, sentence in enumerate(SENTENCES):
+                np.testing.assert_allclose(got[b][i], expected[b, 1:len(sentence) + 1], rtol=1e-5, atol=1e-6)
+    chosen = [1, width // 2 + 5]  # one unit of the forward stack, one of the backward
+    masks = np.zeros((2, adapter.neuron_index.n_neurons), dtype=bool)
+    masks[1, chosen] = True
+    with adapter.intervene(Ablation(masks, objective=False)):
+        conditions = adapter.embed(SENTENCES)
+    for before, untouched, removed in zip(got, conditions[:2], conditions[2:]):
+        assert np.array_equal(untouched, before) and np.all(removed[0][:, chosen] == 0)
+        assert np.array_equal(np.delete(removed[0], chosen, axis=1), np.delete(before[0], chosen, axis=1))
+        assert not np.allclose(removed[1], before[1], atol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(got, adapter.embed(SENTENCES)))
