@@ -8,7 +8,8 @@ probe (None when it declares it needs none), an out-of-core reader over the
 train activations (chunks, never the whole matrix in RAM), the class id of
 every train row, the label names, the :class:`~neuroscope.types.NeuronIndex`
 and the seed. Statistics several rankers share (class counts and means) are
-computed once per run in one pass over the store (:meth:`RankerInputs.class_means`).
+computed once per run in one pass over the store (:meth:`RankerInputs.class_means`), or
+read from streamed statistics where the run has them (:mod:`neuroscope.statistics`).
 
 A plain function ``f(coef, **options)`` (the contract before rankers could
 read activations) still works: it is taken as a ranker that needs the probe.
@@ -33,7 +34,7 @@ NEEDS = ("probe", "activations")
 class RankerInputs:
     """Everything a ranker may use (see the module docstring)."""
 
-    train: Features
+    train: Features | None  # None: rankers read only ``statistics`` (probe-free rankers, no store)
     labels: np.ndarray
     label_names: tuple[str, ...]
     index: NeuronIndex
@@ -43,6 +44,9 @@ class RankerInputs:
     shared: dict = attrs.field(factory=dict, eq=False, repr=False)
     #: the share of neurons the run's ablation keeps (--fraction), for rankers whose cost grows with it
     fraction: float = 0.2
+    #: streamed statistics of ``train`` (:mod:`neuroscope.statistics`): class moments are
+    #: read from them instead of a pass over the store
+    statistics: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def coef(self) -> np.ndarray:
@@ -53,7 +57,10 @@ class RankerInputs:
 
     @property
     def n_neurons(self) -> int:
-        """The number of neurons (columns of ``train``): the length of the Ranking to return."""
+        """The number of neurons (columns of ``train``; without a store, of the streamed
+        statistics): the length of the Ranking to return."""
+        if self.train is None and self.statistics is not None:
+            return self.statistics.n_neurons
         return n_columns(self.train)
 
     def chunks(self, neurons: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -84,6 +91,13 @@ class RankerInputs:
         """Per class: token counts, sums and sums of squares of every neuron (float64), one
         pass over the store, once per run."""
         key = ("class_moments", id(self.train))
+        if key not in self.shared and self.statistics is not None:
+            stats = self.statistics
+            if stats.n_neurons != self.n_neurons or stats.label_names != tuple(self.label_names):
+                raise ValidationError(f"streamed statistics of {stats.n_neurons} neurons and labels "
+                                      f"{stats.label_names[:3]}... do not describe these activations "
+                                      f"({self.n_neurons} neurons)")
+            self.shared[key] = (stats.counts, stats.sums, stats.squares)
         if key not in self.shared:
             n_classes = len(self.label_names)
             counts = np.bincount(self.labels[self.labels >= 0], minlength=n_classes).astype(np.int64)
