@@ -132,12 +132,13 @@ def removal_sets(order: np.ndarray, index: NeuronIndex, fraction: float, seed: i
     top = np.sort(order[:k])
     rng = np.random.default_rng([seed, 15])
     layers = index.layer_of(top)
+    every = index.layer_of(np.arange(n))  # a screened index: only the layer's screened neurons are drawn
     random = []
     for layer in range(index.n_layers):
         count = int((layers == layer).sum())
         if count:
-            units = rng.choice(index.hidden_size, size=count, replace=False)
-            random.append(layer * index.hidden_size + np.sort(units))
+            candidates = np.flatnonzero(every == layer)
+            random.append(candidates[np.sort(rng.choice(len(candidates), size=count, replace=False))])
     return {"top": top, "random": np.sort(np.concatenate(random)), "bottom": np.sort(order[n - k:])}
 
 
@@ -179,16 +180,14 @@ def causal_ablation(adapter: Any, sentences: Sequence[Sequence[str]], gold: np.n
     with adapter.intervene(ablation) as record:
         for start in range(0, len(sentences), step):
             batch = [list(s) for s in sentences[start:start + step]]
-            out = adapter.embed(batch)  # condition-major: len(names) x len(batch)
+            out = adapter.embed_rows(batch)  # condition-major: len(names) x len(batch), (words, neurons) each
             if len(out) != len(names) * len(batch):
                 raise NeuroscopeError(f"adapter {adapter.name}: intervene() gave {len(out)} arrays for "
                                       f"{len(names)} conditions x {len(batch)} sentences")
             rows = sum(len(s) for s in batch)
             labels = gold[n_tokens:n_tokens + rows]
             scored_rows += int((labels >= 0).sum()) if unseen == "exclude" else rows
-            per = [as_probe_input(np.concatenate([v.transpose(1, 0, 2).reshape(len(s), -1)
-                                                  for v, s in zip(out[k * len(batch):(k + 1) * len(batch)], batch)]))
-                   for k in range(len(names))]
+            per = [as_probe_input(np.concatenate(out[k * len(batch):(k + 1) * len(batch)])) for k in range(len(names))]
             for (name, p), _ in list(correct.items()):
                 coef, intercept = probes[p]
                 k = names.index(name)

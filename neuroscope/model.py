@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -59,6 +60,21 @@ class ModelAdapter(abc.ABC):
     @abc.abstractmethod
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One float32 array (layers, words, hidden) per sentence, in order."""
+
+    def embed_rows(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """One float32 array (words, neurons) per sentence (per condition and sentence inside
+        :meth:`intervene`): :meth:`embed`'s layers side by side, the store's row layout
+        (neuron ``layer * hidden_size + unit``), each checked against the neuron index. What
+        the store, the causal step and ``show`` read; a screened adapter
+        (:class:`NeuronSubset`) gives its neurons' columns only."""
+        index = self.neuron_index
+        out = []
+        for k, v in enumerate(self.embed(sentences)):
+            if v.ndim != 3 or (v.shape[0], v.shape[2]) != (index.n_layers, index.hidden_size):
+                raise NeuroscopeError(f"adapter {self.name} returned shape {v.shape} for sentence {k} of a batch; "
+                                      f"expected ({index.n_layers}, words, {index.hidden_size})")
+            out.append(v.transpose(1, 0, 2).reshape(v.shape[1], v.shape[0] * v.shape[2]))
+        return out
 
     #: sentences per forward pass (adapters set it from their ``batch_size`` option)
     batch_size: int = 32
@@ -132,14 +148,67 @@ class LayerSubset(ModelAdapter):
 
     @contextlib.contextmanager
     def intervene(self, ablation: Any) -> Iterator[Any]:
-        full = self.inner.neuron_index
-        hidden = full.hidden_size
+        hidden = self.inner.neuron_index.hidden_size
         columns = np.concatenate([np.arange(x * hidden, (x + 1) * hidden) for x in self.layers])
-        masks = np.zeros((ablation.masks.shape[0], full.n_neurons), dtype=bool)
-        masks[:, columns] = ablation.masks
-        values = None
-        if ablation.values is not None:
-            values = np.zeros(full.n_neurons, dtype=np.float32)
-            values[columns] = ablation.values
-        with self.inner.intervene(type(ablation)(masks, values, ablation.positions, ablation.objective)) as record:
+        with self.inner.intervene(widened(ablation, columns, self.inner.neuron_index.n_neurons)) as record:
+            yield record
+
+
+def widened(ablation: Any, columns: np.ndarray, n_neurons: int) -> Any:
+    """An ablation of a subset's neurons as one of the ``n_neurons`` of the adapter it
+    wraps: subset neuron j is the inner adapter's ``columns[j]``."""
+    masks = np.zeros((ablation.masks.shape[0], n_neurons), dtype=bool)
+    masks[:, columns] = ablation.masks
+    values = None
+    if ablation.values is not None:
+        values = np.zeros(n_neurons, dtype=np.float32)
+        values[columns] = ablation.values
+    return type(ablation)(masks, values, ablation.positions, ablation.objective)
+
+
+class NeuronSubset(ModelAdapter):
+    """The screened neurons of another adapter (``--screen``, :mod:`neuroscope.screening`):
+    its neuron index numbers them alone (``NeuronIndex.neurons``: their ids in the inner
+    adapter), its rows hold their columns only, so a store of it is tokens x K, and an
+    intervention on them is mapped onto the inner adapter's neurons. ``rule`` (how they
+    were chosen) is part of its identity, and so of the store's key."""
+
+    def __init__(self, inner: ModelAdapter, neurons: Sequence[int] | np.ndarray, rule: dict[str, Any]):
+        index = inner.neuron_index
+        if index.screened:
+            raise NeuroscopeError("a screened adapter cannot be screened again")
+        self.inner = inner
+        self.columns = np.unique(np.asarray(neurons, dtype=np.int64))
+        self.rule = dict(rule)
+        self.name = inner.name
+        self.sites = inner.sites
+        self.batch_size = inner.batch_size
+        self._index = NeuronIndex(index.layer_names, index.hidden_size, self.columns)
+
+    @property
+    def neuron_index(self) -> NeuronIndex:
+        return self._index
+
+    def identity(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self.columns.astype("<i8").tobytes()).hexdigest()
+        return {**self.inner.identity(), "screen": {**self.rule, "neurons": len(self.columns),
+                                                    "neurons_sha256": digest}}
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """The inner adapter's layers (a screened neuron index has no per-layer shape: read
+        :meth:`embed_rows`)."""
+        return self.inner.embed(sentences)
+
+    def embed_rows(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return [np.ascontiguousarray(rows[:, self.columns]) for rows in self.inner.embed_rows(sentences)]
+
+    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+        return self.inner.batches(sentences)
+
+    def device_name(self) -> str:
+        return self.inner.device_name()
+
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        with self.inner.intervene(widened(ablation, self.columns, self.inner.neuron_index.n_neurons)) as record:
             yield record

@@ -41,7 +41,7 @@ from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, Va
 from neuroscope.loading import check_task, load_model, load_task
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan
-from neuroscope.model import ModelAdapter
+from neuroscope.model import ModelAdapter, NeuronSubset
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
@@ -54,7 +54,7 @@ from neuroscope.steps.analyses import seed_record, task_accuracies
 from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, warn_unseen_labels
-from neuroscope.steps.extraction import extract
+from neuroscope.steps.extraction import check_screen, extract, screen
 from neuroscope.steps.files import (StepFileError, control_record, minimal_record, oracle_record, probe_arrays,
                                     ranking_record, read_step, search_record)
 from neuroscope.steps.minimal import minimal_step
@@ -62,7 +62,8 @@ from neuroscope.steps.oracle import oracle_step, restored_oracle
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.summary import results_record
 from neuroscope.store import ActivationStore, labels_to_ids
-from neuroscope.types import TaskData
+from neuroscope.screening import RULE
+from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class Orchestrator:
                 for seed in config.seeds:
                     saved = self._probe_arrays(c, c.steps_dir / f"seed-{seed}-probe.npz")
                     probes[f"seed-{seed}"] = (saved["coef"].astype(np.float32), saved["intercept"].astype(np.float32))
-                return causal_step(c, lambda: self.load_adapter(config), probes, seeds, self.reporter)
+                return causal_step(c, lambda: self.run_adapter(config, c.index), probes, seeds, self.reporter)
 
             results["causal"] = self._step(c.steps_dir / "causal.json", causal, "causal ablation")
         try:  # what the steps' files hold, together: sizes agree, ids inside the network, every seed
@@ -336,13 +337,25 @@ class Orchestrator:
         return load_model(self.registry, config.model, config.device, config.aggregation, config.extract_batch_size,
                           config.layers, config.dtype, config.site)
 
+    def run_adapter(self, config: RunConfig, index: NeuronIndex) -> ModelAdapter:
+        """The model as the run's neurons see it: of a screened run (``index.screened``), its
+        kept neurons only (the store's columns), for the causal step's re-extraction."""
+        adapter = self.load_adapter(config)
+        return NeuronSubset(adapter, index.neurons, {"rule": RULE}) if index.screened else adapter
+
     def extract_activations(self, config: RunConfig, task: TaskData) -> tuple[ModelAdapter, dict[str, Any]]:
         """Step 2: the model, and every split's activations from the store, extracted where
         it lacks them (an extract unit, or the cell's first unit). --causal with an adapter
         that cannot intervene is refused before anything is extracted."""
+        check_screen(config.screen, config.store_budget, Path(config.cache_dir), task)
         adapter = self.load_adapter(config)
         check_causal_support(config, adapter)
         start = time.perf_counter()
+        if config.screen != "off":
+            adapter = screen(Path(config.cache_dir), adapter, task, config.screen, config.store_budget,
+                             self.reporter.task)
+            self.timings["screening"] = round(time.perf_counter() - start, 3)
+            start = time.perf_counter()
         acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task)
         self.timings["extraction"] = round(time.perf_counter() - start, 3)
         return adapter, acts

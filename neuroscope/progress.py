@@ -173,6 +173,12 @@ class Reporter:
             sel = summary["selectivity"]["test"]
             line += f"; selectivity Sel_a {sel['all']['mean']:.2f}, Sel_t {sel['selected']['mean']:.2f}"
         self.console.print(line, markup=False, highlight=False)
+        screen = results.get("screen")
+        if screen is not None:
+            self.console.print(f"screen: {screen['k']:,} of {screen['network_neurons']:,} neurons kept by "
+                               f"{screen['rule']} (--screen {screen['requested']})" if screen["screened"] else
+                               f"screen: not screened (--screen {screen['requested']}: the full store fits "
+                               "--store-budget)", markup=False, highlight=False)
         if len(results.get("rankers", [])) > 1:
             for name, ranker in results["per_ranker"].items():
                 s = ranker["summary"]

@@ -609,9 +609,27 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def screen_note(results: dict[str, Any]) -> str:
+    """How a --screen run was screened, in words ("" without --screen)."""
+    screen = results.get("screen")
+    if screen is None:
+        return ""
+    if not screen["screened"]:
+        return f"--screen {screen['requested']}: the full store fits --store-budget, so not screened"
+    return (f"screened by {screen['rule']} (--screen {screen['requested']}): {screen['k']:,} of the network's "
+            f"{screen['network_neurons']:,} neurons, chosen from statistics streamed over train before anything "
+            "was stored; every number is of those")
+
+
 def intro(results: dict[str, Any]) -> str:
     lam = results["lambdas"]
-    return (f"{results['neurons']:,} neurons ({len(results['layers'])} layers x {results['hidden_size']}); "
+    shape = f"{len(results['layers'])} layers x {results['hidden_size']}"
+    screen = results.get("screen")
+    if screen is not None and screen["screened"]:
+        layout = f"{results['neurons']:,} neurons of {screen['network_neurons']:,} ({shape}), {screen_note(results)}"
+    else:
+        layout = f"{results['neurons']:,} neurons ({shape}{'; ' + screen_note(results) if screen else ''})"
+    return (f"{layout}; "
             f"{len(results['labels'])} labels; lambdas l1 = {lam['l1']:g}, l2 = {lam['l2']:g} ({lam['chosen_by']}); "
             + (f"seeds {', '.join(str(s) for s in results['seeds'])} (mean ± std over seeds)."
                if len(results["seeds"]) > 1 else f"one seed ({results['seeds'][0]}), so no spread is shown."))

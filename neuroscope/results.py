@@ -112,6 +112,9 @@ OPT_STAT = Kind("{mean, std, values} or null", _optional(_stat_problem))
 NUMBER = Kind("finite number", _number_problem)
 NUMBER_LIST = Kind("list of finite numbers", _list_of(_number_problem))
 OPT_NUMBER_LIST = Kind("list of finite numbers or null", _list_of(_optional(_number_problem)))
+BOOL = Kind("true or false", lambda value: None if isinstance(value, bool) else f"expected true or false, found "
+                                                                               f"{type(value).__name__}")
+OPT_INT_LIST = Kind("list of integers or null", _optional(_list_of(_typed(int))))
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -201,6 +204,13 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("ranking_comparison.pairs[].{a,b}", str, "", "the two rankers"),
     ("ranking_comparison.pairs[].jaccard.*", STAT_KIND, "percent", "Jaccard overlap of their top-k% sets: " + STAT),
     ("ranking_comparison.pairs[].spearman", STAT_KIND, "", "Spearman's rho of the orderings: " + STAT),
+    ("screen?", dict, "", "only with --screen (docs/protocol.md, \"Screening\"): the run's neurons are some of the "
+     "network's, chosen before anything was stored; neuron ids index screen.neurons"),
+    ("screen?.{requested,rule}", str, "", "--screen as given (K, P%, auto); the rule that chose the neurons"),
+    ("screen?.screened", BOOL, "", "whether the run was screened (--screen auto leaves a store that fits as it is)"),
+    ("screen?.{network_neurons,k}", int, "count", "the network's neurons (layers x hidden_size); the run's"),
+    ("screen?.neurons", OPT_INT_LIST, "network ids", "the kept neurons' layer * hidden_size + unit, ascending "
+     "(neuron id j of the run is screen.neurons[j]); null when not screened"),
     ("causal?", dict, "", "live-model ablation, only with --causal (docs/protocol.md, \"Causal ablation\")"),
     ("causal?.{mode,positions}", str, "", "zero or mean replacement; at the words' sub-tokens or at all positions"),
     ("causal?.objective", (str, type(None)), "", "the model's own objective measured, or null"),
@@ -305,8 +315,18 @@ def _check_consistency(results: dict[str, Any]) -> None:
     """What the field types cannot say: sizes that must agree, ids inside the network, one
     record per seed and ranker, a summary per delta."""
     layers, hidden = results["layers"], results["hidden_size"]
-    if not layers or hidden < 1 or results["neurons"] != len(layers) * hidden:
-        raise RunDirectoryError(f"neurons: {results['neurons']} is not layers ({len(layers)}) x hidden_size ({hidden})")
+    screen = results.get("screen")
+    network = screen["network_neurons"] if screen is not None else results["neurons"]
+    if not layers or hidden < 1 or network != len(layers) * hidden:
+        raise RunDirectoryError(f"neurons: {network} is not layers ({len(layers)}) x hidden_size ({hidden})")
+    if screen is not None:
+        kept = screen["neurons"]
+        if screen["k"] != results["neurons"] or (kept is None) == screen["screened"] or \
+                (kept is None and results["neurons"] != network) or (kept is not None and len(kept) != screen["k"]):
+            raise RunDirectoryError(f"screen: {screen['k']} kept neurons, the run has {results['neurons']} "
+                                    f"({'screened' if screen['screened'] else 'not screened'})")
+        if kept is not None and (any(b <= a for a, b in zip(kept, kept[1:])) or not 0 <= kept[0] <= kept[-1] < network):
+            raise RunDirectoryError(f"screen.neurons: expected ascending distinct ids in 0..{network - 1}")
     labels = results["labels"]
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise RunDirectoryError("labels: expected two or more distinct names")

@@ -123,7 +123,9 @@ class Run:
                 raise RunDirectoryError(f"{self.path / name}: damaged, expected a JSON object; run the same command "
                                         "again with --resume to rewrite it")
         self.settings = self._settings()
-        self.index = NeuronIndex(tuple(self.results["layers"]), int(self.results["hidden_size"]))
+        screen = self.results.get("screen") or {}
+        self.index = NeuronIndex(tuple(self.results["layers"]), int(self.results["hidden_size"]),
+                                 screen.get("neurons"))  # a screened run numbers its kept neurons
         self.labels: tuple[str, ...] = tuple(self.results["labels"])
 
     def _settings(self) -> Any:
@@ -324,7 +326,12 @@ class Run:
                                   f"({names[0]} .. {names[-1]})")
         if not 0 <= unit < self.index.hidden_size:
             raise ValidationError(f"unit {unit} is out of range: layers have units 0 .. {self.index.hidden_size - 1}")
-        return layer * self.index.hidden_size + unit
+        local = int(self.index.local([layer * self.index.hidden_size + unit])[0])
+        if local < 0:
+            raise ValidationError(f"neuron {names[layer]}:{unit} was screened out of this run (it kept "
+                                  f"{self.index.n_neurons:,} of the model's {self.index.full().n_neurons:,} "
+                                  "neurons; results.json, screen)")
+        return local
 
     # ---- the data behind the neurons
 
@@ -399,7 +406,7 @@ class Run:
 
         adapter = load_model(Registry(), self.settings.model, device, self.settings.aggregation, 1,
                              self.settings.layers, self.settings.dtype, self.settings.site)
-        if adapter.neuron_index != self.index:
+        if adapter.neuron_index != self.index.full():  # a screened run: its neurons are some of the model's
             raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
                                     f"neurons, the run had {self.index.n_neurons}")
         return adapter
@@ -422,16 +429,17 @@ class Run:
             raise ValidationError("neurons: expected one or more neurons to show")
         adapter = self.model(device)
         names = [f"{self.index.locate(j)[0]}:{self.index.locate(j)[1]}" for j in ids]
+        network = self.index.network(ids)  # the model's ids of the run's neurons (the same unless screened)
         if subwords:
             if not hasattr(adapter, "subwords"):
                 raise ValidationError(f"model adapter {adapter.name!r} cannot show sub-tokens (it has no subwords()); "
                                       "show words instead")
             tokens, _, layers = adapter.subwords(words)  # (layers, tokens, hidden)
             flat = layers.transpose(1, 0, 2).reshape(len(tokens), -1)
-            return heat_map(tokens, names, flat[:, ids].T, f"{self.results['model']}, sub-tokens, neurons layer:unit")
-        layers = adapter.embed([words])[0]  # (layers, words, hidden)
-        flat = layers.transpose(1, 0, 2).reshape(len(words), -1)
-        return heat_map(words, names, flat[:, ids].T, f"{self.results['model']}, neurons layer:unit")
+            return heat_map(tokens, names, flat[:, network].T,
+                            f"{self.results['model']}, sub-tokens, neurons layer:unit")
+        flat = adapter.embed_rows([words])[0]  # (words, neurons)
+        return heat_map(words, names, flat[:, network].T, f"{self.results['model']}, neurons layer:unit")
 
     def _as_neuron_id(self, neuron: Any) -> int:
         if isinstance(neuron, (TopNeuron, Neuron)):

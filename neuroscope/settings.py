@@ -34,6 +34,7 @@ from neuroscope.choices import (AGGREGATIONS, CAUSAL_MODES, CAUSAL_POSITIONS, DE
                                 PRECISION_NAMES, UNSEEN_RULES, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
+from neuroscope.screening import parse_bytes, parse_screen
 
 #: the largest lambda accepted: the paper's grid tops out at 0.1, and at 1 the penalty
 #: on a few thousand weights already dwarfs the mean cross-entropy
@@ -107,6 +108,23 @@ def epochs_value(value: str) -> int | str:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of epochs or auto, got {value!r}") from None
+
+
+def screen_value(value: str) -> str:
+    """``--screen``'s text, normalised (:func:`neuroscope.screening.parse_screen`)."""
+    try:
+        return parse_screen(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
+def size_value(value: str) -> str:
+    """``--store-budget``'s text, checked (:func:`neuroscope.screening.parse_bytes`)."""
+    try:
+        parse_bytes(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return value.strip()
 
 
 def _number(kind: type) -> Callable[[Any], Any]:
@@ -189,6 +207,12 @@ def _path(value: Any) -> Path | None:
     raise TypeError("expected a path")
 
 
+def _size_text(text: str) -> str:
+    """A size as given (``auto``, ``500GB``), checked by :func:`neuroscope.screening.parse_bytes`."""
+    parse_bytes(text)
+    return text.strip()
+
+
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
 
@@ -205,6 +229,10 @@ KINDS: dict[str, tuple[Callable[[str], Any] | None, Callable[[Any], Any], str | 
     "flag": (None, _flag, None),
     "text": (None, _text, None),
     "path": (Path, _path, None),
+    "screen": (screen_value, lambda value: parse_screen(str(value) if isinstance(value, (int, np.integer)) and
+                                                          not isinstance(value, bool) else _text(value)),
+               "off|auto|K|P%"),
+    "size": (size_value, lambda value: _size_text(_text(value)), "auto|SIZE"),
 }
 
 #: the kinds whose values are numbers (every one range-checked)
@@ -425,6 +453,16 @@ class RunConfig:
                                      allowed_doc="different indices >= 0, within the model's layers")
     dtype: str = option("--dtype", "the model's weights in this precision (transformers models; the store is "
                         "float16 either way)", "float32", choices=DTYPES, omit_default=True)
+    screen: str = option("--screen", "keep only K candidate neurons, chosen from statistics streamed during one "
+                         "forward pass before anything is stored, and run the protocol on them: K, a share P%, or "
+                         "auto (only when the full store would exceed --store-budget, then as many as it holds); "
+                         "docs/protocol.md, \"Screening\"", "off", kind="screen", omit_default=True,
+                         allowed_doc="`off`, `auto`, an integer >= 1, or `P%` with 0 < P < 100")
+    store_budget: str = option("--store-budget", "the most the run's activation store may take (e.g. 500GB, 20GiB): "
+                               "--screen auto screens a larger one, --screen K must fit; auto: half the free space "
+                               "on the cache's disk", "auto", kind="size", omit_default=True,
+                               allowed_doc="`auto`, or a size with an optional unit (B, kB, MB, GB, TB, KiB, MiB, "
+                                           "GiB, TiB)")
 
     def __attrs_post_init__(self) -> None:
         self.validate()
@@ -454,6 +492,12 @@ class RunConfig:
             parse_layers(self.layers)
         except NeuroscopeError as exc:
             raise ValidationError(str(exc)) from None
+        if not isinstance(self.screen, str) or parse_screen(self.screen) != self.screen:
+            raise ValidationError(f"--screen {self.screen!r}: expected off, auto, a number of neurons >= 1 or a share "
+                                  "such as 25% (as the command line writes it)")
+        if not isinstance(self.store_budget, str):
+            raise ValidationError(f"--store-budget {self.store_budget!r}: expected auto or a size such as 500GB")
+        parse_bytes(self.store_budget)
         try:
             from neuroscope.model import resolve_device  # torch: only once a run is validated
 

@@ -453,15 +453,14 @@ class ActivationStore:
         batches = [b for b in adapter.batches(words) if not done[b].all()]
         last_flush = time.monotonic()
         for n_batch, ids in enumerate(batches):
-            vectors = adapter.embed([words[i] for i in ids])
+            vectors = adapter.embed_rows([words[i] for i in ids])
             for sid, vec in zip(ids, vectors):
-                n_layers, n_words, hidden = vec.shape
-                if (n_layers, hidden) != (index.n_layers, index.hidden_size) or n_words != lengths[sid]:
+                if vec.shape != (lengths[sid], index.n_neurons):
                     raise StoreError(
                         f"adapter {adapter.name} returned shape {vec.shape} for sentence {sid} of "
-                        f"{corpus.name}; expected ({index.n_layers}, {lengths[sid]}, {index.hidden_size})"
+                        f"{corpus.name}; expected ({lengths[sid]} words, {index.n_neurons} neurons)"
                     )
-                rows = vec.transpose(1, 0, 2).reshape(n_words, n_layers * hidden).astype(np.float16)
+                rows = vec.astype(np.float16)
                 if not np.isfinite(rows).all():
                     bad = int(np.argwhere(~np.isfinite(rows).all(axis=0))[0, 0])
                     raise StoreError(

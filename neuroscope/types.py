@@ -6,9 +6,10 @@ so that they can be hashed, compared and serialised without surprises.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import attrs
 import numpy as np
@@ -129,16 +130,39 @@ class TaskData:
         return TaskData(self.name, self.train.head(train), self.dev.head(dev), self.test.head(test), self.description)
 
 
+def _as_neurons(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(x) for x in np.asarray(value, dtype=np.int64).ravel())
+
+
+@functools.lru_cache(maxsize=16)
+def _neuron_array(neurons: tuple[int, ...]) -> np.ndarray:
+    out = np.asarray(neurons, dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
 @attrs.frozen
 class NeuronIndex:
     """Maps a flat neuron number to (layer, unit): neuron j = layer * hidden_size + unit.
 
     Layer 0 is the embedding (token) layer where the model has one; the paper
     counts it ("13 layers" for BERT-base, section 3).
+
+    A screened index (``neurons`` given, :mod:`neuroscope.screening`) numbers only the
+    screened neurons: neuron j of the run is network neuron ``neurons[j]`` (ascending),
+    whose layer and unit it reports; :meth:`network` gives those ids.
     """
 
     layer_names: tuple[str, ...] = attrs.field(converter=_as_str_tuple)
     hidden_size: int
+    neurons: tuple[int, ...] | None = attrs.field(default=None, converter=_as_neurons)
+
+    def __attrs_post_init__(self) -> None:
+        if self.neurons is not None:
+            ids = _neuron_array(self.neurons)
+            total = len(self.layer_names) * self.hidden_size
+            if len(ids) == 0 or (ids[1:] <= ids[:-1]).any() or ids[0] < 0 or ids[-1] >= total:
+                raise ValueError(f"screened neurons: expected ascending distinct ids in 0 .. {total - 1}")
 
     @property
     def n_layers(self) -> int:
@@ -146,24 +170,53 @@ class NeuronIndex:
 
     @property
     def n_neurons(self) -> int:
+        if self.neurons is not None:
+            return len(self.neurons)
         return self.n_layers * self.hidden_size
 
+    @property
+    def screened(self) -> bool:
+        return self.neurons is not None
+
+    def full(self) -> "NeuronIndex":
+        """The index of every neuron of the network (itself when not screened)."""
+        return self if self.neurons is None else NeuronIndex(self.layer_names, self.hidden_size)
+
+    def network(self, neurons: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The network's flat ids (``layer * hidden_size + unit``) of the run's neurons."""
+        ids = np.asarray(neurons, dtype=np.int64)
+        return ids if self.neurons is None else _neuron_array(self.neurons)[ids]
+
+    def local(self, network_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The run's ids of network neurons (-1 where one was screened out)."""
+        ids = np.asarray(network_ids, dtype=np.int64)
+        if self.neurons is None:
+            return ids
+        kept = _neuron_array(self.neurons)
+        at = np.minimum(np.searchsorted(kept, ids), len(kept) - 1)
+        return np.where(kept[at] == ids, at, -1)
+
     def layer_of(self, neurons: Sequence[int] | np.ndarray) -> np.ndarray:
-        return np.asarray(neurons, dtype=np.int64) // self.hidden_size
+        return self.network(neurons) // self.hidden_size
 
     def unit_of(self, neurons: Sequence[int] | np.ndarray) -> np.ndarray:
-        return np.asarray(neurons, dtype=np.int64) % self.hidden_size
+        return self.network(neurons) % self.hidden_size
 
     def name(self, neuron: int) -> str:
-        return f"{self.layer_names[neuron // self.hidden_size]}:{neuron % self.hidden_size}"
+        layer, unit = self.locate(neuron)
+        return f"{self.layer_names[layer]}:{unit}"
 
     def locate(self, neuron: int) -> tuple[int, int]:
         """(layer, unit) of flat neuron ``neuron``."""
-        return int(neuron) // self.hidden_size, int(neuron) % self.hidden_size
+        j = int(neuron) if self.neurons is None else int(self.neurons[int(neuron)])
+        return j // self.hidden_size, j % self.hidden_size
 
     def to_json(self) -> dict:
-        return {"layer_names": list(self.layer_names), "hidden_size": self.hidden_size}
+        out: dict[str, Any] = {"layer_names": list(self.layer_names), "hidden_size": self.hidden_size}
+        if self.neurons is not None:  # unscreened indexes keep the JSON (and store keys) they always had
+            out["neurons"] = list(self.neurons)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "NeuronIndex":
-        return cls(tuple(data["layer_names"]), int(data["hidden_size"]))
+        return cls(tuple(data["layer_names"]), int(data["hidden_size"]), data.get("neurons"))

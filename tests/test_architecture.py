@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("version", "errors", "validation", "types", "hookspecs", "progress", "rundir", "figures",
                     "choices")),
-    ("methods and storage", ("store", "features", "statistics", "model", "probe", "lbfgs", "estimator", "ranking", "rankers",
+    ("methods and storage", ("store", "features", "statistics", "screening", "model", "probe", "lbfgs", "estimator", "ranking", "rankers",
                              "rankers.gaussian", "rankers.iou", "rankers.probeless", "rankers.random_baseline",
                              "ablation", "minimal", "control", "analyses", "comparison", "search", "causal",
                              "heatmap", "results", "readers", "neuron_pages")),

@@ -1,14 +1,26 @@
 """Step 2: word-level activations of every layer for every split (paper section 2;
 sub-word models use the last sub-token by default), from the activation store, extracted
-where it lacks them."""
+where it lacks them; with ``--screen``, first the streamed statistics of train and the
+screened neurons, whose columns alone are stored (:mod:`neuroscope.screening`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
 from typing import Any, Callable
 
-from neuroscope.model import ModelAdapter
-from neuroscope.store import ActivationSet, ActivationStore, check_space
+from neuroscope.model import ModelAdapter, NeuronSubset
+from neuroscope.screening import RULE, default_budget, parse_bytes, screen_neurons, screened_size
+from neuroscope.store import (ActivationSet, ActivationStore, check_space, extraction_settings, labels_to_ids,
+                              store_key)
 from neuroscope.types import TaskData
+
+log = logging.getLogger(__name__)
+
+#: top and bottom tokens kept per neuron by the streamed pass of a screened run
+STREAMED_TOP = 20
 
 
 def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
@@ -26,3 +38,54 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
                 found[name] = store.get_or_extract(adapter, corpus, advance)
         out[name] = found[name]
     return out
+
+
+def store_budget(cache_dir: Path, setting: str) -> int:
+    """``--store-budget`` in bytes (``auto``: :func:`neuroscope.screening.default_budget`)."""
+    return parse_bytes(setting) or default_budget(cache_dir)
+
+
+def check_screen(screen: str, setting: str, cache_dir: Path, task: TaskData) -> None:
+    """What can be refused before the model loads: a number of neurons whose columns alone
+    exceed the budget (a share, and a number above the network's size, once it has loaded)."""
+    if screen not in ("off", "auto") and not screen.endswith("%"):
+        tokens = sum(c.n_tokens for c in task.splits.values())
+        screened_size(screen, int(screen), tokens, store_budget(cache_dir, setting))
+
+
+def screen(cache_dir: Path, adapter: ModelAdapter, task: TaskData, screen: str, setting: str,
+           task_progress: Callable[[str, int, str], Any]) -> ModelAdapter:
+    """The adapter whose activations the run stores: ``adapter`` itself, or with
+    ``--screen`` its screened neurons (:class:`~neuroscope.model.NeuronSubset`), chosen from
+    the train split's streamed statistics (one forward pass, nothing stored but the
+    statistics, kept under ``cache_dir/statistics`` for runs that screen the same
+    activations again)."""
+    from neuroscope.statistics import NeuronStatistics, stream_statistics  # torch
+
+    n_neurons = adapter.neuron_index.n_neurons
+    tokens = sum(c.n_tokens for c in task.splits.values())
+    budget = store_budget(cache_dir, setting)
+    k = screened_size(screen, n_neurons, tokens, budget)
+    if k is None:
+        if screen == "auto":
+            log.info("--screen auto: the full store (%s neurons x %s words) fits --store-budget; not screened",
+                     f"{n_neurons:,}", f"{tokens:,}")
+        return adapter
+    labels = task.labels
+    gold = labels_to_ids(task.train.labels(), labels)
+    key = hashlib.sha256(json.dumps({
+        "activations": store_key(adapter.identity(), task.train.text_checksum(), extraction_settings(adapter)),
+        "labels": list(labels), "gold": hashlib.sha256(gold.astype("<i8").tobytes()).hexdigest(),
+        "top": STREAMED_TOP}, sort_keys=True).encode()).hexdigest()[:32]
+    path = Path(cache_dir) / "statistics" / f"{key}.npz"
+    if path.is_file():
+        stats = NeuronStatistics.load(path)
+        log.info("reusing streamed statistics %s", path)
+    else:
+        with task_progress("stream train", len(task.train), "sentences") as advance:
+            stats = stream_statistics(adapter, task.train, gold, labels, STREAMED_TOP, advance)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stats.save(path)
+    neurons = screen_neurons(stats, k)
+    log.info("screened by %s: kept %s of %s neurons", RULE, f"{k:,}", f"{n_neurons:,}")
+    return NeuronSubset(adapter, neurons, {"rule": RULE})

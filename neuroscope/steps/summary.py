@@ -11,6 +11,7 @@ import numpy as np
 from neuroscope.comparison import compare_rankings
 from neuroscope.minimal import MinimalScan
 from neuroscope.results import NEURON_ID_LAYOUT, RESULTS_SCHEMA_VERSION, mean_std
+from neuroscope.screening import RULE
 from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
 from neuroscope.steps.data import majority_baseline
@@ -78,6 +79,11 @@ def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: 
                   for name in config.rankers}
     first = per_ranker[config.rankers[0]]
     seeds, summary = first["per_seed"], first["summary"]
+    screened = {}
+    if config.screen != "off":  # runs without --screen keep the results.json they always had
+        screened["screen"] = {"requested": config.screen, "screened": index.screened, "rule": RULE,
+                              "network_neurons": index.full().n_neurons, "k": index.n_neurons,
+                              "neurons": list(index.neurons) if index.screened else None}
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "model": config.model,
@@ -105,4 +111,5 @@ def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: 
         "per_ranker": per_ranker,
         "ranking_comparison": compare_rankings({name: [s["ranking"]["order"] for s in r["per_seed"]]
                                                 for name, r in per_ranker.items()}),
+        **screened,
     }
