@@ -244,7 +244,7 @@ class Orchestrator:
         manifest = build_manifest(self.registry, c.device, list(config.seeds), c.data, c.activations, self.argv)
         manifest["store_root"] = str(Path(config.cache_dir) / "activations")
         write_json(c.run_dir / "manifest.json", manifest)
-        render_report(results, c.run_dir)
+        render_report(results, c.run_dir, c.task)
         return results
 
     # ---- what the units share

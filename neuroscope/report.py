@@ -23,6 +23,7 @@ from neuroscope.neuron_pages import top_neurons_section
 from neuroscope.results import load_results
 from neuroscope.rundir import atomic_path, naming, read_json
 from neuroscope.runs import Run
+from neuroscope.types import TaskData
 
 
 def markdown_text(text: str) -> str:
@@ -635,17 +636,20 @@ def intro(results: dict[str, Any]) -> str:
                if len(results["seeds"]) > 1 else f"one seed ({results['seeds'][0]}), so no spread is shown."))
 
 
-def neurons_section(run_dir: Path) -> str:
+def neurons_section(run_dir: Path, task: TaskData | None = None) -> str:
     """The "Top neurons" section of a run directory that has its settings and manifest
-    (empty for one that has not, e.g. a bare results.json)."""
+    (empty for one that has not, e.g. a bare results.json); ``task``: the run's task data
+    where the caller has it (the run that just finished), else read again."""
 
     if not (Path(run_dir) / "manifest.json").is_file() or not (Path(run_dir) / "config.json").is_file():
         return ""
-    return top_neurons_section(Run(run_dir))
+    return top_neurons_section(Run(run_dir, task=task))
 
 
-def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
-    """Write tables.md, the figures and report.html into ``run_dir``; returns the paths written."""
+def render_report(results: dict[str, Any], run_dir: Path, task: TaskData | None = None) -> list[Path]:
+    """Write tables.md, the figures and report.html into ``run_dir``; returns the paths
+    written. ``task``: the run's task data, when the caller holds it (else the neuron
+    pages read the corpus again)."""
     run_dir = Path(run_dir)
     config = run_dir / "config.json"
     data_dir = read_json(config, "the run's settings").get("data_dir") if config.is_file() else None
@@ -657,7 +661,7 @@ def render_report(results: dict[str, Any], run_dir: Path) -> list[Path]:
     md += [f"![{name}]({path.name})\n\n{markdown_text(captions.get(name, ''))}\n" for name, path in figures.items()]
     md += ["## Glossary", ""] + [f"* **{k}**: {v}" for k, v in GLOSSARY] + [""]
     write_text(run_dir / "tables.md", "\n".join(md))
-    page = html_page(title, intro(results), tables, figures, neurons_section(run_dir) + glossary_html(), captions,
+    page = html_page(title, intro(results), tables, figures, neurons_section(run_dir, task) + glossary_html(), captions,
                      summary_html(results))
     write_text(run_dir / "report.html", page)
     return [run_dir / "tables.md", *figures.values(), run_dir / "report.html"]

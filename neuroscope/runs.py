@@ -109,11 +109,14 @@ class Run:
     """A finished run directory: its results, configuration and manifest, and access to
     its neurons through the run's activation store."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, task: TaskData | None = None):
+        """``task``: the run's task data where the caller already holds it (checked against
+        the run's checksums like a task read again)."""
         from neuroscope.results import load_results
         from neuroscope.rundir import read_json
 
         self.path = Path(path)
+        self._task = task
         self.results: dict[str, Any] = load_results(self.path)
         self.config: dict[str, Any] = read_json(self.path / "config.json", "the run's settings")
         manifest = self.path / "manifest.json"
@@ -342,7 +345,8 @@ class Run:
         from neuroscope.loading import load_task
 
         data_dir = Path(self.settings.data_dir)
-        task = load_task(Registry(), self.settings.task, data_dir).head(*self.settings.max_sentences)
+        task = self._task if self._task is not None else \
+            load_task(Registry(), self.settings.task, data_dir).head(*self.settings.max_sentences)
         for split in SPLITS:
             expected = self.results["data"][split]["sha256"]
             if task.splits[split].checksum() != expected:

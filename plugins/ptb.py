@@ -18,7 +18,6 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator
 
 from neuroscope.plugin import (Corpus, DataFormatError, NeuroscopeError, Sentence, TaskData, data_file, decode_text,
                                hookimpl, read_text, split_documents)
@@ -30,28 +29,29 @@ WSJ_NAME = re.compile(r"wsj_(\d\d)(\d\d)\.mrg$")
 STANDARD = {"train": range(2, 22), "dev": range(22, 23), "test": range(23, 24)}
 
 
-def _tokens(text: str) -> Iterator[tuple[str, int]]:
-    line = 1
-    last = 0
-    for match in TOKEN.finditer(text):
-        line += text.count("\n", last, match.start())
-        last = match.start()
-        yield match.group(), line
+def _line(text: str, offset: int, known: tuple[int, int] = (0, 1)) -> int:
+    """The line number of ``offset``, counted on from a known (offset, line) before it."""
+    return known[1] + text.count("\n", known[0], offset)
 
 
 def parse_trees(text: str, source: str) -> list[tuple[list[tuple[str, str]], int]]:
-    """(leaves as (tag, word), first line) of every tree in a ``.mrg`` text."""
+    """(leaves as (tag, word), first line) of every tree in a ``.mrg`` text. Line numbers
+    are counted once per tree (and for the token an error names), not per token."""
     trees = []
     stack: list[list] = []
     start_line = 0
-    for tok, line in _tokens(text):
+    known = (0, 1)  # (offset, line) of the last tree start counted
+    for match in TOKEN.finditer(text):
+        tok = match.group()
         if tok == "(":
             if not stack:
-                start_line = line
+                start_line = _line(text, match.start(), known)
+                known = (match.start(), start_line)
             stack.append([])
         elif tok == ")":
             if not stack:
-                raise DataFormatError(source, line, "'(' before ')' (unbalanced brackets)", tok)
+                raise DataFormatError(source, _line(text, match.start(), known), "'(' before ')' (unbalanced brackets)",
+                                      tok)
             node = stack.pop()
             if stack:
                 stack[-1].append(node)
@@ -61,7 +61,7 @@ def parse_trees(text: str, source: str) -> list[tuple[list[tuple[str, str]], int
                 trees.append((leaves, start_line))
         else:
             if not stack:
-                raise DataFormatError(source, line, "a tree starting with '('", tok)
+                raise DataFormatError(source, _line(text, match.start(), known), "a tree starting with '('", tok)
             stack[-1].append(tok)
     if stack:
         raise DataFormatError(source, start_line, "a ')' closing the tree that starts here (unbalanced brackets)")
