@@ -94,8 +94,8 @@ def extraction_key(config: Mapping[str, Any]) -> tuple:
     """Cells whose activations are the same entries of the store (same model, settings,
     corpus and slice) share one extract unit."""
     return tuple(str(config.get(k)) for k in ("model", "task", "data_dir", "max_sentences", "aggregation", "device",
-                                              "extract_batch_size", "layers", "dtype", "site", "screen", "store_budget",
-                                              "cache_dir"))
+                                              "extract_batch_size", "extract_batch_tokens", "layers", "dtype", "site",
+                                              "screen", "store_budget", "cache_dir"))
 
 
 def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_unit: int = 0,

@@ -54,12 +54,14 @@ def check_task(task: TaskData) -> None:
 
 
 def load_model(registry: Registry, spec: str, device: str, aggregation: str, batch_size: int = 32,
-               layers: Sequence[int] | None = None, dtype: str | None = None, site: str = "hidden") -> ModelAdapter:
+               layers: Sequence[int] | None = None, dtype: str | None = None, site: str = "hidden",
+               batch_tokens: int = 0) -> ModelAdapter:
     """Build the model adapter named by ``spec`` (alias, adapter name or ``hf:...``);
     ``layers`` keeps only those layers (``--layers``, of the site read), ``dtype`` other
     than float32 (the default of every adapter) is passed to the adapter (``--dtype``;
     adapters that load weights in one precision only refuse it), and so is ``site`` other
-    than the paper's hidden states (``--site``; :func:`check_model_site`)."""
+    than the paper's hidden states (``--site``; :func:`check_model_site`); ``batch_tokens``
+    (``--extract-batch-tokens``) caps each forward pass at that many tokens."""
     resolved = registry.resolve_model(spec)
     check_model_site(resolved, site)
     options = {"batch_size": batch_size, **resolved.options,
@@ -74,6 +76,8 @@ def load_model(registry: Registry, spec: str, device: str, aggregation: str, bat
     if not isinstance(adapter, ModelAdapter):
         raise NeuroscopeError(f"model adapter {resolved.entry.name!r} returned {type(adapter).__name__}, "
                               "not a neuroscope.ModelAdapter")
+    if batch_tokens:  # --extract-batch-tokens: the adapter's batches() keeps a token budget
+        adapter.batch_tokens = int(batch_tokens)
     return LayerSubset(adapter, layers) if layers else adapter
 
 

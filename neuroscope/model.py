@@ -78,12 +78,33 @@ class ModelAdapter(abc.ABC):
 
     #: sentences per forward pass (adapters set it from their ``batch_size`` option)
     batch_size: int = 32
+    #: ``--extract-batch-tokens``: the most tokens (padding included) a forward pass holds,
+    #: instead of ``batch_size`` sentences; 0: batches of ``batch_size`` sentences
+    batch_tokens: int = 0
+
+    def token_counts(self, sentences: Sequence[Sequence[str]]) -> list[int]:
+        """The tokens each sentence takes in a forward pass (for ``batch_tokens``): its words
+        here; sub-word adapters count their sub-tokens and special tokens."""
+        return [len(s) for s in sentences]
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        """Sentence indices grouped into forward-pass batches of ``batch_size``, longest
-        first so that padding is small. Adapters may override."""
-        order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        """Sentence indices grouped into forward-pass batches, longest first so that padding
+        is small: of ``batch_size`` sentences, or with ``batch_tokens`` of as many sentences
+        as keep (sentences x the longest one's tokens) within it, so that one long sentence
+        cannot take a batch's memory (a sentence longer than the budget runs alone).
+        Adapters may override."""
+        if not self.batch_tokens:
+            order = sorted(range(len(sentences)), key=lambda i: (-len(sentences[i]), i))
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        counts = self.token_counts(sentences)
+        order = sorted(range(len(sentences)), key=lambda i: (-counts[i], i))
+        batches: list[list[int]] = []
+        for i in order:  # longest first: a batch's first sentence is its longest
+            if batches and (len(batches[-1]) + 1) * counts[batches[-1][0]] <= self.batch_tokens:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def device_name(self) -> str:
         return "cpu"

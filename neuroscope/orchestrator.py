@@ -335,7 +335,7 @@ class Orchestrator:
 
     def load_adapter(self, config: RunConfig) -> ModelAdapter:
         return load_model(self.registry, config.model, config.device, config.aggregation, config.extract_batch_size,
-                          config.layers, config.dtype, config.site)
+                          config.layers, config.dtype, config.site, config.extract_batch_tokens)
 
     def run_adapter(self, config: RunConfig, index: NeuronIndex) -> ModelAdapter:
         """The model as the run's neurons see it: of a screened run (``index.screened``), its

@@ -408,6 +408,11 @@ class RunConfig:
     batch_size: int = option("--batch-size", "probe mini-batch size (paper)", 512, kind="int", low=1, integer=True)
     extract_batch_size: int = option("--extract-batch-size", "sentences per forward pass", 32, kind="int", low=1,
                                      integer=True)
+    extract_batch_tokens: int = option("--extract-batch-tokens", "instead of --extract-batch-size sentences, as many "
+                                       "sentences per forward pass as keep (sentences x the longest's sub-tokens, "
+                                       "padding included) within this many tokens, so that long sentences cannot "
+                                       "take a batch's memory (large models); 0: batches of sentences", 0,
+                                       kind="int", low=0, integer=True, omit_default=True)
     probe: str = "elastic-net"
     #: where the units are read (docs/models.md, "Sites"): the paper's hidden states, or an
     #: adapter's other sites (MLP neurons); the command line crosses a list of them

@@ -77,7 +77,10 @@ def store_key(identity: dict[str, Any], text_checksum: str, extraction: dict[str
 
 def extraction_settings(adapter: ModelAdapter) -> dict[str, Any]:
     """The settings of the forward passes that change stored values beside the adapter's identity."""
-    return {"batch_size": int(adapter.batch_size), "device": adapter.device_name().split(":")[0]}
+    settings = {"batch_size": int(adapter.batch_size), "device": adapter.device_name().split(":")[0]}
+    if getattr(adapter, "batch_tokens", 0):  # batches by tokens: other padding (keys of sentence batches unchanged)
+        settings["batch_tokens"] = int(adapter.batch_tokens)
+    return settings
 
 
 def check_rows(n_neurons: int) -> int:

@@ -247,6 +247,12 @@ class TransformersAdapter(ModelAdapter):
     def device_name(self) -> str:
         return str(self.device)
 
+    def token_counts(self, sentences: Sequence[Sequence[str]]) -> list[int]:
+        """Sub-tokens of each sentence plus its special tokens, at most one window
+        (``max_length``): what a sentence takes in a forward pass (``batch_tokens``)."""
+        counts = [sum(c) + self.n_special for c in self._subword_counts([list(s) for s in sentences])]
+        return [min(c, self.max_length) if self.max_length else c for c in counts]
+
     def _subword_counts(self, sentences: list[list[str]]) -> list[list[int]]:
         enc = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False, verbose=False)
         counts = []
@@ -304,8 +310,9 @@ class TransformersAdapter(ModelAdapter):
         for each segment, in batches of batch_size (each repeated once per condition)."""
         conditions = self._ablation[0].n_conditions if self._ablation else 1
         out: list[list[np.ndarray]] = [[] for _ in range(conditions)]
-        for start in range(0, len(segments), self.batch_size):
-            chunk = segments[start : start + self.batch_size]
+        step = max(len(segments), 1) if self.batch_tokens else self.batch_size  # batches() kept the budget
+        for start in range(0, len(segments), step):
+            chunk = segments[start : start + step]
             enc = self.tokenizer(chunk, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt")
             inputs = {k: v.to(self.device).repeat(conditions, *([1] * (v.dim() - 1)))
                       for k, v in enc.items() if k in self.tokenizer.model_input_names}

@@ -67,6 +67,36 @@ def test_padding_does_not_change_vectors(minilm):
         np.testing.assert_allclose(vec, minilm.embed([words])[0], atol=1e-5)
 
 
+def test_batches_by_tokens_keep_the_budget_and_the_values(minilm, tmp_path):
+    """--extract-batch-tokens: every batch's sentences x its longest sentence's sub-tokens
+    (specials included) stays within the budget, a sentence longer than it runs alone,
+    every sentence is in one batch, the stored values are those of sentence batches (to
+    float16 rounding), and the store key says how it batched."""
+    from neuroscope.store import ActivationStore, extraction_settings
+    from neuroscope.types import Corpus, Sentence
+
+    sentences = [["word"] * n for n in (3, 40, 7, 7, 2, 12, 1, 5)] + SENTENCES
+    counts = minilm.token_counts(sentences)
+    minilm.batch_tokens = 30
+    try:
+        batches = minilm.batches(sentences)
+        assert sorted(i for b in batches for i in b) == list(range(len(sentences)))
+        for batch in batches:
+            longest = max(counts[i] for i in batch)
+            assert len(batch) * longest <= 30 or len(batch) == 1
+        assert [1] in batches  # 40 words: alone
+        corpus = Corpus("train", [Sentence(s, ["X"] * len(s)) for s in sentences])
+        by_tokens = ActivationStore(tmp_path / "tokens").get_or_extract(minilm, corpus)
+        assert extraction_settings(minilm)["batch_tokens"] == 30
+    finally:
+        minilm.batch_tokens = 0
+    by_sentences = ActivationStore(tmp_path / "sentences").get_or_extract(minilm, corpus)
+    assert "batch_tokens" not in extraction_settings(minilm)
+    assert by_tokens.manifest["key"] != by_sentences.manifest["key"]
+    np.testing.assert_allclose(np.asarray(by_tokens.array, dtype=np.float32),
+                               np.asarray(by_sentences.array, dtype=np.float32), atol=2e-2, rtol=1e-2)
+
+
 def test_word_without_sub_tokens_becomes_unknown(minilm):
     out = minilm.embed([["a", "\u200b", "b"]])[0]
     assert out.shape == (7, 3, 384)
