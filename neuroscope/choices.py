@@ -17,6 +17,8 @@ from neuroscope.errors import NeuroscopeError
 UNSEEN_RULES = ("error", "exclude")
 #: --causal-mode and --causal-positions (docs/protocol.md, "Causal ablation")
 CAUSAL_MODES = ("zero", "mean")
+#: where a run keeps its activations (--keep)
+KEEP = ("disk", "memory", "auto")
 CAUSAL_POSITIONS = ("words", "all")
 #: sub-word to word (paper: the last sub-token)
 AGGREGATIONS = ("last", "first", "mean")

@@ -95,7 +95,7 @@ def extraction_key(config: Mapping[str, Any]) -> tuple:
     corpus and slice) share one extract unit."""
     return tuple(str(config.get(k)) for k in ("model", "task", "data_dir", "max_sentences", "aggregation", "device",
                                               "extract_batch_size", "extract_batch_tokens", "layers", "dtype", "site",
-                                              "screen", "store_budget", "cache_dir"))
+                                              "screen", "store_budget", "keep", "cache_dir"))
 
 
 def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_unit: int = 0,

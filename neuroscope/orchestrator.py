@@ -61,7 +61,7 @@ from neuroscope.steps.minimal import minimal_step
 from neuroscope.steps.oracle import oracle_step, restored_oracle
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.summary import results_record
-from neuroscope.store import ActivationStore, labels_to_ids
+from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
 from neuroscope.screening import RULE
 from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice
@@ -356,7 +356,8 @@ class Orchestrator:
                              self.reporter.task)
             self.timings["screening"] = round(time.perf_counter() - start, 3)
             start = time.perf_counter()
-        acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task)
+        acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task,
+                       config.keep)
         self.timings["extraction"] = round(time.perf_counter() - start, 3)
         return adapter, acts
 
@@ -364,6 +365,8 @@ class Orchestrator:
         """The activations the cell's first unit recorded, from this machine's store; a store
         without them (a node without the shared --cache-dir) gets them extracted again."""
         store = ActivationStore(Path(config.cache_dir) / "activations")
+        if all(h["key"] in IN_MEMORY for h in handles.values()):  # --keep memory, extracted by this process
+            return {name: IN_MEMORY[handle["key"]] for name, handle in handles.items()}
         if all((store.path_for(h["key"]) / "manifest.json").is_file() for h in handles.values()):
             return {name: store.open(handle["key"]) for name, handle in handles.items()}
         self.reporter.log(f"activations of {config.model} x {config.task} are not in {store.root} here: extracting")

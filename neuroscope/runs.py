@@ -368,12 +368,23 @@ class Run:
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
             raise RunDirectoryError(f"{self.path / 'manifest.json'}: damaged (activations.{split} has no store path); "
                                     "run the same command again with --resume to rewrite it")
+        from neuroscope.store import IN_MEMORY
+
+        if entry["path"].startswith("memory:"):  # --keep memory: only the process that ran it holds them
+            if entry.get("key") not in IN_MEMORY:
+                raise StoreError(f"{self.path}: the run kept its {split} activations in memory (--keep memory), so "
+                                 "nothing is left to read them from; run it again with --keep disk for neuron "
+                                 "pages, neurons and show")
+            return self._checked(IN_MEMORY[entry["key"]], entry, split, entry["path"])
         path = Path(entry["path"])
         if not (path / "manifest.json").is_file():
             raise StoreError(f"{self.path}: its {split} activations ({path}) are no longer in the store (removed by "
                              "`neuroscope cache remove/prune`, or another --cache-dir); run the same command "
                              "again with --resume to extract them")
-        X = ActivationSet(path)
+        return self._checked(ActivationSet(path), entry, split, path)
+
+    def _checked(self, X: Any, entry: dict[str, Any], split: str, path: Any) -> Any:
+        """``X`` when it is the entry the run's manifest names and has the run's shape."""
         expected = (self.results["data"][split]["tokens"], self.results["neurons"])
         if X.manifest.get("key") != entry.get("key") or tuple(X.shape) != expected:
             raise RunDirectoryError(f"{self.path / 'manifest.json'}: its {split} activations ({path}) are not this "

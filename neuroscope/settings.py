@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping
 import attrs
 import numpy as np
 
-from neuroscope.choices import (AGGREGATIONS, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, L2_FORMS, PAPER_VALUES,
-                                PRECISION_NAMES, UNSEEN_RULES, parse_layers)
+from neuroscope.choices import (AGGREGATIONS, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, KEEP, L2_FORMS,
+                                PAPER_VALUES, PRECISION_NAMES, UNSEEN_RULES, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
 from neuroscope.screening import parse_bytes, parse_screen
@@ -458,6 +458,10 @@ class RunConfig:
                                      allowed_doc="different indices >= 0, within the model's layers")
     dtype: str = option("--dtype", "the model's weights in this precision (transformers models; the store is "
                         "float16 either way)", "float32", choices=DTYPES, omit_default=True)
+    keep: str = option("--keep", "where the activations are kept: disk (the activation store, reused by later runs), "
+                       "memory (this process's memory only: nothing written, for runs that fit; the explorer then "
+                       "has no activations to read), or auto (memory where they take at most half the memory "
+                       "available, else disk)", "disk", choices=KEEP, omit_default=True)
     screen: str = option("--screen", "keep only K candidate neurons, chosen from statistics streamed during one "
                          "forward pass before anything is stored, and run the protocol on them: K, a share P%, or "
                          "auto (only when the full store would exceed --store-budget, then as many as it holds); "

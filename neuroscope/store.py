@@ -305,6 +305,90 @@ class ActivationSet:
         return to_float32(block)
 
 
+def stored_rows(adapter: ModelAdapter, name: str, words: Sequence[Sequence[str]], ids: Sequence[int]
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """(sentence id, float16 rows) of one batch of sentences ``ids``, as the store holds
+    them: checked for shape and refused when a value is not finite (float16 overflow, NaN)."""
+    index = adapter.neuron_index
+    for sid, vec in zip(ids, adapter.embed_rows([words[i] for i in ids])):
+        if vec.shape != (len(words[sid]), index.n_neurons):
+            raise StoreError(f"adapter {adapter.name} returned shape {vec.shape} for sentence {sid} of {name}; "
+                             f"expected ({len(words[sid])} words, {index.n_neurons} neurons)")
+        rows = vec.astype(np.float16)
+        if not np.isfinite(rows).all():
+            bad = int(np.argwhere(~np.isfinite(rows).all(axis=0))[0, 0])
+            raise StoreError(f"non-finite activation (float16 overflow or NaN) at neuron {index.name(bad)} in "
+                             f"sentence {sid} of {name}: {' '.join(words[sid][:20])}")
+        yield sid, rows
+
+
+#: ``--keep memory``: activations held by this process, by store key (no disk store)
+IN_MEMORY: dict[str, "MemoryActivations"] = {}
+
+
+class MemoryActivations(ActivationSet):
+    """``--keep memory``: the rows a store entry would hold, in this process's memory (its
+    float16 array), read through the same interface, so every method runs on it unchanged.
+    Kept in :data:`IN_MEMORY` under the key the store would give it, for the units of the
+    run in this process."""
+
+    def __init__(self, manifest: dict[str, Any], array: np.ndarray, offsets: np.ndarray):
+        self.path = Path(f"memory:{manifest['key']}")
+        self.key = manifest["key"]
+        self.manifest = manifest
+        self._array = array
+        self.shape = (int(array.shape[0]), int(array.shape[1]))
+        self.offsets = offsets
+        self.index = NeuronIndex.from_json(manifest["neuron_index"])
+        self.check_rows = max(1, self.shape[0])
+
+    def __del__(self) -> None:
+        return None
+
+    @property
+    def array(self) -> np.ndarray:
+        view = self._array.view()
+        view.flags.writeable = False
+        return view
+
+    def _ensure_verified(self, first: int, last: int) -> None:
+        return None  # written by this process, checked for NaN and inf as it was
+
+    def verify(self) -> None:
+        return None
+
+    def _pread(self, start: int, out: np.ndarray) -> None:
+        out[...] = self._array[start : start + len(out)]
+
+
+def extract_in_memory(adapter: ModelAdapter, corpus: Corpus, progress: Callable[[int], None] | None = None
+                      ) -> MemoryActivations:
+    """``corpus``'s activations under ``adapter`` in memory (``--keep memory``), in the
+    store's batches and float16 rows, so they equal the store's entry; registered in
+    :data:`IN_MEMORY` under the store's key (a second call returns them)."""
+    extraction = extraction_settings(adapter)
+    key = store_key(adapter.identity(), corpus.text_checksum(), extraction)
+    if key in IN_MEMORY:
+        if progress:
+            progress(len(corpus))
+        return IN_MEMORY[key]
+    index = adapter.neuron_index
+    words = corpus.words()
+    offsets = np.concatenate([[0], np.cumsum([len(w) for w in words])]).astype(np.int64)
+    array = np.empty((int(offsets[-1]), index.n_neurons), dtype=np.float16)
+    for ids in adapter.batches(words):
+        for sid, rows in stored_rows(adapter, corpus.name, words, ids):
+            array[offsets[sid]:offsets[sid + 1]] = rows
+        if progress:
+            progress(len(ids))
+    manifest = {"format": STORE_FORMAT_VERSION, "key": key, "identity": adapter.identity(), "extraction": extraction,
+                "corpus": {"name": corpus.name, "source": corpus.source, "text_sha256": corpus.text_checksum()},
+                "n_sentences": len(words), "n_tokens": int(offsets[-1]), "dtype": "float16",
+                "neuron_index": index.to_json(), "kept": "memory"}
+    IN_MEMORY[key] = MemoryActivations(manifest, array, offsets)
+    return IN_MEMORY[key]
+
+
 @attrs.frozen
 class StoreEntry:
     """One directory of the store, as ``neuroscope cache list`` shows it."""
@@ -456,20 +540,7 @@ class ActivationStore:
         batches = [b for b in adapter.batches(words) if not done[b].all()]
         last_flush = time.monotonic()
         for n_batch, ids in enumerate(batches):
-            vectors = adapter.embed_rows([words[i] for i in ids])
-            for sid, vec in zip(ids, vectors):
-                if vec.shape != (lengths[sid], index.n_neurons):
-                    raise StoreError(
-                        f"adapter {adapter.name} returned shape {vec.shape} for sentence {sid} of "
-                        f"{corpus.name}; expected ({lengths[sid]} words, {index.n_neurons} neurons)"
-                    )
-                rows = vec.astype(np.float16)
-                if not np.isfinite(rows).all():
-                    bad = int(np.argwhere(~np.isfinite(rows).all(axis=0))[0, 0])
-                    raise StoreError(
-                        f"non-finite activation (float16 overflow or NaN) at neuron {index.name(bad)} in "
-                        f"sentence {sid} of {corpus.name}: {' '.join(words[sid][:20])}"
-                    )
+            for sid, rows in stored_rows(adapter, corpus.name, words, ids):
                 writer.write(int(offsets[sid]), rows)
             done[ids] = True
             if progress:

@@ -118,3 +118,34 @@ def test_a_screened_run_keeps_the_full_stores_columns_and_runs_the_protocol(tmp_
         run.neuron(outside // 32, outside % 32)
     assert main(common + ["--screen", "90", "--store-budget", "1kB", "--out", str(tmp_path / "tiny")]) == 2
     assert "exceed --store-budget" in capsys.readouterr().err
+
+
+def test_activations_kept_in_memory_give_the_disk_runs_numbers(tmp_path, data_dir, capsys):
+    """--keep memory: the same results.json, byte for byte, as --keep disk (on the CPU),
+    nothing written under the cache directory, and the explorer says in one line that
+    the activations are gone; --keep memory that cannot fit is refused in one line."""
+    from neuroscope.cli import main
+    from neuroscope.steps import extraction
+    from neuroscope.store import IN_MEMORY
+
+    model = save_random_bert(tmp_path / "bert")
+    common = ["run", "--model", f"hf:{model}", "--task", "pos", "--data-dir", str(data_dir), "--max-sentences",
+              "100,30,30", "--seeds", "1", "--l1", "1e-4", "--l2", "0", "--scan-step", "0.1", "--quiet"]
+    assert main(common + ["--keep", "disk", "--cache-dir", str(tmp_path / "disk-cache"), "--out",
+                          str(tmp_path / "disk")]) == 0
+    assert main(common + ["--keep", "memory", "--cache-dir", str(tmp_path / "memory-cache"), "--out",
+                          str(tmp_path / "memory")]) == 0
+    assert (tmp_path / "memory" / "results.json").read_bytes() == (tmp_path / "disk" / "results.json").read_bytes()
+    assert not (tmp_path / "memory-cache").exists() and (tmp_path / "disk-cache" / "activations").is_dir()
+    capsys.readouterr()
+    assert main(["neurons", str(tmp_path / "memory"), "-k", "1"]) == 0  # this process still holds them
+    IN_MEMORY.clear()  # as a later process finds it
+    assert main(["neurons", str(tmp_path / "memory")]) == 2
+    assert "kept its train activations in memory (--keep memory)" in capsys.readouterr().err
+    original = extraction.memory_available
+    extraction.memory_available = lambda: 1000
+    try:
+        assert main(common + ["--keep", "memory", "--out", str(tmp_path / "small")]) == 2
+    finally:
+        extraction.memory_available = original
+    assert "--keep memory: the activations need" in capsys.readouterr().err

@@ -8,13 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
 from neuroscope.model import ModelAdapter, NeuronSubset
 from neuroscope.screening import RULE, default_budget, parse_bytes, screen_neurons, screened_size
-from neuroscope.store import (ActivationSet, ActivationStore, check_space, extraction_settings, labels_to_ids,
-                              store_key)
+from neuroscope.errors import StoreError
+from neuroscope.store import (ActivationSet, ActivationStore, check_space, extract_in_memory, extraction_settings,
+                              labels_to_ids, store_key)
 from neuroscope.types import TaskData
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,42 @@ log = logging.getLogger(__name__)
 STREAMED_TOP = 20
 
 
+def memory_available() -> int:
+    """Bytes of memory the system can give now (MemAvailable; the total where /proc lacks it)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def kept_in_memory(keep: str, adapter: ModelAdapter, task: TaskData) -> bool:
+    """``--keep``: whether the activations are held in memory instead of the store: ``memory``
+    (refused in one line when they cannot fit in the memory available), ``auto`` when they
+    take at most half of it, ``disk`` never."""
+    need = sum(c.n_tokens for c in task.splits.values()) * adapter.neuron_index.n_neurons * 2
+    free = memory_available()
+    if keep == "memory" and need > free:
+        raise StoreError(f"--keep memory: the activations need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB of memory are "
+                         "available; use --keep disk (the activation store), --screen or --layers")
+    return keep == "memory" or (keep == "auto" and need <= free // 2)
+
+
 def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
-            task_progress: Callable[[str, int, str], Any]) -> dict[str, ActivationSet]:
+            task_progress: Callable[[str, int, str], Any], keep: str = "disk") -> dict[str, ActivationSet]:
     """Every split's activations (``task_progress(label, total, unit)`` gives a progress
-    callback, used for the splits the store lacks: a stored split shows no progress)."""
+    callback, used for the splits the store lacks: a stored split shows no progress); with
+    ``keep`` (``--keep``) memory, or auto where they fit, held in this process's memory and
+    nothing written (:class:`~neuroscope.store.MemoryActivations`)."""
+    if kept_in_memory(keep, adapter, task):
+        out = {}
+        for name, corpus in task.splits.items():
+            with task_progress(f"extract {name} (in memory)", len(corpus), "sentences") as advance:
+                out[name] = extract_in_memory(adapter, corpus, advance)
+        return out
     found = {name: store.stored(adapter, corpus) for name, corpus in task.splits.items()}
     missing = [corpus for name, corpus in task.splits.items() if found[name] is None]
     if missing:  # refuse before extracting anything when the store cannot fit on its disk
