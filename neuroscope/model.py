@@ -158,6 +158,11 @@ class LayerSubset(ModelAdapter):
     def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
         return self.inner.batches(sentences)
 
+    @property  # type: ignore[override]
+    def batch_tokens(self) -> int:
+        """The inner adapter's (its batches are the inner's, and so is the store key's record)."""
+        return self.inner.batch_tokens
+
     def device_name(self) -> str:
         return self.inner.device_name()
 
@@ -225,6 +230,10 @@ class NeuronSubset(ModelAdapter):
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
         return self.inner.batches(sentences)
+
+    @property  # type: ignore[override]
+    def batch_tokens(self) -> int:
+        return self.inner.batch_tokens
 
     def device_name(self) -> str:
         return self.inner.device_name()

@@ -48,6 +48,7 @@ from neuroscope.report import render_report
 from neuroscope.results import check_results
 from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, read_arrays, read_json,
                                write_json)
+from neuroscope.screening import RULE
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
@@ -62,7 +63,6 @@ from neuroscope.steps.oracle import oracle_step, restored_oracle
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.summary import results_record
 from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
-from neuroscope.screening import RULE
 from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice
 
@@ -353,7 +353,7 @@ class Orchestrator:
         start = time.perf_counter()
         if config.screen != "off":
             adapter = screen(Path(config.cache_dir), adapter, task, config.screen, config.store_budget,
-                             self.reporter.task)
+                             self.reporter.task, config.keep)
             self.timings["screening"] = round(time.perf_counter() - start, 3)
             start = time.perf_counter()
         acts = extract(ActivationStore(Path(config.cache_dir) / "activations"), adapter, task, self.reporter.task,

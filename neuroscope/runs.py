@@ -423,7 +423,7 @@ class Run:
                              self.settings.layers, self.settings.dtype, self.settings.site)
         if adapter.neuron_index != self.index.full():  # a screened run: its neurons are some of the model's
             raise RunDirectoryError(f"model {self.settings.model!r} now has {adapter.neuron_index.n_neurons} "
-                                    f"neurons, the run had {self.index.n_neurons}")
+                                    f"neurons, the run's network had {self.index.full().n_neurons}")
         return adapter
 
     def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",

@@ -88,12 +88,12 @@ def check_screen(screen: str, setting: str, cache_dir: Path, task: TaskData) -> 
 
 
 def screen(cache_dir: Path, adapter: ModelAdapter, task: TaskData, screen: str, setting: str,
-           task_progress: Callable[[str, int, str], Any]) -> ModelAdapter:
+           task_progress: Callable[[str, int, str], Any], keep: str = "disk") -> ModelAdapter:
     """The adapter whose activations the run stores: ``adapter`` itself, or with
     ``--screen`` its screened neurons (:class:`~neuroscope.model.NeuronSubset`), chosen from
     the train split's streamed statistics (one forward pass, nothing stored but the
     statistics, kept under ``cache_dir/statistics`` for runs that screen the same
-    activations again)."""
+    activations again, except with ``keep`` memory: then nothing is written)."""
     from neuroscope.statistics import NeuronStatistics, stream_statistics  # torch
 
     n_neurons = adapter.neuron_index.n_neurons
@@ -118,8 +118,9 @@ def screen(cache_dir: Path, adapter: ModelAdapter, task: TaskData, screen: str, 
     else:
         with task_progress("stream train", len(task.train), "sentences") as advance:
             stats = stream_statistics(adapter, task.train, gold, labels, STREAMED_TOP, advance)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stats.save(path)
+        if keep != "memory":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(path)
     neurons = screen_neurons(stats, k)
     log.info("screened by %s: kept %s of %s neurons", RULE, f"{k:,}", f"{n_neurons:,}")
     return NeuronSubset(adapter, neurons, {"rule": RULE})
