@@ -41,6 +41,7 @@ _SOURCES: dict[str, str] = {
     "neuroscope.model": "ModelAdapter resolve_device",
     "neuroscope.probe": "ElasticNetProbe LinearModel TrainSettings train_elastic_net",
     "neuroscope.rankers": "RankerInputs order_by_score ranker ranking_from_order",
+    "neuroscope.rankers.contrast": "f_stat mean_diff",
     "neuroscope.rankers.gaussian": "gaussian",
     "neuroscope.rankers.iou": "iou",
     "neuroscope.rankers.probeless": "probeless",

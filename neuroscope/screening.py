@@ -126,31 +126,21 @@ def label_scores(stats: NeuronStatistics) -> np.ndarray:
 
 
 def screen_neurons(stats: NeuronStatistics, k: int) -> np.ndarray:
-    """The ``k`` kept neurons, ascending, by :data:`RULE` (module docstring)."""
+    """The ``k`` kept neurons, ascending, by :data:`RULE` (module docstring): the first ``k``
+    of the labels' turns (:func:`neuroscope.rankers.contrast.covering_order`) over the
+    labels with train tokens."""
+    from neuroscope.rankers.contrast import covering_order
+
     n = stats.n_neurons
     if not 1 <= k <= n:
         raise ValidationError(f"screen: keep between 1 and {n} neurons, got {k}")
     if k == n:
         return np.arange(n)
     scores = label_scores(stats)
-    turns = [c for c in np.argsort(-stats.counts, kind="stable") if stats.counts[c] > 0 and np.isfinite(scores[c]).any()]
-    if not turns:
+    turns = (stats.counts > 0) & np.isfinite(scores).any(axis=1)
+    if not turns.any():
         raise ValidationError("screen: no label has train tokens to screen neurons by")
-    orders = {c: np.lexsort((np.arange(n), -np.nan_to_num(scores[c], nan=-np.inf))) for c in turns}
-    kept = np.zeros(n, dtype=bool)
-    position = dict.fromkeys(turns, 0)
-    chosen = 0
-    while chosen < k:
-        for c in turns:
-            order = orders[c]
-            while position[c] < n and kept[order[position[c]]]:
-                position[c] += 1
-            if position[c] < n:
-                kept[order[position[c]]] = True
-                chosen += 1
-                if chosen == k:
-                    break
-    return np.flatnonzero(kept)
+    return np.sort(covering_order(scores[turns], stats.counts[turns], limit=k))
 
 
 def record(screen: str, k: int, n_neurons: int, budget: int, neurons: np.ndarray) -> dict[str, Any]:

@@ -26,4 +26,6 @@ def register_rankers(register):
     register("probeless", probeless, aliases=["antverg2022"])
     register("iou", iou, aliases=["average-precision", "mu2020"])
     register("gaussian", "neuroscope.plugin:gaussian", aliases=["intrinsic", "torroba2020"])
+    register("mean-diff", "neuroscope.plugin:mean_diff", aliases=["gurnee2023"])
+    register("f-stat", "neuroscope.plugin:f_stat", aliases=["anova"])
     register("random", random_order)

@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("version", "errors", "validation", "types", "hookspecs", "progress", "rundir", "figures",
                     "choices")),
-    ("methods and storage", ("store", "features", "statistics", "screening", "model", "probe", "lbfgs", "estimator", "ranking", "rankers",
-                             "rankers.gaussian", "rankers.iou", "rankers.probeless", "rankers.random_baseline",
-                             "ablation", "minimal", "control", "analyses", "comparison", "search", "causal",
+    ("methods and storage", ("store", "features", "statistics", "screening", "model", "probe", "lbfgs", "estimator",
+                             "ranking", "rankers", "rankers.contrast", "rankers.gaussian", "rankers.iou",
+                             "rankers.probeless", "rankers.random_baseline", "ablation", "minimal", "control", "analyses", "comparison", "search", "causal",
                              "heatmap", "results", "readers", "neuron_pages")),
     ("plugins and loading", ("registry_file", "registry", "loading", "datasets", "manifest")),
     ("settings and cells", ("settings", "cell")),

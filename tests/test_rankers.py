@@ -184,3 +184,48 @@ def test_contract_declarations_and_checks():
         call_ranker(weight_mass_ranking, inputs(X, y))
     with pytest.raises(ValidationError, match="permutation"):
         call_ranker(lambda coef: order_by_score(np.zeros(3), "short"), inputs(X, y, probe=Fitted()))
+
+
+def test_contrast_rankers_match_their_definitions():
+    """f-stat: the one-vs-rest F of each label equals scipy's one-way ANOVA of the label's
+    tokens against the rest, and ``overall`` the k-group ANOVA; mean-diff: the absolute
+    difference of the label's mean and the rest's."""
+    from scipy.stats import f_oneway
+
+    from neuroscope.rankers.contrast import moments, one_vs_rest, overall_score
+
+    X, y = planted()
+    counts, means, variances = moments(inputs(X, y))
+    values = X.astype(np.float64)
+    f = one_vs_rest(counts, means, variances, "f-stat")
+    d = one_vs_rest(counts, means, variances, "mean-diff")
+    for c in range(3):
+        inside, rest = values[y == c], values[y != c]
+        np.testing.assert_allclose(f[c], f_oneway(inside, rest).statistic, rtol=1e-9)
+        np.testing.assert_allclose(d[c], np.abs(inside.mean(0) - rest.mean(0)), rtol=1e-9)
+    np.testing.assert_allclose(overall_score(counts, means, variances, "f-stat"),
+                               f_oneway(*(values[y == c] for c in range(3))).statistic, rtol=1e-9)
+
+
+def test_contrast_rankers_cover_every_label_and_refuse_unknown_aggregations():
+    """Planted: one neuron per label (shifts 3, 2, 1.5, the rarest label the weakest) among
+    distractors of large variance; with ``cover`` every planted neuron is in the top 4 of
+    both rankers (each label takes a turn), and the rankings are permutations."""
+    from neuroscope.rankers.contrast import f_stat, mean_diff
+
+    rng = np.random.default_rng(1)
+    y = rng.choice(4, size=4000, p=[0.5, 0.3, 0.15, 0.05])
+    X = rng.standard_normal((4000, 40)).astype(np.float32)
+    X[:, 20:] *= 6.0  # distractors: large spread, no label
+    for c, (neuron, shift) in enumerate(((3, 3.0), (11, 2.0), (17, 1.5), (5, 1.5))):
+        X[:, neuron] += shift * (y == c)
+    planted_set = {3, 11, 17, 5}
+    data = RankerInputs(X, y, ("a", "b", "c", "d"), NeuronIndex(("emb",), 40))
+    for rank in (f_stat, mean_diff):
+        order = call_ranker(rank, data).order
+        assert set(order[:4].tolist()) == planted_set, (rank.__name__, order[:8])
+        for aggregate in ("max", "overall"):
+            assert sorted(call_ranker(rank, data, aggregate=aggregate).order.tolist()) == list(range(40))
+    assert set(call_ranker(f_stat, data, aggregate="max").order[:4].tolist()) == planted_set
+    with pytest.raises(ValidationError, match="aggregate"):
+        call_ranker(f_stat, data, aggregate="sum")
