@@ -117,7 +117,7 @@ def test_same_seed_gives_identical_ranking(data_dir, cache_dir, tmp_path):
     for name in ("first", "again"):
         runs.append(tmp_path / name)
         assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                     "--max-sentences", "200,60,60", "--grid", "0,1e-3", "--no-control", "--out", str(runs[-1]),
+                     "--max-sentences", "120,40,40", "--grid", "0,1e-3", "--no-control", "--out", str(runs[-1]),
                      "--cache-dir", str(cache_dir), "--quiet"]) == 0
     first, again = runs
     for step in ("lambda-search.json", "seed-0.json", "seed-0-weight-mass.json", "seed-0-weight-mass-minimal.json"):
