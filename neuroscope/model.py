@@ -126,34 +126,24 @@ class ModelAdapter(abc.ABC):
         yield  # pragma: no cover - unreachable, makes this a generator
 
 
-class LayerSubset(ModelAdapter):
-    """Only some layers of another adapter (``--layers``): its neuron index, store and
-    analyses hold those layers alone, so a large model's store stays small. The forward
-    pass is the full model's; an intervention on the subset's neurons is mapped onto the
-    full model's."""
+class AdapterSubset(ModelAdapter):
+    """Some neurons of another adapter, ``inner``: the forward pass, its batches and
+    device are the inner adapter's; subset neuron j is the inner adapter's neuron
+    ``columns[j]``, so an intervention on the subset's neurons is mapped onto the inner
+    adapter's (:func:`widened`). Subclasses set ``columns`` and ``_index``."""
 
-    def __init__(self, inner: ModelAdapter, layers: Sequence[int]):
-        index = inner.neuron_index
-        bad = [x for x in layers if x >= index.n_layers]
-        if bad:
-            raise NeuroscopeError(f"--layers: {bad} out of range; the model has layers 0-{index.n_layers - 1} "
-                                  f"({', '.join(index.layer_names)})")
+    columns: np.ndarray
+    _index: NeuronIndex
+
+    def __init__(self, inner: ModelAdapter):
         self.inner = inner
-        self.layers = tuple(layers)
         self.name = inner.name
         self.sites = inner.sites
         self.batch_size = inner.batch_size
-        self._index = NeuronIndex(tuple(index.layer_names[x] for x in self.layers), index.hidden_size)
 
     @property
     def neuron_index(self) -> NeuronIndex:
         return self._index
-
-    def identity(self) -> dict[str, Any]:
-        return {**self.inner.identity(), "layers": list(self.layers)}
-
-    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        return [v[list(self.layers)] for v in self.inner.embed(sentences)]
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
         return self.inner.batches(sentences)
@@ -166,18 +156,41 @@ class LayerSubset(ModelAdapter):
     def device_name(self) -> str:
         return self.inner.device_name()
 
+    @contextlib.contextmanager
+    def intervene(self, ablation: Any) -> Iterator[Any]:
+        with self.inner.intervene(widened(ablation, self.columns, self.inner.neuron_index.n_neurons)) as record:
+            yield record
+
+
+class LayerSubset(AdapterSubset):
+    """Only some layers of another adapter (``--layers``): its neuron index, store and
+    analyses hold those layers alone, so a large model's store stays small. The forward
+    pass is the full model's; an intervention on the subset's neurons is mapped onto the
+    full model's."""
+
+    def __init__(self, inner: ModelAdapter, layers: Sequence[int]):
+        index = inner.neuron_index
+        bad = [x for x in layers if x >= index.n_layers]
+        if bad:
+            raise NeuroscopeError(f"--layers: {bad} out of range; the model has layers 0-{index.n_layers - 1} "
+                                  f"({', '.join(index.layer_names)})")
+        super().__init__(inner)
+        self.layers = tuple(layers)
+        hidden = index.hidden_size
+        self.columns = np.concatenate([np.arange(x * hidden, (x + 1) * hidden) for x in self.layers])
+        self._index = NeuronIndex(tuple(index.layer_names[x] for x in self.layers), hidden)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.inner.identity(), "layers": list(self.layers)}
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return [v[list(self.layers)] for v in self.inner.embed(sentences)]
+
     def subwords(self, words: Sequence[str]) -> tuple[list[str], list[int], np.ndarray]:
         if not hasattr(self.inner, "subwords"):
             raise AttributeError("subwords")
         tokens, owners, layers = self.inner.subwords(words)
         return tokens, owners, layers[list(self.layers)]
-
-    @contextlib.contextmanager
-    def intervene(self, ablation: Any) -> Iterator[Any]:
-        hidden = self.inner.neuron_index.hidden_size
-        columns = np.concatenate([np.arange(x * hidden, (x + 1) * hidden) for x in self.layers])
-        with self.inner.intervene(widened(ablation, columns, self.inner.neuron_index.n_neurons)) as record:
-            yield record
 
 
 def widened(ablation: Any, columns: np.ndarray, n_neurons: int) -> Any:
@@ -192,7 +205,7 @@ def widened(ablation: Any, columns: np.ndarray, n_neurons: int) -> Any:
     return type(ablation)(masks, values, ablation.positions, ablation.objective)
 
 
-class NeuronSubset(ModelAdapter):
+class NeuronSubset(AdapterSubset):
     """The screened neurons of another adapter (``--screen``, :mod:`neuroscope.screening`):
     its neuron index numbers them alone (``NeuronIndex.neurons``: their ids in the inner
     adapter), its rows hold their columns only, so a store of it is tokens x K, and an
@@ -203,17 +216,10 @@ class NeuronSubset(ModelAdapter):
         index = inner.neuron_index
         if index.screened:
             raise NeuroscopeError("a screened adapter cannot be screened again")
-        self.inner = inner
+        super().__init__(inner)
         self.columns = np.unique(np.asarray(neurons, dtype=np.int64))
         self.rule = dict(rule)
-        self.name = inner.name
-        self.sites = inner.sites
-        self.batch_size = inner.batch_size
         self._index = NeuronIndex(index.layer_names, index.hidden_size, self.columns)
-
-    @property
-    def neuron_index(self) -> NeuronIndex:
-        return self._index
 
     def identity(self) -> dict[str, Any]:
         digest = hashlib.sha256(self.columns.astype("<i8").tobytes()).hexdigest()
@@ -227,18 +233,3 @@ class NeuronSubset(ModelAdapter):
 
     def embed_rows(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         return [np.ascontiguousarray(rows[:, self.columns]) for rows in self.inner.embed_rows(sentences)]
-
-    def batches(self, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-        return self.inner.batches(sentences)
-
-    @property  # type: ignore[override]
-    def batch_tokens(self) -> int:
-        return self.inner.batch_tokens
-
-    def device_name(self) -> str:
-        return self.inner.device_name()
-
-    @contextlib.contextmanager
-    def intervene(self, ablation: Any) -> Iterator[Any]:
-        with self.inner.intervene(widened(ablation, self.columns, self.inner.neuron_index.n_neurons)) as record:
-            yield record

@@ -41,21 +41,20 @@ from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, Va
 from neuroscope.loading import check_task, load_model, load_task
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan
-from neuroscope.model import ModelAdapter, NeuronSubset
+from neuroscope.model import ModelAdapter
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import check_results
 from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, read_arrays, read_json,
                                write_json)
-from neuroscope.screening import RULE
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
 from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, warn_unseen_labels
-from neuroscope.steps.extraction import check_screen, extract, screen
+from neuroscope.steps.extraction import check_screen, extract, screen, screened
 from neuroscope.steps.files import (StepFileError, control_record, minimal_record, oracle_record, probe_arrays,
                                     ranking_record, read_step, search_record)
 from neuroscope.steps.minimal import minimal_step
@@ -341,7 +340,7 @@ class Orchestrator:
         """The model as the run's neurons see it: of a screened run (``index.screened``), its
         kept neurons only (the store's columns), for the causal step's re-extraction."""
         adapter = self.load_adapter(config)
-        return NeuronSubset(adapter, index.neurons, {"rule": RULE}) if index.screened else adapter
+        return screened(adapter, index.neurons) if index.screened else adapter
 
     def extract_activations(self, config: RunConfig, task: TaskData) -> tuple[ModelAdapter, dict[str, Any]]:
         """Step 2: the model, and every split's activations from the store, extracted where

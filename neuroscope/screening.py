@@ -23,20 +23,18 @@ exceed ``--store-budget``, and then keep as many neurons as the budget holds.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neuroscope.errors import ValidationError
+from neuroscope.store import VALUE_BYTES, free_space
 
 if TYPE_CHECKING:  # settings parse --screen without torch
     from neuroscope.statistics import NeuronStatistics
 
 RULE = "label-round-robin"
-#: bytes per stored value (the store is float16)
-VALUE_BYTES = 2
 #: share of the cache disk's free space the default --store-budget allows
 DISK_SHARE = 0.5
 
@@ -75,10 +73,7 @@ def parse_bytes(value: str) -> int | None:
 
 def default_budget(cache_root: Path) -> int:
     """The default store budget: :data:`DISK_SHARE` of the free space on the cache's disk."""
-    probe = Path(cache_root)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return int(shutil.disk_usage(probe).free * DISK_SHARE)
+    return int(free_space(cache_root) * DISK_SHARE)
 
 
 def screened_size(screen: str, n_neurons: int, tokens: int, budget: int) -> int | None:

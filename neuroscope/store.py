@@ -58,6 +58,8 @@ STORE_FORMAT_VERSION = 2
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 #: bytes per checksummed block of rows
 CHECK_BYTES = 16 * 2**20
+#: bytes per stored value (float16)
+VALUE_BYTES = 2
 #: float16 bits of the exponent; all set means inf or NaN
 _F16_EXPONENT = 0x7C00
 
@@ -102,29 +104,39 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         os.fsync(fh.fileno())
 
 
+def free_space(root: Path) -> int:
+    """Free bytes on the disk that holds ``root`` (or would: its nearest existing parent)."""
+    where = Path(root)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return shutil.disk_usage(where).free
+
+
 def check_space(root: Path, tokens: int, neurons: int) -> None:
     """Refuse, in one line, activations that would not fit on the store's disk: ``tokens``
     words x ``neurons`` float16 values against the free space under ``root`` (an MLP site
     of a large model is 917 KB per token; docs/models.md, "Sites")."""
-    need = 2 * int(tokens) * int(neurons)
-    where = Path(root)
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    free = shutil.disk_usage(where).free
+    need = VALUE_BYTES * int(tokens) * int(neurons)
+    free = free_space(root)
     if need > free:
         raise StoreError(f"the activations need {need / 1e9:,.1f} GB ({tokens:,} words x {neurons:,} neurons x 2 "
                          f"bytes), but {free / 1e9:,.1f} GB are free under {root}; read fewer layers (--layers), "
                          "fewer sentences (--max-sentences) or use another --cache-dir")
 
 
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def exceeds_page_cache(n_bytes: int) -> bool:
     """Whether ``n_bytes`` of activations are more than half the physical memory, so the
     operating system cannot be expected to keep them cached between passes."""
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return True
-    return n_bytes > memory / 2
+    memory = physical_memory()
+    return memory is None or n_bytes > memory / 2
 
 
 def to_float32(block: np.ndarray) -> np.ndarray:
@@ -305,6 +317,14 @@ class ActivationSet:
         return to_float32(block)
 
 
+def entry_manifest(key: str, identity: dict[str, Any], extraction: dict[str, Any], corpus: Corpus, n_tokens: int,
+                   index: NeuronIndex) -> dict[str, Any]:
+    """What a store entry's manifest.json says of it (on disk it adds its checksums)."""
+    return {"format": STORE_FORMAT_VERSION, "key": key, "identity": identity, "extraction": extraction,
+            "corpus": {"name": corpus.name, "source": corpus.source, "text_sha256": corpus.text_checksum()},
+            "n_sentences": len(corpus), "n_tokens": n_tokens, "dtype": "float16", "neuron_index": index.to_json()}
+
+
 def stored_rows(adapter: ModelAdapter, name: str, words: Sequence[Sequence[str]], ids: Sequence[int]
                 ) -> Iterator[tuple[int, np.ndarray]]:
     """(sentence id, float16 rows) of one batch of sentences ``ids``, as the store holds
@@ -381,10 +401,8 @@ def extract_in_memory(adapter: ModelAdapter, corpus: Corpus, progress: Callable[
             array[offsets[sid]:offsets[sid + 1]] = rows
         if progress:
             progress(len(ids))
-    manifest = {"format": STORE_FORMAT_VERSION, "key": key, "identity": adapter.identity(), "extraction": extraction,
-                "corpus": {"name": corpus.name, "source": corpus.source, "text_sha256": corpus.text_checksum()},
-                "n_sentences": len(words), "n_tokens": int(offsets[-1]), "dtype": "float16",
-                "neuron_index": index.to_json(), "kept": "memory"}
+    manifest = {**entry_manifest(key, adapter.identity(), extraction, corpus, int(offsets[-1]), index),
+                "kept": "memory"}
     IN_MEMORY[key] = MemoryActivations(manifest, array, offsets)
     return IN_MEMORY[key]
 
@@ -552,18 +570,8 @@ class ActivationStore:
         writer.sync()
         writer.close()
         np.save(partial / "offsets.npy", offsets)
-        manifest = {
-            "format": STORE_FORMAT_VERSION,
-            "key": key,
-            "identity": identity,
-            "extraction": extraction,
-            "corpus": {"name": corpus.name, "source": corpus.source, "text_sha256": corpus.text_checksum()},
-            "n_sentences": len(words),
-            "n_tokens": n_tokens,
-            "dtype": "float16",
-            "neuron_index": index.to_json(),
-            "checksums": _checksums(array_path, (n_tokens, index.n_neurons)),
-        }
+        manifest = {**entry_manifest(key, identity, extraction, corpus, n_tokens, index),
+                    "checksums": _checksums(array_path, (n_tokens, index.n_neurons))}
         os.remove(done_path)
         os.remove(partial / "layout.json")
         _write_json_atomic(partial / "manifest.json", manifest)

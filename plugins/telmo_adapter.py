@@ -323,7 +323,7 @@ class TelmoAdapter(CharacterLmAdapter):
         self.site = site
         if site != "hidden":
             self._index = NeuronIndex(tuple(f"{site}{i}" for i in range(1, n_layers + 1)),
-                                      2 * _linear_in(self._projections()[0][0]))
+                                      2 * self._projections()[0][0].in_features)
         self._sha = sha256_of(self.archive_path)
         if aggregation != "last":
             log.info("Transformer-ELMo reads whole words; aggregation %r has no effect", aggregation)
@@ -389,10 +389,6 @@ class TelmoAdapter(CharacterLmAdapter):
             yield record
         finally:
             self._ablation, self._site_edits, self._positions = None, None, None
-
-
-def _linear_in(module: torch.nn.Linear) -> int:
-    return int(module.in_features)
 
 
 def telmo_model(*, device: str = "auto", aggregation: str = "last", batch_size: int = 32, location: str | None = None,

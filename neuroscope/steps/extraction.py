@@ -8,15 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 from neuroscope.model import ModelAdapter, NeuronSubset
 from neuroscope.screening import RULE, default_budget, parse_bytes, screen_neurons, screened_size
 from neuroscope.errors import StoreError
-from neuroscope.store import (ActivationSet, ActivationStore, check_space, extract_in_memory, extraction_settings,
-                              labels_to_ids, store_key)
+from neuroscope.store import (VALUE_BYTES, ActivationSet, ActivationStore, check_space, extract_in_memory,
+                              extraction_settings, labels_to_ids, physical_memory, store_key)
 from neuroscope.types import TaskData
 
 log = logging.getLogger(__name__)
@@ -34,14 +33,14 @@ def memory_available() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return physical_memory() or 0
 
 
 def kept_in_memory(keep: str, adapter: ModelAdapter, task: TaskData) -> bool:
     """``--keep``: whether the activations are held in memory instead of the store: ``memory``
     (refused in one line when they cannot fit in the memory available), ``auto`` when they
     take at most half of it, ``disk`` never."""
-    need = sum(c.n_tokens for c in task.splits.values()) * adapter.neuron_index.n_neurons * 2
+    need = sum(c.n_tokens for c in task.splits.values()) * adapter.neuron_index.n_neurons * VALUE_BYTES
     free = memory_available()
     if keep == "memory" and need > free:
         raise StoreError(f"--keep memory: the activations need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB of memory are "
@@ -123,4 +122,10 @@ def screen(cache_dir: Path, adapter: ModelAdapter, task: TaskData, screen: str, 
             stats.save(path)
     neurons = screen_neurons(stats, k)
     log.info("screened by %s: kept %s of %s neurons", RULE, f"{k:,}", f"{n_neurons:,}")
+    return screened(adapter, neurons)
+
+
+def screened(adapter: ModelAdapter, neurons: Any) -> NeuronSubset:
+    """``adapter``'s screened neurons as the store holds them (the one place their identity,
+    and so the store key, is made: the screening above and a run re-extracting them)."""
     return NeuronSubset(adapter, neurons, {"rule": RULE})
