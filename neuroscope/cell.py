@@ -69,11 +69,13 @@ class CellContext:
     def params(self, lambdas: Lambdas) -> dict[str, Any]:
         return {**self.config.probe_params(lambdas.l1, lambdas.l2), **self.probe_options}
 
-    def ranker_inputs(self, seed: int, probe: Any = None) -> RankerInputs:
+    def ranker_inputs(self, seed: int, probe: Any = None, model: Callable[[], Any] | None = None) -> RankerInputs:
         """What a ranker reads for ``seed``: the train activations and labels, the neuron
-        index, ``probe`` (for rankers that read one) and the cell's shared statistics."""
+        index, ``probe`` (for rankers that read one), the cell's shared statistics, and for
+        rankers that need the live model its loader ``model`` and the train sentences."""
         return RankerInputs(self.acts["train"], self.gold["train"], self.task.labels, self.index, seed, probe,
-                            self.shared, self.config.fraction)
+                            self.shared, self.config.fraction, model=model,
+                            sentences=self.task.train.words() if model is not None else None)
 
 
 def slug(name: str) -> str:
@@ -83,21 +85,24 @@ def slug(name: str) -> str:
 
 def resolve_rankers(registry: Registry, config: RunConfig) -> dict[str, tuple[Callable, dict[str, Any]]]:
     """Each ranker of the run with its options (registry.toml, and --stride where it takes one)."""
-    out = {}
-    for name in config.rankers:
-        resolved = registry.resolve_ranker(name)
-        fn = resolved.entry.obj
-        options = dict(resolved.options)
-        parameters = inspect.signature(fn).parameters
-        if "stride" in parameters and "stride" not in options:
-            options["stride"] = config.stride
-        accepted = [p for p in parameters if p not in ("inputs", "coef")]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            raise RegistryError(f"ranker {name!r} (options from {resolved.origin}): unknown option(s) "
-                                f"{', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}")
-        out[name] = (fn, options)
-    return out
+    return {name: resolve_ranker(registry, name, config.stride) for name in config.rankers}
+
+
+def resolve_ranker(registry: Registry, name: str, stride: int | None = 100) -> tuple[Callable, dict[str, Any]]:
+    """A ranker and its options (its registry.toml table, and ``stride`` where it takes one);
+    an option it does not take is refused naming where it came from."""
+    resolved = registry.resolve_ranker(name)
+    fn = resolved.entry.obj
+    options = dict(resolved.options)
+    parameters = inspect.signature(fn).parameters
+    if "stride" in parameters and "stride" not in options:
+        options["stride"] = stride
+    accepted = [p for p in parameters if p not in ("inputs", "coef")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise RegistryError(f"ranker {name!r} (options from {resolved.origin}): unknown option(s) "
+                            f"{', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}")
+    return fn, options
 
 
 def searching_ranker(rankers: dict[str, tuple[Callable, dict[str, Any]]]) -> str | None:

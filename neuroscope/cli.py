@@ -158,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--site", default=None, help="the site the run read (hidden, mlp, attn...): checked, since a "
                        "run holds one site's neurons (default: the run's)")
 
+    bench = _sub(sub, "bench-rankers", "NeuronBench: score every ranker against planted ground truth and on "
+                 "finished runs; leaderboard.json and leaderboard.html", "  neuroscope bench-rankers\n"
+                 "  neuroscope bench-rankers --ranker f-stat,weight-mass,random --setting clean,noisy --seeds 3\n"
+                 "  neuroscope bench-rankers --runs runs/minilm-pos --no-planted")
+    bench.add_argument("--ranker", type=split_names, default=None, metavar="NAME[,NAME...]",
+                       help="rankers to score (default: every registered ranker, third-party ones included)")
+    bench.add_argument("--setting", type=split_names, default=None, metavar="NAME[,NAME...]",
+                       help="planted settings (default: all; docs/ranking.md lists them)")
+    bench.add_argument("--seeds", type=int, default=5, help="planted data sets drawn per setting")
+    bench.add_argument("--l1", type=float, default=1e-3, help="the probe's L1 lambda for rankers that read a probe")
+    bench.add_argument("--l2", type=float, default=1e-5, help="the probe's L2 lambda")
+    bench.add_argument("--runs", type=find_run, nargs="*", default=[], metavar="RUN_DIR",
+                       help="finished runs to score each of their rankers on (keep-top area, top - random, "
+                            "selectivity, in-model effect, seed stability)")
+    bench.add_argument("--no-planted", action="store_true", help="only the real runs' board")
+    bench.add_argument("--out", type=Path, default=Path("neuronbench"), help="output directory")
+
     comp = _sub(sub, "compare", "put several runs (models, tasks) side by side",
                 "  neuroscope compare runs/minilm-pos runs/minilm-chunk")
     comp.add_argument("run_dirs", type=find_run, nargs="+", metavar="RUN_DIR", help="finished run directories")
@@ -248,6 +265,51 @@ def cmd_rankers(args: argparse.Namespace, console: Console) -> int:
     console.print(probes)
     console.print("Options come from [rankers.NAME] / [probes.NAME] tables of a registry.toml (docs/ranking.md).",
                   markup=False, highlight=False)
+    return 0
+
+
+def cmd_bench_rankers(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.cell import resolve_ranker
+    from neuroscope.neuronbench import planted_board, run_board, write_board
+    from neuroscope.planted import SETTINGS, setting_of
+    from neuroscope.registry import Registry
+    from neuroscope.validation import check_number
+
+    check_number("--seeds", args.seeds, low=1, integer=True)
+    for name in ("l1", "l2"):
+        check_number(f"--{name}", getattr(args, name), low=0)
+    settings = args.setting or list(SETTINGS)
+    for name in settings:
+        setting_of(name)
+    if args.no_planted and not args.runs:
+        raise ValidationError("--no-planted with no --runs: nothing to score")
+    registry = Registry()
+    names = args.ranker or [entry.name for entry in registry.entries("rankers")]
+    rankers = {name: resolve_ranker(registry, name) for name in names}
+    planted = None
+    if not args.no_planted:
+        planted = planted_board(rankers, settings, args.seeds, args.l1, args.l2,
+                                progress=lambda line: console.print(line, markup=False, highlight=False))
+        table = _table(f"NeuronBench, planted: {len(settings)} settings x {args.seeds} seeds (mean, 95 % bootstrap "
+                       "interval)", ("ranker", "average precision", "recall at k", "worst setting"), whole=("ranker",))
+        for row in planted["leaderboard"]:
+            table.add_row(escape(row["ranker"]), *(f"{row[m]['mean']:.3f} [{row[m]['low']:.3f}, {row[m]['high']:.3f}]"
+                                                   for m in ("ap", "recall_at_k")), escape(row["worst_setting"] or "-"))
+        console.print(table)
+        for name, reason in planted["skipped"].items():
+            console.print(f"not run on planted data: {name} ({reason})", markup=False, highlight=False)
+    runs = run_board(args.runs) if args.runs else None
+    for entry in (runs or {}).get("runs", []):
+        table = _table(f"{entry['model']} x {entry['task']} ({entry['site']}), {len(entry['seeds'])} seed(s)",
+                       ("ranker", "keep-top area", "top - random", "selectivity", "in-model effect", "seed Jaccard"),
+                       whole=("ranker",))
+        for name, row in entry["rankers"].items():
+            cells = [f"{row[k]['mean']:.2f}" if row.get(k) else "-" for k in
+                     ("keep_top_area", "top_minus_random", "selectivity", "causal_effect")]
+            table.add_row(escape(name), *cells, "-" if row["seed_jaccard"] is None else f"{row['seed_jaccard']:.3f}")
+        console.print(table)
+    for path in write_board(args.out, planted, runs):
+        console.print(f"wrote {path}", markup=False, highlight=False)
     return 0
 
 
@@ -457,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose, Console(stderr=True))
     handlers = {"run": cmd_run, "plugins": cmd_plugins, "rankers": cmd_rankers, "report": cmd_report,
                 "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache, "neurons": cmd_neurons,
-                "show": cmd_show}
+                "show": cmd_show, "bench-rankers": cmd_bench_rankers}
     try:
         with _terminate_as_interrupt():
             return handlers[args.command](args, console)

@@ -126,6 +126,28 @@ class ModelAdapter(abc.ABC):
         yield  # pragma: no cover - unreachable, makes this a generator
 
 
+    def attribution_objective(self) -> str:
+        """The objective :meth:`attribution` differentiates ("next-token loss", "masked-LM
+        loss"); raises :class:`AttributionUnsupported` with the reason where there is none.
+        Checked before anything is extracted when a run has a ranker that needs the model."""
+        raise AttributionUnsupported(f"model adapter {self.name!r} gives no gradients of its objective (it does "
+                                     "not implement attribution(); docs/plugins.md)")
+
+    def attribution(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Attribution patching (the ``attribution`` ranker, :mod:`neuroscope.rankers.attribution`):
+        per sentence a float32 (words, neurons) array in the store's row layout, for every
+        word and neuron the sum over the word's sub-tokens of ``activation x d objective /
+        d activation``, the objective (:meth:`attribution_objective`) summed over the
+        sentence. Minus it is the first-order change of the objective when the neuron is
+        zeroed at that word. The default says the adapter cannot."""
+        raise AttributionUnsupported(f"model adapter {self.name!r} gives no gradients of its objective (it does "
+                                     "not implement attribution(); docs/plugins.md)")
+
+
+class AttributionUnsupported(NeuroscopeError):
+    """The model adapter cannot give gradients of its own objective (no objective, or not implemented)."""
+
+
 class AdapterSubset(ModelAdapter):
     """Some neurons of another adapter, ``inner``: the forward pass, its batches and
     device are the inner adapter's; subset neuron j is the inner adapter's neuron
@@ -160,6 +182,12 @@ class AdapterSubset(ModelAdapter):
     def intervene(self, ablation: Any) -> Iterator[Any]:
         with self.inner.intervene(widened(ablation, self.columns, self.inner.neuron_index.n_neurons)) as record:
             yield record
+
+    def attribution_objective(self) -> str:
+        return self.inner.attribution_objective()
+
+    def attribution(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        return [np.ascontiguousarray(rows[:, self.columns]) for rows in self.inner.attribution(sentences)]
 
 
 class LayerSubset(AdapterSubset):

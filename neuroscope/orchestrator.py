@@ -41,8 +41,9 @@ from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, Va
 from neuroscope.loading import check_task, load_model, load_task
 from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan
-from neuroscope.model import ModelAdapter
+from neuroscope.model import AttributionUnsupported, ModelAdapter
 from neuroscope.progress import Reporter
+from neuroscope.rankers import info_of
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import check_results
@@ -83,6 +84,17 @@ def check_causal_support(config: RunConfig, adapter: ModelAdapter) -> None:
     if config.causal and getattr(type(adapter), "intervene", None) is ModelAdapter.intervene:
         raise InterventionUnsupported(f"--causal: model adapter {adapter.name!r} cannot remove neurons inside its "
                                       "forward pass (it does not implement intervene(); docs/plugins.md)")
+
+
+def check_model_rankers(registry: Registry, config: RunConfig, adapter: ModelAdapter) -> None:
+    """Refuse, before anything is extracted or trained, a ranker that needs the live model
+    (``needs=("model",)``) when the adapter has no objective to differentiate."""
+    for name, (fn, _) in resolve_rankers(registry, config).items():
+        if "model" in info_of(fn).needs:
+            try:
+                adapter.attribution_objective()
+            except AttributionUnsupported as exc:
+                raise AttributionUnsupported(f"--ranker {name}: {exc}") from None
 
 
 def check_activations_match(task: TaskData, acts: dict[str, Any]) -> None:
@@ -197,7 +209,8 @@ class Orchestrator:
         for name in c.rankers:
             ranked: SeedResult = step(
                 steps_dir / f"seed-{seed}-{slug(name)}.json",
-                lambda: ranking_step(c, name, probe, seed, oracle["train_accuracy"], self.reporter).to_json(),
+                lambda: ranking_step(c, name, probe, seed, oracle["train_accuracy"], self.reporter,
+                                     lambda: self.run_adapter(c.config, c.index)).to_json(),
                 f"{name} ranking seed {seed}", parse=lambda d: ranking_record(d, seed, c.index.n_neurons))
             scan: MinimalScan = step(
                 steps_dir / f"seed-{seed}-{slug(name)}-minimal.json",
@@ -349,6 +362,7 @@ class Orchestrator:
         check_screen(config.screen, config.store_budget, Path(config.cache_dir), task)
         adapter = self.load_adapter(config)
         check_causal_support(config, adapter)
+        check_model_rankers(self.registry, config, adapter)
         start = time.perf_counter()
         if config.screen != "off":
             adapter = screen(Path(config.cache_dir), adapter, task, config.screen, config.store_budget,

@@ -28,4 +28,7 @@ def register_rankers(register):
     register("gaussian", "neuroscope.plugin:gaussian", aliases=["intrinsic", "torroba2020"])
     register("mean-diff", "neuroscope.plugin:mean_diff", aliases=["gurnee2023"])
     register("f-stat", "neuroscope.plugin:f_stat", aliases=["anova"])
+    register("mi", "neuroscope.plugin:mutual_information", aliases=["mutual-information"])
+    register("lape", "neuroscope.plugin:lape", aliases=["tang2024"])
+    register("attribution", "neuroscope.plugin:attribution", aliases=["attribution-patching", "syed2023"])
     register("random", random_order)

@@ -40,8 +40,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from neuroscope.plugin import (AGGREGATIONS, InterventionRecord, ModelAdapter, ModelLoadError, NeuronIndex,
-                               NeuroscopeError, edit_hidden, resolve_device)
+from neuroscope.plugin import (AGGREGATIONS, AttributionUnsupported, InterventionRecord, ModelAdapter, ModelLoadError,
+                               NeuronIndex, NeuroscopeError, edit_hidden, resolve_device)
 
 from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
 
@@ -265,6 +265,17 @@ class TransformersAdapter(ModelAdapter):
         return counts
 
     def embed(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        words, counts, segments, owners = self._segments(sentences)
+        by_condition = self._forward([words[k][s:e] for k, s, e in segments])
+        return [array for seg_vectors in by_condition  # one condition unless inside intervene()
+                for array in _assembled(seg_vectors, counts, segments, owners, axis=1)]
+
+    def _segments(self, sentences: Sequence[Sequence[str]]
+                  ) -> tuple[list[list[str]], list[list[int]], list[tuple[int, int, int]], list[list[int]]]:
+        """The forward pass's segments of ``sentences``: the words (a word without
+        sub-tokens replaced by the unknown token), each word's sub-token count, the segments
+        (sentence, first word, end word; a sentence longer than the model's window split by
+        :func:`plan_windows`) and, per sentence, the segment each word is read from."""
         words = [list(s) for s in sentences]
         counts = self._subword_counts(words)
         unk = self.tokenizer.unk_token
@@ -294,16 +305,7 @@ class TransformersAdapter(ModelAdapter):
             segments.extend((k, s, e) for s, e in windows)
             owners.append([base + o for o in owner])
             self.windowed_sentences += 1
-        by_condition = self._forward([words[k][s:e] for k, s, e in segments])
-        out = []
-        for seg_vectors in by_condition:  # one condition unless inside intervene()
-            for k, c in enumerate(counts):
-                rows = []
-                for i in range(len(c)):
-                    seg = owners[k][i]
-                    rows.append(seg_vectors[seg][:, i - segments[seg][1], :])
-                out.append(np.stack(rows, axis=1))
-        return out
+        return words, counts, segments, owners
 
     def _forward(self, segments: list[list[str]]) -> list[list[np.ndarray]]:
         """Per condition (one outside :meth:`intervene`), (layers, words, hidden) float32
@@ -678,22 +680,102 @@ class TransformersAdapter(ModelAdapter):
                 self._mlm = mlm.eval().to(self.device)
         return self._mlm or None
 
-    def _masked_lm_loss(self, enc: Any, inputs: dict[str, torch.Tensor], conditions: int) -> None:
-        """Masked-LM loss of the (hooked) encoder: 15 % of the word sub-tokens of each
-        sentence replaced by the mask token (the same, seeded, in every condition)."""
-        mlm = self._masked_lm()
-        if mlm is None or self.tokenizer.mask_token_id is None:
-            return
+    def _masked(self, enc: Any, inputs: dict[str, torch.Tensor], conditions: int = 1
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The masked-LM objective's input: 15 % of the word sub-tokens of each sentence
+        replaced by the mask token (seeded by the batch's ids, the same in every condition),
+        and the (rows, tokens) bool mask of the replaced positions."""
         ids = inputs["input_ids"]
         rows = ids.shape[0] // conditions
         words = self._word_positions(enc)
         generator = torch.Generator().manual_seed(int(ids[:rows].sum()) % (2**31))
         chosen = (torch.rand(words.shape, generator=generator) < MLM_RATE).to(ids.device) & words
         chosen = chosen.repeat(conditions, 1)
-        masked = {**inputs, "input_ids": torch.where(chosen, self.tokenizer.mask_token_id, ids)}
+        return {**inputs, "input_ids": torch.where(chosen, self.tokenizer.mask_token_id, ids)}, chosen
+
+    def _masked_lm_loss(self, enc: Any, inputs: dict[str, torch.Tensor], conditions: int) -> None:
+        """Masked-LM loss of the (hooked) encoder on :meth:`_masked` input."""
+        mlm = self._masked_lm()
+        if mlm is None or self.tokenizer.mask_token_id is None:
+            return
+        masked, chosen = self._masked(enc, inputs, conditions)
         logits = mlm(**masked).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none")
+        loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), inputs["input_ids"], reduction="none")
         self._ablation[1].add((loss * chosen).sum(1).view(conditions, -1).sum(1), int(chosen.sum()) // conditions)
+
+    # ---- attribution patching (the attribution ranker)
+
+    def attribution_objective(self) -> str:
+        """The objective :meth:`attribution` differentiates, the one ``--causal`` measures."""
+        if self.lm is not None:
+            return "next-token loss"
+        if self._masked_lm() is not None and self.tokenizer.mask_token_id is not None:
+            return "masked-LM loss"
+        reason = self._mlm_missing or "the tokenizer has no mask token"
+        raise AttributionUnsupported(f"{self.path}: gradients of the model's own objective need a decoder's LM head "
+                                     f"or an encoder's masked-LM head: {reason}")
+
+    def attribution(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Per sentence (words, neurons) float32: the sum over each word's sub-tokens of
+        activation x d objective / d activation (:meth:`ModelAdapter.attribution`). The
+        objective is the one ``--causal`` measures, summed over each batch: the next-token
+        loss of every real token (decoders), or the masked-LM loss of :meth:`_masked` input
+        (encoders; the activations are those of that masked input). Batches of
+        ``batch_size`` segments (sentences, or the windows of a sentence longer than the
+        model's, as :meth:`embed` reads them), in order, as the causal step's (the masking
+        is seeded by each batch's ids)."""
+        objective = self.attribution_objective()
+        targets = self._sites() if self._mlp is None else [(m, "input", s) for m, s in self._mlp]
+        words, counts, segments, owners = self._segments(sentences)
+        pieces = [words[k][s:e] for k, s, e in segments]
+        out: list[np.ndarray] = []
+        for start in range(0, len(pieces), self.batch_size):
+            batch = pieces[start : start + self.batch_size]
+            enc = self.tokenizer(batch, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in enc.items() if k in self.tokenizer.model_input_names}
+            captured: list[torch.Tensor | None] = [None] * len(targets)
+            handles = []
+            for layer, (module, kind, _) in enumerate(targets):
+                if kind == "input":
+                    def pre(m: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
+                        captured[layer] = args[0] if args else kwargs["hidden_states"]
+                    handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+                else:
+                    def post(m: Any, args: tuple, value: Any, layer: int = layer) -> None:
+                        captured[layer] = value[0] if isinstance(value, tuple) else value
+                    handles.append(module.register_forward_hook(post))
+            try:
+                with torch.enable_grad():
+                    if objective == "next-token loss":
+                        logits = self.lm(**inputs).logits
+                        ids, mask = inputs["input_ids"], inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))
+                        target = mask[:, 1:].bool() & mask[:, :-1].bool()
+                        loss = (torch.nn.functional.cross_entropy(_at_least_float32(logits[:, :-1]).transpose(1, 2),
+                                                                  ids[:, 1:], reduction="none") * target).sum()
+                    else:
+                        masked, chosen = self._masked(enc, inputs)
+                        logits = self._masked_lm()(**masked).logits
+                        loss = (torch.nn.functional.cross_entropy(_at_least_float32(logits).transpose(1, 2),
+                                                                  inputs["input_ids"], reduction="none") * chosen).sum()
+                    if any(c is None for c in captured):
+                        raise ModelLoadError(f"{self.path}: the forward pass did not reach every {self.site} site")
+                    grads = torch.autograd.grad(loss, captured, allow_unused=True)
+            finally:
+                for h in handles:
+                    h.remove()
+            layers = []
+            for (module, kind, seq_first), value, grad in zip(targets, captured, grads):
+                product = torch.zeros_like(value) if grad is None else _at_least_float32(value.detach() * grad)
+                layers.append(product.transpose(0, 1) if seq_first else product)
+            effect = torch.stack(layers)  # (layers, batch, tokens, hidden)
+            for b, piece in enumerate(batch):
+                weights = torch.zeros(len(piece), effect.shape[2], dtype=effect.dtype, device=effect.device)
+                for pos, wid in enumerate(enc.word_ids(b)):
+                    if wid is not None:
+                        weights[wid, pos] = 1.0
+                per_word = torch.einsum("lth,wt->wlh", effect[:, b], weights)  # (words, layers, hidden)
+                out.append(per_word.reshape(len(piece), -1).cpu().numpy())
+        return _assembled(out, counts, segments, owners, axis=0)
 
     def subwords(self, words: Sequence[str]) -> tuple[list[str], list[int], np.ndarray]:
         """One sentence's sub-tokens (special tokens left out): their strings, the word each
@@ -723,6 +805,26 @@ class TransformersAdapter(ModelAdapter):
             pick = [p[-1] if self.aggregation == "last" else p[0] for p in positions]
             vectors = hidden[:, torch.tensor(pick, device=hidden.device), :]
         return vectors.float().cpu().numpy()
+
+
+def _assembled(per_segment: list[np.ndarray], counts: list[list[int]], segments: list[tuple[int, int, int]],
+               owners: list[list[int]], axis: int) -> list[np.ndarray]:
+    """Per sentence, its words' vectors, each from the segment that owns the word
+    (:meth:`TransformersAdapter._segments`), stacked along ``axis`` (segment arrays hold
+    their words along the same axis)."""
+    out = []
+    for k, c in enumerate(counts):
+        rows = []
+        for i in range(len(c)):
+            seg = owners[k][i]
+            rows.append(np.take(per_segment[seg], i - segments[seg][1], axis=axis))
+        out.append(np.stack(rows, axis=axis))
+    return out
+
+
+def _at_least_float32(values: torch.Tensor) -> torch.Tensor:
+    """float16 and bfloat16 as float32; float32 and float64 as they are."""
+    return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
 
 
 def _linear_shape(module: Any) -> tuple[int, int] | None:

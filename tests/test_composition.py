@@ -97,6 +97,18 @@ def test_a_third_party_ranker_runs_through_the_whole_protocol(tmp_path):
     var = r["per_ranker"]["var"]
     assert var["per_seed"][0]["ranking"]["method"] == "variance"
     assert var["summary"]["minimal"]["0.5"]["n_neurons"]["mean"] >= 1 and var["summary"]["selectivity"]
+    # NeuronBench takes every registered ranker: the installed one is on both boards
+    bench = subprocess.run([sys.executable, "-m", "neuroscope.cli", "bench-rankers", "--ranker", "var,f-stat,random",
+                            "--setting", "clean,distractors", "--seeds", "2", "--runs", str(tmp_path / "run"),
+                            "--out", str(tmp_path / "bench")], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    board = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())
+    assert {row["ranker"] for row in board["planted"]["leaderboard"]} == {"var", "f-stat", "random"}
+    # variance ranks the loud distractors first: it finds planted neurons only where nothing else is loud
+    results_of = board["planted"]["results"]
+    assert results_of["distractors"]["var"]["ap"]["mean"] < results_of["distractors"]["f-stat"]["ap"]["mean"]
+    assert set(board["runs"]["runs"][0]["rankers"]) == {"var", "random"}
+    assert "<td>var</td>" in (tmp_path / "bench" / "leaderboard.html").read_text()
 
 
 def test_the_lbfgs_probe_runs_the_protocol(tmp_path, capsys):

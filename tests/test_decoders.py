@@ -76,7 +76,8 @@ def test_bfloat16_weights_are_loaded_and_named_in_the_identity(decoders):
     assert a.dtype == np.float32 and np.abs(a - b).max() < 0.1 * np.abs(b).max()
 
 
-@pytest.mark.parametrize("kind,extra", [("gpt2", ["--causal"]), ("llama", ["--layers", "0,2", "--dtype", "bfloat16"])])
+@pytest.mark.parametrize("kind,extra", [("gpt2", ["--causal", "--ranker", "weight-mass,attribution"]),
+                                        ("llama", ["--layers", "0,2", "--dtype", "bfloat16"])])
 def test_a_random_decoder_runs_the_whole_protocol_through_the_cli(decoders, kind, extra, tmp_path, data_dir,
                                                                   cache_dir, capsys):
     out = tmp_path / "run"
@@ -98,6 +99,12 @@ def test_a_random_decoder_runs_the_whole_protocol_through_the_cli(decoders, kind
         assert causal["objective"] == "next-token loss" and causal["none"]["loss"] > 0
         assert causal["none"]["in_model"]["mean"] == pytest.approx(results["summary"]["ablation"]["test"]["all"]["mean"],
                                                                     abs=0.1)
+        # the attribution ranker (the model's own next-token gradients) ran through the protocol, and
+        # removing its top 20 % inside the model moves the loss more than a layer-matched random 20 %
+        assert results["per_ranker"]["attribution"]["per_seed"][0]["ranking"]["method"] == "attribution"
+        moved = {kind: abs(causal["per_ranker"]["attribution"][kind]["loss"]["mean"] - causal["none"]["loss"])
+                 for kind in ("top", "random")}
+        assert moved["top"] > moved["random"], moved
 
 
 def test_device_map_needs_accelerate_or_places_the_model(decoders):

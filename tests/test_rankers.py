@@ -76,6 +76,27 @@ def test_average_precision_matches_its_definition():
     assert perfect[1] == 1.0
 
 
+def test_average_precision_with_ties_is_scikit_learns():
+    """float16 activations tie constantly; a block of equal values is one threshold, as in
+    scikit-learn's average_precision_score (rows labelled -1 are negatives)."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        n = int(rng.integers(5, 300))
+        column = (np.round(rng.standard_normal(n) * rng.choice([0.5, 3.0])) / 4).astype(np.float16)
+        labels = rng.integers(-1, 4, n)
+        ap = average_precisions(column, labels, 5)
+        for c in range(5):
+            if (labels == c).any():
+                assert ap[c] == pytest.approx(average_precision_score(labels == c, column.astype(np.float32)),
+                                              abs=1e-12)
+            else:
+                assert np.isnan(ap[c])
+    # one block of ties: every positive gets the block's precision, whatever the row order
+    assert average_precisions(np.zeros(4, np.float16), np.array([1, 0, 0, 1]), 2)[1] == 0.5
+
+
 def test_iou_finds_the_detectors():
     X, y = planted()
     ranking = iou(inputs(X, y))
@@ -84,19 +105,26 @@ def test_iou_finds_the_detectors():
 
 def test_gaussian_selects_the_informative_neurons_first():
     X, y = planted()
-    ranking = gaussian(inputs(X, y), max_neurons=3)
-    assert ranking.order[0] == 3 and ranking.order[1] == 1
-    assert sorted(ranking.order.tolist()) == list(range(6))
+    for options in ({}, {"score": "held-out"}, {"prior": "network"}):
+        ranking = gaussian(inputs(X, y), max_neurons=3, **options)
+        assert ranking.order[0] == 3 and ranking.order[1] == 1, options
+        assert sorted(ranking.order.tolist()) == list(range(6))
+    for option, bad in (("prior", "wide"), ("score", "test"), ("tail", "none")):
+        with pytest.raises(ValidationError, match=f"gaussian {option}"):
+            gaussian(inputs(X, y), **{option: bad})
 
 
-def test_gaussian_matches_a_direct_computation():
-    """The incremental (rank-one) conditional densities equal densities of the full selected block."""
+@pytest.mark.parametrize("prior", ["block", "network"])
+def test_gaussian_matches_a_direct_computation(prior):
+    """The incremental (rank-one) conditional densities equal densities of the full selected
+    block: with prior "network" the block of NeuroX's D-dimensional MAP, with "block" the
+    MAP of the block's own marginal (D replaced by the block's size)."""
     from neuroscope.rankers.gaussian import greedy_selection
     import torch
 
     X, y = planted(300)
     Xt, yt = torch.from_numpy(X).double(), torch.from_numpy(y)
-    selected, marginal, info = greedy_selection(Xt, yt, 300, 2, 6)
+    selected, marginal, info = greedy_selection(Xt, yt, 300, 2, 6, prior=prior)
     # direct: MI of the classifier on selected + candidate with full covariances
     counts = np.bincount(y)
     d = 6
@@ -107,7 +135,8 @@ def test_gaussian_matches_a_direct_computation():
             mu = Xc.mean(0)
             cov = np.cov(Xc, rowvar=False)
             scatter = (Xc - mu).T @ (Xc - mu)
-            sigma = (np.diag(np.diag(cov)) + scatter) / (counts[c] + 2 * d + 4)
+            size = d if prior == "network" else len(dims)
+            sigma = (np.diag(np.diag(cov)) + scatter) / (counts[c] + 2 * size + 4)
             s = sigma[np.ix_(dims, dims)]
             diff = X[:, dims] - mu[dims]
             inv = np.linalg.inv(s)
@@ -115,8 +144,8 @@ def test_gaussian_matches_a_direct_computation():
                         + np.log(counts[c] / len(y)))
         logp = np.stack(logp)
         post = logp[y, np.arange(len(y))] - np.logaddexp.reduce(logp, axis=0)
-        prior = counts / len(y)
-        return (-(prior * np.log(prior)).sum() + post.mean()) / np.log(2)
+        frequency = counts / len(y)
+        return (-(frequency * np.log(frequency)).sum() + post.mean()) / np.log(2)
     candidates = [k for k in range(d) if k not in selected]
     for k in candidates:  # the final information, given both selected neurons (orders the rest)
         assert info[k].item() == pytest.approx(mi(selected + [k]), abs=1e-4)
@@ -124,8 +153,10 @@ def test_gaussian_matches_a_direct_computation():
         assert marginal[k].item() == pytest.approx(mi([k]), abs=1e-4)
     # the second choice is the exact greedy one: the best of every pair with the first
     assert selected[1] == max((k for k in range(d) if k != selected[0]), key=lambda k: mi([selected[0], k]))
-    shortlisted = greedy_selection(Xt, yt, 300, 2, 6, refresh=2, candidates=3)
+    shortlisted = greedy_selection(Xt, yt, 300, 2, 6, refresh=2, candidates=3, prior=prior)
     assert shortlisted[0] == selected and torch.allclose(shortlisted[2], info)
+    if prior == "block":  # each neuron alone carries information >= 0 under its own 1-d MAP here
+        assert marginal.min().item() > -1e-6
 
 
 def test_refreshed_shortlists_select_what_scoring_every_candidate_selects():
@@ -229,3 +260,72 @@ def test_contrast_rankers_cover_every_label_and_refuse_unknown_aggregations():
     assert set(call_ranker(f_stat, data, aggregate="max").order[:4].tolist()) == planted_set
     with pytest.raises(ValidationError, match="aggregate"):
         call_ranker(f_stat, data, aggregate="sum")
+
+
+def test_mutual_information_matches_a_direct_plug_in_estimate_and_finds_the_planted_neurons():
+    """mi: per label, I(bin; [y = c]) in bits equals the plug-in estimate computed by hand
+    from the same bins; every planted neuron leads; the overall I(bin; y) is scikit-learn's
+    mutual_info_score of the bins (in nats, converted)."""
+    from sklearn.metrics import mutual_info_score
+
+    from neuroscope.rankers.mutual_information import (bin_edges, joint_counts, label_information,
+                                                       mutual_information, overall_information)
+
+    X, y = planted()
+    given = inputs(X, y)
+    edges = bin_edges(given, 8, 10_000)
+    joint = joint_counts(given, edges)
+    binned = np.stack([np.searchsorted(edges[j], X[:, j], side="right") for j in range(6)], axis=1)
+    assert joint.sum() == 6 * len(y) and np.array_equal(joint[2].sum(axis=1), np.bincount(binned[:, 2], minlength=8))
+    info = label_information(joint)
+    for j in (1, 3, 4):
+        assert overall_information(joint)[j] == pytest.approx(mutual_info_score(binned[:, j], y) / np.log(2))
+        for c in range(3):
+            pb = np.bincount(binned[:, j], minlength=8) / len(y)
+            direct = 0.0
+            for z in (True, False):
+                pz = np.mean((y == c) == z)
+                for b in range(8):
+                    pbz = np.mean((binned[:, j] == b) & ((y == c) == z))
+                    if pbz > 0:
+                        direct += pbz * np.log2(pbz / (pb[b] * pz))
+            assert info[c, j] == pytest.approx(direct, abs=1e-12)
+    assert set(mutual_information(given).order[:2].tolist()) == {1, 3}
+    assert mutual_information(given, aggregate="overall").order[0] == 3
+    corrected = call_ranker(mutual_information, given, correction="miller-madow")
+    assert sorted(corrected.order.tolist()) == list(range(6))
+    with pytest.raises(ValidationError, match="mi bins"):
+        call_ranker(mutual_information, given, bins=1)
+
+
+def test_lape_ranks_label_specific_activity_first():
+    """lape (Tang et al. 2024): a neuron active only on label 0's tokens, one active only on
+    label 2's, one active on every token and noise. Entropies by hand; the specific neurons
+    lead; the always-active neuron has the entropy log 3; the filter puts the rarely and
+    the half active neurons after the kept ones; a never-active one comes last."""
+    from neuroscope.rankers.lape import entropies, lape
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 3000)
+    X = -np.abs(rng.standard_normal((3000, 6))).astype(np.float32)  # inactive everywhere ...
+    X[:, 0] = np.where(y == 0, 1.0, -1.0)  # ... but: only on label 0
+    X[:, 1] = np.where(y == 2, 2.0, -1.0)  # only on label 2
+    X[:, 2] = 1.0  # always
+    X[:, 3] = rng.standard_normal(3000)  # half the time, whatever the label
+    X[:40, 5] = 1.0  # rarely (40 of 3000 tokens)
+    given = inputs(X, y)
+    active = given.class_active()
+    counts, _ = given.class_means()
+    np.testing.assert_array_equal(active, np.stack([(X[y == c] > 0).sum(0) for c in range(3)]))
+    q, entropy = entropies(active / counts[:, None])
+    assert entropy[0] == pytest.approx(0.0) and entropy[2] == pytest.approx(np.log(3)) and np.isnan(entropy[4])
+    for aggregate in ("cover", "max", "overall"):
+        order = call_ranker(lape, given, aggregate=aggregate).order.tolist()
+        # kept by the filter (p = 1 on some label): 0, 1, 2; then 3 and 5; never active: 4
+        assert set(order[:3]) == {0, 1, 2} and set(order[3:5]) == {3, 5} and order[5] == 4, (aggregate, order)
+        if aggregate != "cover":  # cover gives label 1, which has no specific neuron, a turn too
+            assert set(order[:2]) == {0, 1}, (aggregate, order)
+    unfiltered = call_ranker(lape, given, keep=0, aggregate="overall").order.tolist()
+    assert set(unfiltered[:2]) == {0, 1} and unfiltered[-1] == 4
+    with pytest.raises(ValidationError, match="lape keep"):
+        call_ranker(lape, given, keep=101)

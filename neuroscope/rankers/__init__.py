@@ -2,13 +2,15 @@
 
 A ranker is a function ``rank(inputs, **options) -> Ranking`` marked with
 :func:`ranker`, which declares what it needs (``"probe"``: the fitted oracle
-probe's weights; ``"activations"``: the train activations and labels), the
+probe's weights; ``"activations"``: the train activations and labels; ``"model"``: the
+live model, :meth:`RankerInputs.adapter`, and the train sentences), the
 paper it implements and its cost. :class:`RankerInputs` gives it the fitted
 probe (None when it declares it needs none), an out-of-core reader over the
 train activations (chunks, never the whole matrix in RAM), the class id of
 every train row, the label names, the :class:`~neuroscope.types.NeuronIndex`
 and the seed. Statistics several rankers share (class counts and means) are
-computed once per run in one pass over the store (:meth:`RankerInputs.class_means`), or
+computed once per run in one pass over the store (:meth:`RankerInputs.class_means`,
+:meth:`RankerInputs.class_active`), or
 read from streamed statistics where the run has them (:mod:`neuroscope.statistics`).
 
 A plain function ``f(coef, **options)`` (the contract before rankers could
@@ -27,7 +29,7 @@ from neuroscope.features import Features, iter_chunks, n_columns
 from neuroscope.ranking import Ranking
 from neuroscope.types import NeuronIndex
 
-NEEDS = ("probe", "activations")
+NEEDS = ("probe", "activations", "model")
 
 
 @attrs.frozen
@@ -47,6 +49,11 @@ class RankerInputs:
     #: streamed statistics of ``train`` (:mod:`neuroscope.statistics`): class moments are
     #: read from them instead of a pass over the store
     statistics: Any = attrs.field(default=None, eq=False, repr=False)
+    #: for rankers that declare ``needs=("model",)``: a loader of the run's live model
+    #: adapter (:class:`neuroscope.model.ModelAdapter`, called once, when first used) and the
+    #: train sentences (word lists) whose words are the rows of ``train``
+    model: Any = attrs.field(default=None, eq=False, repr=False)
+    sentences: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def coef(self) -> np.ndarray:
@@ -54,6 +61,15 @@ class RankerInputs:
         if self.probe is None:
             raise ValidationError("this ranker needs a fitted probe, but none was given (declare needs=('probe',))")
         return np.asarray(self.probe.coef_)
+
+    def adapter(self) -> Any:
+        """The run's live model adapter (loaded on first use, then shared by the run's
+        rankers), for rankers that declare ``needs=("model",)``."""
+        if self.model is None:
+            raise ValidationError("this ranker needs the live model, but none was given (declare needs=('model',))")
+        if "adapter" not in self.shared:
+            self.shared["adapter"] = self.model()
+        return self.shared["adapter"]
 
     @property
     def n_neurons(self) -> int:
@@ -110,6 +126,22 @@ class RankerInputs:
             self.shared[key] = (counts, sums, squares)
         return self.shared[key]
 
+    def class_active(self) -> np.ndarray:
+        """(labels, neurons) int64: how many of each class's train tokens each neuron is
+        active on (value > 0; rows labelled -1 left out), for activation-probability rankers
+        (``lape``). From the streamed statistics where the run has them, else one pass over
+        the store, computed once per run and shared."""
+        key = ("class_active", id(self.train))
+        if key not in self.shared and self.statistics is not None:
+            self._class_moments()  # checks that the statistics describe these activations
+            self.shared[key] = self.statistics.active
+        if key not in self.shared:
+            active = np.zeros((len(self.label_names), self.n_neurons), dtype=np.float64)
+            for start, block in self.chunks():
+                _add_by_class(active, self.labels[start : start + len(block)], (block > 0).astype(np.float32))
+            self.shared[key] = np.rint(active).astype(np.int64)
+        return self.shared[key]
+
     def overall_mean(self) -> np.ndarray:
         """(neurons,) float64 mean activation over every labelled train token, from
         :meth:`class_means` (no second pass)."""
@@ -137,8 +169,8 @@ class RankerInfo:
 
 def ranker(*, needs: Sequence[str], cite: str, cost: str, **options: Any) -> Callable[[Callable], Callable]:
     """Mark ``f(inputs, **options) -> Ranking`` as a ranker: what it needs (a subset of
-    ``("probe", "activations")``), the paper it implements, its cost, and its options'
-    defaults (documentation; the function's own defaults apply)."""
+    ``("probe", "activations", "model")``), the paper it implements, its cost, and its
+    options' defaults (documentation; the function's own defaults apply)."""
     needs = tuple(needs)
     for need in needs:
         if need not in NEEDS:

@@ -57,7 +57,7 @@ import torch
 
 from neuroscope.rankers import RankerInputs, ranker, ranking_from_order
 from neuroscope.ranking import Ranking
-from neuroscope.validation import check_number
+from neuroscope.validation import check_choice, check_number
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,23 @@ def sample_rows(n_rows: int, size: int, seed: int) -> np.ndarray:
 
 
 def greedy_selection(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_features: int,
-                     refresh: int = 1, candidates: int = 0) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+                     refresh: int = 1, candidates: int = 0, prior: str = "block",
+                     score_rows: tuple[torch.Tensor, torch.Tensor] | None = None
+                     ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The selected neurons in order, the first step's (each neuron alone) and the final
     (given every selected neuron) mutual information (bits) of every neuron.
 
     ``X`` (tokens, neurons) float64 fit sample with class ids ``y`` (every class present);
-    the first ``n_score`` tokens score the candidates; ``n_features`` is the D of the prior.
+    the first ``n_score`` tokens score the candidates, or ``score_rows`` ((tokens, neurons)
+    float64 and their class ids, held out of the fit) where given; ``n_features`` is the D
+    of the prior. ``prior`` "block": the MAP of the modelled block's own marginal (its size
+    k in place of D); "network": NeuroX's (every block a sub-block of the D-dimensional MAP).
     ``refresh`` 1: every candidate is scored at every step (exact greedy). ``refresh`` R > 1:
     every candidate is scored at every R-th step, and at the steps between only the
     ``candidates`` that scored highest then (docs/ranking.md)."""
     denormals = torch.set_flush_denormal(True)  # near-zero densities as denormals make exp/log ~100x slower
     try:
-        return _greedy(X, y, n_score, max_neurons, n_features, max(1, refresh), candidates)
+        return _greedy(X, y, n_score, max_neurons, n_features, max(1, refresh), candidates, prior, score_rows)
     finally:
         if denormals:
             torch.set_flush_denormal(False)
@@ -92,7 +97,8 @@ BLOCK = 16
 
 
 def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_features: int, refresh: int,
-            candidates: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+            candidates: int, prior: str, score_rows: tuple[torch.Tensor, torch.Tensor] | None
+            ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     n, d = X.shape
     classes = int(y.max()) + 1
     steps = min(max_neurons, d)
@@ -109,21 +115,40 @@ def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_
     diag0 = torch.where((counts > 1)[:, None], diag0, pooled[None, :])
     denominator = counts + 2 * n_features + 4  # nu_n + D + 2 with nu_0 = D + 2
     variance = (diag0 + squares) / denominator[:, None]  # diag of Sigma_c, (C, d)
+
+    def scale(block: int) -> torch.Tensor:
+        """(C,) factor from the D-dimensional MAP to the MAP of a block of ``block``
+        neurons' own marginal (the prior's nu_0 = block + 2): (n_c + 2D + 4) / (n_c + 2 block + 4)."""
+        if prior == "network":
+            return torch.ones_like(counts)
+        return denominator / (counts + 2 * block + 4)
+
     log_prior = torch.log(counts / n)
     entropy = -(counts / n * log_prior).sum()
-    Xs, ys = X[:n_score], y[:n_score]
+    if score_rows is None:
+        Xs, ys = X[:n_score], y[:n_score]
+    else:
+        Xs, ys = score_rows
+        n_score = len(ys)
     # token-major layout (s, d, C): the softmax over labels reduces the last, contiguous axis
     cond_mean = means.T[None, :, :].expand(n_score, d, classes).to(torch.float32).contiguous()  # (s, d, C)
     cond_var = variance.clone()  # (C, d)
     basis = torch.zeros(steps, classes, d, dtype=X.dtype)  # rows of the factor: W_c, filled step by step
-    loglik = log_prior[:, None].expand(classes, n_score).clone()  # (C, s)
+    # the selected block's log-density, kept as its parts so that the block's scale can change:
+    # sum of squared standardised residuals (C, s) and of log standard deviations (C,)
+    quadratic = torch.zeros(classes, n_score, dtype=X.dtype)
+    log_std = torch.zeros(classes, dtype=X.dtype)
     Xs32 = Xs.float()
     own = ys[:, None, None]
 
     def score(candidates: torch.Tensor) -> torch.Tensor:
         """I(label; selected + candidate) in nats for each candidate, on the scoring tokens."""
-        log_norm = (-0.5 * torch.log(2 * math.pi * cond_var[:, candidates].clamp_min(1e-12))).float().T
-        neg_half_precision = (-0.5 / cond_var[:, candidates].clamp_min(1e-12)).float().T  # (k, C)
+        m = len(selected)
+        f = scale(m + 1)
+        loglik = (log_prior - 0.5 * m * torch.log(2 * math.pi * f) - log_std)[:, None] - 0.5 * quadratic / f[:, None]
+        block_var = cond_var[:, candidates].clamp_min(1e-12) * f[:, None]
+        log_norm = (-0.5 * torch.log(2 * math.pi * block_var)).float().T
+        neg_half_precision = (-0.5 / block_var).float().T  # (k, C)
         loglik32 = loglik.float().T.contiguous()[:, None, :]  # (s, 1, C)
         out = torch.empty(len(candidates), dtype=X.dtype)
         for first in range(0, len(candidates), BLOCK):
@@ -136,10 +161,10 @@ def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_
             out[part] = entropy + posterior.double().mean(0)
         return out
 
+    selected: list[int] = []
     everyone = torch.arange(d)
     info = score(everyone)
     marginal = info.clone()
-    selected: list[int] = []
     shortlist = everyone
     for step in range(steps):
         if step and step % 50 == 0:
@@ -160,7 +185,8 @@ def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_
         # add j: the log-density of x_j given the selected set, then the rank-one updates
         std = cond_var[:, j].clamp_min(1e-12).sqrt()  # (C,)
         z = (Xs[None, :, j] - cond_mean[:, j, :].T.double()) / std[:, None]  # (C, s)
-        loglik += -0.5 * math.log(2 * math.pi) - torch.log(std)[:, None] - 0.5 * z.pow(2)
+        quadratic += z.pow(2)
+        log_std += torch.log(std)
         scatter_j = by_class(centered[:, j : j + 1] * centered)  # (C, d): row j of scatter_c
         sigma_j = scatter_j / denominator[:, None]
         sigma_j[:, j] += diag0[:, j] / denominator
@@ -174,30 +200,44 @@ def _greedy(X: torch.Tensor, y: torch.Tensor, n_score: int, max_neurons: int, n_
 
 #: how the neurons after the greedy ``max_neurons`` are ordered (docs/ranking.md)
 TAILS = ("marginal", "conditional")
+#: the covariance prior (docs/ranking.md): the modelled block's own MAP, or NeuroX's
+PRIORS = ("block", "network")
+#: which tokens the information is estimated on
+SCORING = ("fit", "held-out")
 
 
 @ranker(needs=("activations",), cite="Torroba Hennigen, Williams & Cotterell, EMNLP 2020 (NeuroX "
-        "gaussian_probe.get_neuron_ordering)", cost="one read of fit_tokens rows; max_neurons greedy steps, each "
-        "O(labels x tokens x neurons), all candidates scored every refresh steps",
+        "gaussian_probe.get_neuron_ordering)", cost="one read of fit_tokens + score_tokens rows; max_neurons greedy "
+        "steps, each O(labels x tokens x neurons), all candidates scored every refresh steps",
         max_neurons="--fraction of the neurons", fit_tokens=20000, score_tokens=2000, memory=2**30, tail="conditional",
-        refresh=10, candidates=256)
+        refresh=10, candidates=256, prior="block", score="fit")
 def gaussian(inputs: RankerInputs, max_neurons: int | None = None, fit_tokens: int = 20000,
              score_tokens: int = 2000, memory: int = 2**30, tail: str = "conditional", refresh: int = 10,
-             candidates: int = 256) -> Ranking:
-    if tail not in TAILS:
-        raise ValueError(f"gaussian tail: expected one of {', '.join(TAILS)}, got {tail!r}")
+             candidates: int = 256, prior: str = "block", score: str = "fit") -> Ranking:
+    check_choice("gaussian tail", tail, TAILS)
+    check_choice("gaussian prior", prior, PRIORS)
+    check_choice("gaussian score", score, SCORING)
     for name, value in (("max_neurons", 1 if max_neurons is None else max_neurons), ("fit_tokens", fit_tokens),
                         ("score_tokens", score_tokens), ("memory", memory), ("refresh", refresh),
                         ("candidates", candidates)):
         check_number(f"gaussian {name}", value, low=1, integer=True)
     labels = np.asarray(inputs.labels)
     known = np.flatnonzero(labels >= 0)
+    d = inputs.n_neurons
+    held: np.ndarray | None = None
+    if score == "held-out":
+        # the scoring tokens first (a seeded sample), the fit sample from the other rows
+        held = known[sample_rows(len(known), min(score_tokens, max(1, len(known) // 2)), inputs.seed + 1)]
+        known = np.setdiff1d(known, held)
     rows = known[sample_rows(len(known), fit_tokens, inputs.seed)]
-    X = torch.from_numpy(inputs.train.rows(rows) if hasattr(inputs.train, "rows")
-                         else np.asarray(inputs.train[rows], dtype=np.float32)).double()
+    X = torch.from_numpy(_read_rows(inputs, rows)).double()
     present, y = np.unique(labels[rows], return_inverse=True)
-    d = X.shape[1]
     n_score = int(min(score_tokens, len(rows), max(1, memory // (4 * len(present) * d))))
+    score_rows = None
+    if held is not None:
+        held = held[np.isin(labels[held], present)][:n_score]  # a label the fit never saw cannot be scored
+        score_rows = (torch.from_numpy(_read_rows(inputs, held)).double(),
+                      torch.from_numpy(np.searchsorted(present, labels[held]).astype(np.int64)))
     steps = math.ceil(inputs.fraction * d) if max_neurons is None else int(max_neurons)
     fits = max(1, memory // (8 * len(present) * d))  # the factor W: steps x labels x neurons float64
     if steps > fits:
@@ -205,9 +245,16 @@ def gaussian(inputs: RankerInputs, max_neurons: int | None = None, fit_tokens: i
                     "%d steps, the rest ordered by %s information (raise [rankers.gaussian] memory to select "
                     "more)", steps, steps * 8 * len(present) * d / 2**30, memory / 2**30, fits, tail)
         steps = fits
-    selected, marginal, last = greedy_selection(X, torch.from_numpy(y.astype(np.int64)), n_score, steps,
-                                                inputs.n_neurons, refresh, candidates)
+    selected, marginal, last = greedy_selection(X, torch.from_numpy(y.astype(np.int64)), n_score, steps, d,
+                                                refresh, candidates, prior, score_rows)
     info = marginal if tail == "marginal" else last
     chosen = set(selected)
     rest = [int(i) for i in np.lexsort((np.arange(d), -info.numpy())) if int(i) not in chosen]
     return ranking_from_order(selected + rest, "gaussian")
+
+
+def _read_rows(inputs: RankerInputs, rows: np.ndarray) -> np.ndarray:
+    """The train rows ``rows`` (sorted) as float32."""
+    if hasattr(inputs.train, "rows"):
+        return inputs.train.rows(rows)
+    return np.asarray(inputs.train[rows], dtype=np.float32)

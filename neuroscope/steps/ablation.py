@@ -5,7 +5,7 @@ remove-top curves."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import numpy as np
@@ -79,12 +79,13 @@ def rank_and_ablate(
     return SeedResult(probe.seed, train_accuracy, results, ranking, kept, curves)
 
 
-def ranking_step(c: CellContext, name: str, probe: Any, seed: int, train_accuracy: float, reporter: Any
-                 ) -> SeedResult:
+def ranking_step(c: CellContext, name: str, probe: Any, seed: int, train_accuracy: float, reporter: Any,
+                 load_adapter: Callable[[], Any] | None = None) -> SeedResult:
     """Ranker ``name``'s ranking for ``seed`` (the oracle ``probe`` for rankers that read
-    one), and its ablations."""
+    one, ``load_adapter`` for those that need the live model), and its ablations."""
     fn, options = c.rankers[name]
-    inputs = c.ranker_inputs(seed, probe if "probe" in info_of(fn).needs else None)
+    needs = info_of(fn).needs
+    inputs = c.ranker_inputs(seed, probe if "probe" in needs else None, load_adapter if "model" in needs else None)
     with reporter.task(f"{name} ranking seed {seed}", None):
         ranking = call_ranker(fn, inputs, **options)
     return rank_and_ablate(probe, ranking, train_accuracy, c.acts, c.task, c.config.fraction, c.config.unseen_labels)
