@@ -301,12 +301,13 @@ def cmd_bench_rankers(args: argparse.Namespace, console: Console) -> int:
     runs = run_board(args.runs) if args.runs else None
     for entry in (runs or {}).get("runs", []):
         table = _table(f"{entry['model']} x {entry['task']} ({entry['site']}), {len(entry['seeds'])} seed(s)",
-                       ("ranker", "keep-top area", "top - random", "selectivity", "in-model effect", "seed Jaccard"),
-                       whole=("ranker",))
+                       ("ranker", "keep-top area", "top - random", "selectivity", "in-model effect", "seed Jaccard",
+                        "rotation gap"), whole=("ranker",))
         for name, row in entry["rankers"].items():
             cells = [f"{row[k]['mean']:.2f}" if row.get(k) else "-" for k in
                      ("keep_top_area", "top_minus_random", "selectivity", "causal_effect")]
-            table.add_row(escape(name), *cells, "-" if row["seed_jaccard"] is None else f"{row['seed_jaccard']:.3f}")
+            table.add_row(escape(name), *cells, "-" if row["seed_jaccard"] is None else f"{row['seed_jaccard']:.3f}",
+                          f"{row['rotation_gap']['mean']:.2f}" if row.get("rotation_gap") else "-")
         console.print(table)
     for path in write_board(args.out, planted, runs):
         console.print(f"wrote {path}", markup=False, highlight=False)

@@ -16,7 +16,8 @@ Two boards, one file each (``leaderboard.json``, ``leaderboard.html``):
   effect of removing the top set against a random set of the same size (``--causal``:
   random's accuracy minus top's, so larger means the ranking found neurons the model
   uses), and seed stability (the mean Jaccard of the top-M sets over pairs of seeds, one
-  value per run).
+  value per run), and with ``--baseline rotation`` the rotation gap (test accuracy of the
+  top M % of neurons minus of random directions).
 
 A ranker a third-party package registers appears in both boards once installed: the
 boards take every registered ranker unless told which.
@@ -168,7 +169,7 @@ def run_board(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
             row["seed_jaccard"] = float(np.mean(pairs)) if pairs else None
             rotation = (results.get("rotation") or {}).get("per_ranker", {}).get(name)
             if rotation:
-                row["rotation_gap"] = rotation["gap"]
+                row["rotation_gap"] = interval(rotation["gap"]["values"])
             rows[name] = row
         boards.append({"run": str(path), "model": results["model"], "task": results["task"],
                        "site": results.get("site", "hidden"), "seeds": results["seeds"], "rankers": rows})
@@ -247,10 +248,10 @@ def render_html(board: dict[str, Any]) -> str:
                          "<th>rotation gap</th></tr>")
             for name, row in entry["rankers"].items():
                 jaccard = "-" if row.get("seed_jaccard") is None else f"{row['seed_jaccard']:.3f}"
-                gap = "-" if row.get("rotation_gap") is None else f"{row['rotation_gap']:.2f}"
                 parts.append(f"<tr><td>{e(name)}</td><td>{_cell(row['keep_top_area'])}</td>"
                              f"<td>{_cell(row['top_minus_random'])}</td><td>{_cell(row.get('selectivity'))}</td>"
-                             f"<td>{_cell(row.get('causal_effect'))}</td><td>{jaccard}</td><td>{gap}</td></tr>")
+                             f"<td>{_cell(row.get('causal_effect'))}</td><td>{jaccard}</td>"
+                             f"<td>{_cell(row.get('rotation_gap'))}</td></tr>")
             parts.append("</table>")
     return "\n".join(parts) + "\n"
 

@@ -57,9 +57,10 @@ from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, warn_unseen_labels
 from neuroscope.steps.extraction import check_screen, extract, screen, screened
 from neuroscope.steps.files import (StepFileError, control_record, minimal_record, oracle_record, probe_arrays,
-                                    ranking_record, read_step, search_record)
+                                    ranking_record, read_step, rotation_record, search_record)
 from neuroscope.steps.minimal import minimal_step
 from neuroscope.steps.oracle import oracle_step, restored_oracle
+from neuroscope.steps.rotation import rotation_step
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.summary import results_record
 from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
@@ -228,6 +229,12 @@ class Orchestrator:
                            parse=lambda d: control_record(d, {n: len(ids) for n, ids in selected.items()}))
             for name in records:
                 records[name]["control"] = control[name]
+        if c.config.baseline == "rotation":
+            rotation = step(steps_dir / f"seed-{seed}-rotation.json",
+                            lambda: rotation_step(c, lambdas, seed, self.reporter), f"rotation baseline seed {seed}",
+                            parse=lambda d: rotation_record(d, seed, list(c.rankers)))
+            for name in records:
+                records[name]["rotation"] = rotation["per_ranker"][name]
         return records
 
     def finish(self, c: CellContext) -> dict[str, Any]:

@@ -182,6 +182,30 @@ def causal_tables(results: dict[str, Any]) -> list[Table]:
                   figures=("causal",))]
 
 
+def rotation_tables(results: dict[str, Any]) -> list[Table]:
+    """With --baseline rotation: Table 1 per ranker in the neuron basis beside a random
+    orthonormal basis of each layer, and the gap of the top set (docs/ranking.md,
+    "Rotation baseline")."""
+    rotation = results.get("rotation")
+    if not rotation:
+        return []
+    p = pct(results)
+    rows = []
+    for ranker, table in rotation["per_ranker"].items():
+        for basis, label in (("neuron", "neurons"), ("rotated", "random directions")):
+            test = table[basis]["test"]
+            rows.append((ranker, label, *(fmt(test[k]) for k in ("all", "top", "random", "bottom")),
+                         fmt(table["gap"]) if basis == "neuron" else ""))
+    skipped = "".join(f" {name}: not rotated ({why})." for name, why in rotation["not_rotated"].items())
+    note = (f"The same analysis with each layer's activations in a random orthonormal basis drawn from each seed "
+            f"(oracle retrained there with the run's lambdas, each ranker ranking the directions): the gap is test "
+            f"accuracy keeping the top {p}% of neurons minus the top {p}% of directions, in points. A gap near 0 "
+            f"says the ranker would find as much in random directions: the neuron basis is not special for this "
+            f"task.{skipped}")
+    return [Table(f"Rotation baseline, test: keep {p}% of neurons or of random directions",
+                  ("ranker", "basis", "all", "top", "random", "bottom", "gap (top)"), tuple(rows), note)]
+
+
 def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Table]:
     """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run (its first ranker), the rankers side
     by side when there are several, plus lambda grid, labels and data. Data sources under
@@ -207,6 +231,7 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
                                [minimal_rows(results, first, "dev", True)]))
     tables += ranker_tables(results)
     tables += causal_tables(results)
+    tables += rotation_tables(results)
     search = results.get("lambda_search")
     if search:
         rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",

@@ -211,6 +211,15 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("screen?.{network_neurons,k}", int, "count", "the network's neurons (layers x hidden_size); the run's"),
     ("screen?.neurons", OPT_INT_LIST, "network ids", "the kept neurons' layer * hidden_size + unit, ascending "
      "(neuron id j of the run is screen.neurons[j]); null when not screened"),
+    ("per_seed[].rotation?", OPT_DICT, "", "only with --baseline rotation: this ranker's ablations and curves in the "
+     "seed's random basis, laid out as ablation and curves above; null for a ranker that needs the model"),
+    ("rotation?", dict, "", "only with --baseline rotation (docs/ranking.md, \"Rotation baseline\"): Table 1 in the "
+     "neuron basis and in a random orthonormal basis of each layer"),
+    ("rotation?.per_ranker.*.{neuron,rotated}.{dev,test}.{all,top,random,bottom}", STAT_KIND, "percent",
+     "per ranker: the oracle keeping all / the top / a random / the bottom M % of neurons, or of directions: " + STAT),
+    ("rotation?.per_ranker.*.gap", STAT_KIND, "", "per ranker: test accuracy keeping its top M % of neurons minus "
+     "keeping its top M % of random directions (percentage points): " + STAT),
+    ("rotation?.not_rotated.*", str, "", "rankers without a rotated counterpart, and why"),
     ("causal?", dict, "", "live-model ablation, only with --causal (docs/protocol.md, \"Causal ablation\")"),
     ("causal?.{mode,positions}", str, "", "zero or mean replacement; at the words' sub-tokens or at all positions"),
     ("causal?.objective", (str, type(None)), "", "the model's own objective measured, or null"),

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import attrs
 import numpy as np
 
-from neuroscope.choices import (AGGREGATIONS, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, KEEP, L2_FORMS,
+from neuroscope.choices import (AGGREGATIONS, BASELINES, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, KEEP, L2_FORMS,
                                 PAPER_VALUES, PRECISION_NAMES, UNSEEN_RULES, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
@@ -467,6 +467,10 @@ class RunConfig:
                          "auto (only when the full store would exceed --store-budget, then as many as it holds); "
                          "docs/protocol.md, \"Screening\"", "off", kind="screen", omit_default=True,
                          allowed_doc="`off`, `auto`, an integer >= 1, or `P%` with 0 < P < 100")
+    baseline: str = option("--baseline", "rotation: also rank and ablate (Table 1) in a seeded random orthonormal "
+                           "basis of each layer, per seed, and report each ranker's gap between neurons and random "
+                           "directions (docs/ranking.md, \"Rotation baseline\")", "none", choices=BASELINES,
+                           omit_default=True)
     store_budget: str = option("--store-budget", "the most the run's activation store may take (e.g. 500GB, 20GiB): "
                                "--screen auto screens a larger one, --screen K must fit; auto: half the free space "
                                "on the cache's disk", "auto", kind="size", omit_default=True,
@@ -504,6 +508,9 @@ class RunConfig:
         if not isinstance(self.screen, str) or parse_screen(self.screen) != self.screen:
             raise ValidationError(f"--screen {self.screen!r}: expected off, auto, a number of neurons >= 1 or a share "
                                   "such as 25% (as the command line writes it)")
+        if self.baseline == "rotation" and self.screen != "off":
+            raise ValidationError("--baseline rotation rotates whole layers; --screen keeps some neurons of each layer "
+                                  "only: use one or the other")
         if not isinstance(self.store_budget, str):
             raise ValidationError(f"--store-budget {self.store_budget!r}: expected auto or a size such as 500GB")
         parse_bytes(self.store_budget)

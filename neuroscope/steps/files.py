@@ -161,6 +161,25 @@ def control_record(data: dict[str, Any], selected: dict[str, int]) -> dict[str, 
     return data
 
 
+def rotation_record(data: dict[str, Any], seed: int, rankers: Sequence[str]) -> dict[str, Any]:
+    """``seed-N-rotation.json``: the rotated oracle's train accuracy and, per ranker of the
+    run, its ablations in the random basis (None for a ranker that needs the model)."""
+    if data["seed"] != seed:
+        raise StepFileError(f"seed: {data['seed']!r}, expected {seed}")
+    percent(data["train_accuracy"], "train_accuracy")
+    if sorted(data["per_ranker"]) != sorted(rankers):
+        raise StepFileError(f"per_ranker: {sorted(data['per_ranker'])}, expected the run's rankers {sorted(rankers)}")
+    for name, entry in data["per_ranker"].items():
+        if entry is None:
+            if name not in data["not_rotated"]:
+                raise StepFileError(f"per_ranker.{name}: null without a reason in not_rotated")
+            continue
+        for split in ("dev", "test"):
+            for kind in ("all", "top", "random", "bottom"):
+                percent(entry["ablation"][split][kind], f"per_ranker.{name}.ablation.{split}.{kind}")
+    return data
+
+
 def search_record(data: dict[str, Any], grid: Sequence[tuple[float, float]], alpha: float, beta: float,
                   fraction: float, seed: int) -> LambdaSearch:
     """``lambda-search.json``: a point for each pair of the run's ``grid``, each with its S

@@ -15,6 +15,7 @@ from neuroscope.screening import RULE
 from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
 from neuroscope.steps.data import majority_baseline
+from neuroscope.steps.rotation import NOT_ROTATED
 from neuroscope.types import NeuronIndex, TaskData
 
 
@@ -112,4 +113,24 @@ def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: 
         "ranking_comparison": compare_rankings({name: [s["ranking"]["order"] for s in r["per_seed"]]
                                                 for name, r in per_ranker.items()}),
         **screened,
+        **({"rotation": summarise_rotation(per_ranker)} if config.baseline == "rotation" else {}),
     }
+
+
+def summarise_rotation(per_ranker: dict[str, Any]) -> dict[str, Any]:
+    """results.json's ``rotation``: per ranker, Table 1 (mean and std over seeds) in the
+    neuron basis and in the random basis, and the gap of the top M % on test (neurons minus
+    directions); rankers without a rotated counterpart under ``not_rotated``."""
+    out: dict[str, Any] = {"basis": "Haar-random orthonormal per layer, drawn from each seed", "per_ranker": {},
+                           "not_rotated": {}}
+    for name, record in per_ranker.items():
+        seeds = record["per_seed"]
+        if any(s.get("rotation") is None for s in seeds):
+            out["not_rotated"][name] = NOT_ROTATED
+            continue
+        table = {basis: {split: {kind: mean_std([pick(s)[split][kind] for s in seeds])
+                                 for kind in ("all", "top", "random", "bottom")} for split in ("dev", "test")}
+                 for basis, pick in (("neuron", lambda s: s["ablation"]), ("rotated", lambda s: s["rotation"]["ablation"]))}
+        table["gap"] = mean_std([s["ablation"]["test"]["top"] - s["rotation"]["ablation"]["test"]["top"] for s in seeds])
+        out["per_ranker"][name] = table
+    return out
