@@ -55,8 +55,8 @@ def test_axis_aligned_information_gives_a_gap_and_rotation_keeps_the_information
     labels; the top 20 % of random directions does not, though all directions together
     predict as well as all neurons."""
     rng = np.random.default_rng(1)
-    y = rng.integers(0, 4, 2000)
-    X = rng.standard_normal((2000, 20)).astype(np.float32)
+    y = rng.integers(0, 4, 1200)
+    X = rng.standard_normal((1200, 20)).astype(np.float32)
     for c in range(4):
         X[:, 5 * c] += 3.0 * (y == c)
     gold = y
@@ -65,14 +65,14 @@ def test_axis_aligned_information_gives_a_gap_and_rotation_keeps_the_information
         probe = ElasticNetProbe(l1=1e-3, l2=1e-5, epochs=10, seed=0).fit(data, y)
         sets = {"all": None, **ablation_sets(weight_mass_ranking(probe.coef_), 0.2, 0)}
         accuracy[basis] = evaluate_ablations(probe, sets, data, gold, "error")
-    assert accuracy["rotated"]["all"] == pytest.approx(accuracy["neuron"]["all"], abs=3.0)
+    assert accuracy["rotated"]["all"] == pytest.approx(accuracy["neuron"]["all"], abs=5.0)  # L1 is basis-bound
     assert accuracy["neuron"]["top"] - accuracy["rotated"]["top"] > 20.0, accuracy
 
 
 def test_baseline_rotation_runs_through_the_command_line(tmp_path, capsys):
     column_task(tmp_path, toy_corpus(80))
-    assert main(toy(tmp_path, "run", "--seeds", "1", "--no-control", "--baseline", "rotation", "--ranker",
-                    "weight-mass,probeless")) == 0
+    assert main(toy(tmp_path, "run", "--seeds", "1", "--no-control", "--l1", "1e-3", "--l2", "0", "--baseline",
+                    "rotation", "--ranker", "weight-mass,probeless")) == 0
     r = results(tmp_path / "run")
     rotation = r["rotation"]
     assert set(rotation["per_ranker"]) == {"weight-mass", "probeless"} and rotation["not_rotated"] == {}

@@ -97,6 +97,13 @@ def test_streamed_statistics_equal_the_full_stores(data_dir, minilm_dir, cache_d
     assert (np.abs(quantiles - exact) <= 2 * step).mean() > 0.99
     streamed = RankerInputs(None, y, names, adapter.neuron_index, statistics=stats)
     np.testing.assert_array_equal(probeless(streamed).order, probeless(stored).order)
+    # so do the other probe-free rankers that read class moments or active counts
+    from neuroscope.rankers.contrast import f_stat
+    from neuroscope.rankers.lape import lape
+
+    np.testing.assert_array_equal(streamed.class_active(), stored.class_active())
+    for rank in (f_stat, lape):
+        np.testing.assert_array_equal(rank(streamed).order, rank(stored).order)
     path = stats.save(tmp_path / "statistics.npz")
     again = NeuronStatistics.load(path)
     assert np.array_equal(again.histogram, stats.histogram) and again.label_names == names
