@@ -354,29 +354,28 @@ def test_plain_elmo_and_telmo_names_with_local_checkpoints(data_dir, cache_dir, 
 
 
 def test_every_ranker_on_minilm_pos(data_dir, cache_dir, tmp_path):
-    """Issues 12 and 25 on the real model: each ranker's top 20 % beats its bottom 20 % (lape,
-    made for MLP neurons, only runs on hidden states), the paper's and probeless' beat a
-    random 20 %; the random ranker's "top" is another random set; the rankings are compared."""
+    """Issue 12 on the real model: each ranker's top 20 % beats its bottom 20 %, the paper's and
+    probeless' beat a random 20 %; the random ranker's "top" is another random set; the
+    rankings are compared."""
     (tmp_path / "registry.toml").write_text("[rankers.gaussian]\nmax_neurons = 20\nfit_tokens = 4000\ncandidates = 64\nscore_tokens = 1000\n")
     out = tmp_path / "rankers"
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
                  "--max-sentences", "1000,250,250", "--l1", "1e-3", "--l2", "0", "--no-control", "--out", str(out),
                  "--cache-dir", str(cache_dir), "--scan-step", "0.1", "--scan-block", "1", "--deltas", "100", "--quiet",
-                 "--ranker", "weight-mass,probeless,iou,gaussian,mi,lape,random"]) == 0
+                 "--ranker", "weight-mass,probeless,iou,gaussian,random"]) == 0
     results = json.loads((out / "results.json").read_text())
     test = {name: {k: v["mean"] for k, v in r["summary"]["ablation"]["test"].items()}
             for name, r in results["per_ranker"].items()}
     # on this slice (one seed, fixed lambdas) the single random 20 % draw scores 80.0; iou's and
     # gaussian's top 20 % beat it on the full default run (docs/ranking.md), not reliably here
-    for name in ("weight-mass", "probeless", "iou", "gaussian", "mi"):
+    for name in ("weight-mass", "probeless", "iou", "gaussian"):
         assert test[name]["top"] > test[name]["bottom"] + 10, (name, test[name])
-    assert results["per_ranker"]["lape"]["per_seed"][0]["ranking"]["method"] == "lape"
     for name in ("weight-mass", "probeless"):
         assert test[name]["top"] > test[name]["random"], (name, test[name])
     assert abs(test["random"]["top"] - test["random"]["random"]) < 8, test["random"]
     curves = results["per_ranker"]["probeless"]["summary"]["curves"]
     assert curves["keep_top"][-1]["mean"] == pytest.approx(test["probeless"]["all"])
-    assert len(results["ranking_comparison"]["pairs"]) == 21
+    assert len(results["ranking_comparison"]["pairs"]) == 10
     assert (out / "rankers.png").is_file()
 
 

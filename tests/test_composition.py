@@ -99,7 +99,7 @@ def test_a_third_party_ranker_runs_through_the_whole_protocol(tmp_path):
     assert var["summary"]["minimal"]["0.5"]["n_neurons"]["mean"] >= 1 and var["summary"]["selectivity"]
     # NeuronBench takes every registered ranker: the installed one is on both boards
     bench = subprocess.run([sys.executable, "-m", "neuroscope.cli", "bench-rankers", "--ranker", "var,f-stat,random",
-                            "--setting", "clean,distractors", "--seeds", "2", "--runs", str(tmp_path / "run"),
+                            "--setting", "clean,distractors", "--seeds", "1", "--runs", str(tmp_path / "run"),
                             "--out", str(tmp_path / "bench")], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert bench.returncode == 0, bench.stderr
     board = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())

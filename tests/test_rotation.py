@@ -72,10 +72,12 @@ def test_axis_aligned_information_gives_a_gap_and_rotation_keeps_the_information
 def test_baseline_rotation_runs_through_the_command_line(tmp_path, capsys):
     column_task(tmp_path, toy_corpus(80))
     assert main(toy(tmp_path, "run", "--seeds", "1", "--no-control", "--l1", "1e-3", "--l2", "0", "--baseline",
-                    "rotation", "--ranker", "weight-mass,probeless")) == 0
+                    "rotation", "--ranker", "weight-mass,probeless,mi,lape")) == 0
     r = results(tmp_path / "run")
     rotation = r["rotation"]
-    assert set(rotation["per_ranker"]) == {"weight-mass", "probeless"} and rotation["not_rotated"] == {}
+    rankers = {"weight-mass", "probeless", "mi", "lape"}  # the newer rankers through --ranker and the protocol too
+    assert set(rotation["per_ranker"]) == rankers and rotation["not_rotated"] == {}
+    assert all(r["per_ranker"][name]["summary"]["minimal"] for name in rankers)
     for name, table in rotation["per_ranker"].items():
         seed = r["per_ranker"][name]["per_seed"][0]
         assert table["neuron"]["test"]["top"]["mean"] == seed["ablation"]["test"]["top"]
