@@ -382,13 +382,13 @@ def test_every_ranker_on_minilm_pos(data_dir, cache_dir, tmp_path):
 def test_compare_takes_two_runs_of_one_model_and_task_and_says_what_differs(pos_run, tmp_path, data_dir, cache_dir):
     other = tmp_path / "mean"
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "400,100,100", "--aggregation", "mean", "--l1", "1e-3", "--l2", "0",
-                 "--no-control", "--out", str(other), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+                 "--max-sentences", "200,50,50", "--aggregation", "mean", "--l1", "1e-3", "--l2", "0",
+                 "--no-control", "--scan-step", "0.05", "--out", str(other), "--cache-dir", str(cache_dir), "--quiet"]) == 0
     out = tmp_path / "cmp"
     assert main(["compare", str(pos_run), str(other), "--out", str(out)]) == 0
     md = (out / "compare.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("|  | minilm"))
     assert "aggregation=last" in header and "aggregation=mean" in header
     assert "Warning: the runs differ in protocol settings" in md
-    assert "seeds: 0,1 vs 0" in md and "max_sentences: 1000,250,250 vs 400,100,100" in md
+    assert "seeds: 0,1 vs 0" in md and "max_sentences: 1000,250,250 vs 200,50,50" in md
     assert "pos train tokens:" in md

@@ -82,7 +82,7 @@ def test_ranker_options_from_registry_toml(tmp_path, capsys):
     assert "did you mean 'probeless'" in capsys.readouterr().err
 
 
-def test_a_third_party_ranker_runs_through_the_whole_protocol(tmp_path):
+def test_a_third_party_ranker_runs_through_the_whole_protocol(tmp_path, monkeypatch):
     site = install_plugin(tmp_path / "site", REPO / "tests" / "plugin_fixture" / "neuroscope_varranker.py",
                           name="neuroscope-varranker", entry="varranker = neuroscope_varranker")
     column_task(tmp_path, toy_corpus(80))
@@ -98,10 +98,10 @@ def test_a_third_party_ranker_runs_through_the_whole_protocol(tmp_path):
     assert var["per_seed"][0]["ranking"]["method"] == "variance"
     assert var["summary"]["minimal"]["0.5"]["n_neurons"]["mean"] >= 1 and var["summary"]["selectivity"]
     # NeuronBench takes every registered ranker: the installed one is on both boards
-    bench = subprocess.run([sys.executable, "-m", "neuroscope.cli", "bench-rankers", "--ranker", "var,f-stat,random",
-                            "--setting", "clean,distractors", "--seeds", "1", "--runs", str(tmp_path / "run"),
-                            "--out", str(tmp_path / "bench")], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert bench.returncode == 0, bench.stderr
+    monkeypatch.syspath_prepend(str(site))  # installed here too: the bench runs in this process
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench-rankers", "--ranker", "var,f-stat,random", "--setting", "clean,distractors", "--seeds", "1",
+                 "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "bench")]) == 0
     board = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())
     assert {row["ranker"] for row in board["planted"]["leaderboard"]} == {"var", "f-stat", "random"}
     # variance ranks the loud distractors first: it finds planted neurons only where nothing else is loud
