@@ -125,7 +125,6 @@ class ModelAdapter(abc.ABC):
                                       "(it does not implement intervene(); docs/plugins.md)")
         yield  # pragma: no cover - unreachable, makes this a generator
 
-
     def attribution_objective(self) -> str:
         """The objective :meth:`attribution` differentiates ("next-token loss", "masked-LM
         loss"); raises :class:`AttributionUnsupported` with the reason where there is none.

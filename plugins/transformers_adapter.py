@@ -270,12 +270,13 @@ class TransformersAdapter(ModelAdapter):
         return [array for seg_vectors in by_condition  # one condition unless inside intervene()
                 for array in _assembled(seg_vectors, counts, segments, owners, axis=1)]
 
-    def _segments(self, sentences: Sequence[Sequence[str]]
+    def _segments(self, sentences: Sequence[Sequence[str]], count: bool = True
                   ) -> tuple[list[list[str]], list[list[int]], list[tuple[int, int, int]], list[list[int]]]:
         """The forward pass's segments of ``sentences``: the words (a word without
         sub-tokens replaced by the unknown token), each word's sub-token count, the segments
         (sentence, first word, end word; a sentence longer than the model's window split by
-        :func:`plan_windows`) and, per sentence, the segment each word is read from."""
+        :func:`plan_windows`) and, per sentence, the segment each word is read from.
+        ``count``: add the replaced words and windowed sentences to the extraction's tallies."""
         words = [list(s) for s in sentences]
         counts = self._subword_counts(words)
         unk = self.tokenizer.unk_token
@@ -287,7 +288,7 @@ class TransformersAdapter(ModelAdapter):
                                           "and the tokenizer has no unknown token")
                 for i in empty:
                     words[k][i] = unk
-                self.replaced_words += len(empty)
+                self.replaced_words += len(empty) if count else 0
         if any(0 in c for c in counts):
             counts = self._subword_counts(words)
         segments: list[tuple[int, int, int]] = []  # (sentence, first word, end word)
@@ -304,7 +305,7 @@ class TransformersAdapter(ModelAdapter):
             base = len(segments)
             segments.extend((k, s, e) for s, e in windows)
             owners.append([base + o for o in owner])
-            self.windowed_sentences += 1
+            self.windowed_sentences += 1 if count else 0
         return words, counts, segments, owners
 
     def _forward(self, segments: list[list[str]]) -> list[list[np.ndarray]]:
@@ -726,7 +727,7 @@ class TransformersAdapter(ModelAdapter):
         is seeded by each batch's ids)."""
         objective = self.attribution_objective()
         targets = self._sites() if self._mlp is None else [(m, "input", s) for m, s in self._mlp]
-        words, counts, segments, owners = self._segments(sentences)
+        words, counts, segments, owners = self._segments(sentences, count=False)
         pieces = [words[k][s:e] for k, s, e in segments]
         out: list[np.ndarray] = []
         for start in range(0, len(pieces), self.batch_size):
