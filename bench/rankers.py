@@ -21,8 +21,7 @@ Every comparison with NeuroX is of whole orderings: the first position where the
 rho of the two rank vectors, and the overlap of their top 20 % (and for iou the largest
 difference of average precision). neuroscope's gaussian is compared three ways: NeuroX's
 model and the exact greedy search (``prior="network"``, ``refresh=1``), the exact search
-with neuroscope's prior, and the defaults (``prior="block"``, ``refresh=10``, 256
-candidates).
+with the block prior, and the defaults (NeuroX's prior, ``refresh=10``, 256 candidates).
 
     python bench/rankers.py [--rows 0] --neurox-master /path/to/NeuroX
 
@@ -134,7 +133,7 @@ def main() -> int:
     selections = {}
     for name, options in (("defaults (score 2,000 tokens, refresh 10, 256 candidates)", {}),
                           ("exact greedy (refresh 1), score 2,000 tokens", {"refresh": 1}),
-                          ("refresh 10, score 8,000 tokens", {"score_tokens": 8000})):
+                          ("refresh 10, score 8,000 tokens", {"score_tokens": 8000, "memory": 2**32})):
         with Timer() as t:
             order = gaussian(RankerInputs(train, y, tuple(classes), train.index, 0), max_neurons=steps,
                              **options).order[:steps]
@@ -200,7 +199,7 @@ def main() -> int:
     gaussian_runs = {}
     for name, options in (("network prior, exact greedy", {"prior": "network", "refresh": 1}),
                           ("block prior, exact greedy", {"prior": "block", "refresh": 1}),
-                          ("defaults", {"prior": "block", "refresh": 10, "candidates": 256})):
+                          ("defaults", {})):
         with Timer() as t:
             selected, _, _ = greedy_selection(torch.from_numpy(gx).double(), torch.from_numpy(gy), len(gx),
                                               args.gaussian_k, gx.shape[1], **options)
