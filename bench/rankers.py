@@ -181,13 +181,13 @@ def main() -> int:
     results["probeless_vs_neurox"] = {**agreement(ours, np.asarray(neurox["probeless"]["order"])),
                                       "neuroscope_seconds": round(t.seconds, 2),
                                       "neurox_seconds": round(neurox["probeless"]["seconds"], 2)}
+    from sklearn.metrics import average_precision_score
+
     per_label = {}
     thresholded = np.where(np.abs(X) < threshold, 0.0, X).astype(np.float16)
     for c in iou_labels.tolist():
         aps = np.array([average_precisions(thresholded[:, i], ys, len(classes))[c] for i in range(X.shape[1])])
         theirs = np.asarray(neurox["iou"][str(c)])
-        from sklearn.metrics import average_precision_score
-
         reference = np.array([average_precision_score(ys == c, thresholded[:, i].astype(np.float32))
                               for i in range(X.shape[1])])
         per_label[str(classes[c])] = {**agreement(order_by_score(aps, "iou").order, theirs),

@@ -120,16 +120,13 @@ def _planted_leaderboard(results: dict[str, Any], settings: list[str], rankers: 
                          ) -> list[dict[str, Any]]:
     """Rankers by mean AP over the settings, each with a bootstrap interval that resamples
     the seeds (jointly over settings)."""
-    rng = np.random.default_rng([seeds, 2025])
-    picks = rng.integers(0, seeds, size=(2000, seeds))
     rows = []
     for name in rankers:
         row: dict[str, Any] = {"ranker": name}
         for metric in METRICS:
             values = np.array([results[s][name][metric]["values"] for s in settings])  # (settings, seeds)
-            means = values[:, picks].mean(axis=(0, 2))
-            row[metric] = {"mean": float(values.mean()), "low": float(np.percentile(means, 2.5)),
-                           "high": float(np.percentile(means, 97.5))}
+            low, high = bootstrap_interval(values, seed=seeds)
+            row[metric] = {"mean": float(values.mean()), "low": low, "high": high}
         aps = {s: results[s][name]["ap"]["mean"] for s in settings}
         row["worst_setting"] = min(settings, key=aps.get) if len(set(aps.values())) > 1 else None
         rows.append(row)

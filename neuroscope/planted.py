@@ -141,12 +141,16 @@ def score_ranking(order: np.ndarray, planted: np.ndarray) -> dict[str, float]:
 
 def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000,
                        level: float = 0.95) -> tuple[float, float]:
-    """A percentile bootstrap interval of the mean of ``values`` (over seeds), seeded."""
+    """A percentile bootstrap interval of the mean of ``values`` over its last axis (the
+    seeds), seeded. More axes (e.g. settings x seeds) resample the seeds jointly and
+    average over everything."""
     values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
+    seeds = values.shape[-1]
+    if seeds < 2:
         return float(values.mean()), float(values.mean())
     rng = np.random.default_rng([seed, 2025])
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    picks = rng.integers(0, seeds, size=(resamples, seeds))
+    means = values[..., picks].reshape(-1, resamples, seeds).mean(axis=(0, 2))
     tail = (1 - level) / 2 * 100
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 

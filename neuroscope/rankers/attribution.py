@@ -34,8 +34,8 @@ import logging
 import numpy as np
 
 from neuroscope.errors import NeuroscopeError, ValidationError
-from neuroscope.rankers import RankerInputs, order_by_score, ranker, ranking_from_order
-from neuroscope.rankers.contrast import AGGREGATES, covering_order
+from neuroscope.rankers import RankerInputs, order_by_score, ranker
+from neuroscope.rankers.contrast import AGGREGATES, by_labels
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
 
@@ -102,6 +102,4 @@ def attribution(inputs: RankerInputs, sentences: int = 2000, aggregate: str = "c
         scores = sums[present] / counts[present, None]
     if aggregate == "overall":
         return order_by_score(sums.sum(axis=0) / max(int(counts.sum()), 1), "attribution")
-    if aggregate == "max":
-        return order_by_score(scores.max(axis=0), "attribution")
-    return ranking_from_order(covering_order(scores, counts[present]), "attribution")
+    return by_labels(scores, counts[present], aggregate, "attribution")

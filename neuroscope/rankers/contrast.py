@@ -97,15 +97,21 @@ def covering_order(scores: np.ndarray, counts: np.ndarray, limit: int | None = N
     return np.asarray(out, dtype=np.int64)
 
 
+def by_labels(scores: np.ndarray, counts: np.ndarray, aggregate: str, method: str) -> Ranking:
+    """One ranking from (labels, neurons) per-label scores (labels with ``counts`` train
+    tokens): ``max``, by each neuron's best label (NaN scores never win), or ``cover``, the
+    labels taking turns (:func:`covering_order`). ``overall`` is each ranker's own score."""
+    if aggregate == "max":
+        return order_by_score(np.nanmax(np.where(np.isnan(scores), -np.inf, scores), axis=0), method)
+    return ranking_from_order(covering_order(scores, counts), method)
+
+
 def contrast_ranking(inputs: RankerInputs, kind: str, aggregate: str) -> Ranking:
     check_choice(f"{kind} aggregate", aggregate, AGGREGATES)
     counts, means, variances = moments(inputs)
     if aggregate == "overall":
         return order_by_score(overall_score(counts, means, variances, kind), kind)
-    scores = one_vs_rest(counts, means, variances, kind)
-    if aggregate == "max":
-        return order_by_score(np.nanmax(np.where(np.isnan(scores), -np.inf, scores), axis=0), kind)
-    return ranking_from_order(covering_order(scores, counts), kind)
+    return by_labels(one_vs_rest(counts, means, variances, kind), counts, aggregate, kind)
 
 
 @ranker(needs=("activations",), cite="Gurnee et al. 2023, Finding Neurons in a Haystack, section 3 (mean "

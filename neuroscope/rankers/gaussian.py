@@ -64,6 +64,7 @@ import math
 import numpy as np
 import torch
 
+from neuroscope.features import read_rows
 from neuroscope.rankers import RankerInputs, ranker, ranking_from_order
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
@@ -248,13 +249,13 @@ def gaussian(inputs: RankerInputs, max_neurons: int | None = None, fit_tokens: i
         held = known[sample_rows(len(known), min(score_tokens, max(1, len(known) // 2)), inputs.seed + 1)]
         known = np.setdiff1d(known, held)
     rows = known[sample_rows(len(known), fit_tokens, inputs.seed)]
-    X = torch.from_numpy(_read_rows(inputs, rows)).double()
+    X = torch.from_numpy(read_rows(inputs.train, rows, None)).double()
     present, y = np.unique(labels[rows], return_inverse=True)
     n_score = int(min(score_tokens, len(rows), max(1, memory // (4 * len(present) * d))))
     score_rows = None
     if held is not None:
         held = held[np.isin(labels[held], present)][:n_score]  # a label the fit never saw cannot be scored
-        score_rows = (torch.from_numpy(_read_rows(inputs, held)).double(),
+        score_rows = (torch.from_numpy(read_rows(inputs.train, held, None)).double(),
                       torch.from_numpy(np.searchsorted(present, labels[held]).astype(np.int64)))
     steps = math.ceil(inputs.fraction * d) if max_neurons is None else int(max_neurons)
     fits = max(1, memory // (8 * len(present) * d))  # the factor W: steps x labels x neurons float64
@@ -269,10 +270,3 @@ def gaussian(inputs: RankerInputs, max_neurons: int | None = None, fit_tokens: i
     chosen = set(selected)
     rest = [int(i) for i in np.lexsort((np.arange(d), -info.numpy())) if int(i) not in chosen]
     return ranking_from_order(selected + rest, "gaussian")
-
-
-def _read_rows(inputs: RankerInputs, rows: np.ndarray) -> np.ndarray:
-    """The train rows ``rows`` (sorted) as float32."""
-    if hasattr(inputs.train, "rows"):
-        return inputs.train.rows(rows)
-    return np.asarray(inputs.train[rows], dtype=np.float32)
