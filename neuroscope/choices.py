@@ -63,3 +63,6 @@ def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
 #: labels with fewer train tokens than this are rare: flagged in the report's label table and
 #: figures, and their top neurons folded away (the probe's weights rest on few examples)
 RARE_TOKENS = 100
+
+#: --ksparse-k: the k-sparse probes' sizes, 1, 2, 4, ..., 256 (Gurnee et al. 2023; docs/ranking.md)
+DEFAULT_KS = tuple(2 ** i for i in range(9))

@@ -15,7 +15,8 @@ so an executor may run the seeds of a cell on different machines
   ranking and ablations (``seed-N-R.json``: Table 1, keep/remove-top curves) and minimal
   neuron sets (``seed-N-R-minimal.json``: Tables 2, 3) with the analyses of section 5;
   the control task and every ranker's selectivity (``seed-N-control.json``);
-* ``finish`` - the causal ablation where asked (``causal.json``), ``results.json``,
+* ``finish`` - with --ksparse the k-sparse ceiling (``ksparse.json``), the causal ablation
+  where asked (``causal.json``), ``results.json``,
   ``manifest.json``, tables, figures and ``report.html``.
 
 Each step is a function of :mod:`neuroscope.steps`; the orchestrator calls them in the
@@ -56,12 +57,13 @@ from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, warn_unseen_labels
 from neuroscope.steps.extraction import check_screen, extract, screen, screened
-from neuroscope.steps.files import (StepFileError, control_record, minimal_record, oracle_record, probe_arrays,
-                                    ranking_record, read_step, rotation_record, search_record)
+from neuroscope.steps.files import (StepFileError, ceiling_record, control_record, minimal_record, oracle_record,
+                                    probe_arrays, ranking_record, read_step, rotation_record, search_record)
 from neuroscope.steps.minimal import minimal_step
 from neuroscope.steps.oracle import oracle_step, restored_oracle
 from neuroscope.steps.rotation import rotation_step
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
+from neuroscope.steps.sparse import sparse_ceiling_step
 from neuroscope.steps.summary import results_record
 from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
 from neuroscope.types import NeuronIndex, TaskData
@@ -232,7 +234,7 @@ class Orchestrator:
         if c.config.baseline == "rotation":
             rotation = step(steps_dir / f"seed-{seed}-rotation.json",
                             lambda: rotation_step(c, lambdas, seed, self.reporter), f"rotation baseline seed {seed}",
-                            parse=lambda d: rotation_record(d, seed, list(c.rankers)))
+                            parse=lambda d: rotation_record(d, seed, list(c.rankers), c.index.n_neurons))
             for name in records:
                 records[name]["rotation"] = rotation["per_ranker"][name]
         return records
@@ -243,8 +245,13 @@ class Orchestrator:
         config = c.config
         lambdas = self.lambdas(c)
         seeds = [self.seed(c, lambdas, seed, reuse_quietly=True) for seed in config.seeds]
+        sparse = None
+        if config.ksparse:
+            sparse = self._step(c.steps_dir / "ksparse.json", lambda: sparse_ceiling_step(c, self.reporter),
+                                "k-sparse ceiling", parse=lambda d: ceiling_record(d, config.seeds[0],
+                                                                                   c.index.n_neurons))
         results = results_record(config, c.index, c.task, c.data, seeds, lambdas.searched,
-                                 (lambdas.l1, lambdas.l2, lambdas.chosen_by))
+                                 (lambdas.l1, lambdas.l2, lambdas.chosen_by), sparse)
         if config.causal:
             def causal() -> dict[str, Any]:
                 probes = {}

@@ -34,6 +34,11 @@ class Ranking:
     order: np.ndarray  # (neurons,) int64, a permutation
     entry_share: np.ndarray  # (neurons,) float64, weight-mass share at which each neuron enters (inf: never)
     method: str = "weight-mass"
+    #: (labels, neurons) float64, each label's own score of every neuron (higher: more
+    #: important for that label; NaN: no score, a label without train tokens), for analyses
+    #: that take a label's best neurons (k-sparse probing); None where the ranker has one
+    #: overall order only. Not written to the step files: the analyses run where the ranking is made.
+    label_scores: np.ndarray | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def n_neurons(self) -> int:
@@ -56,6 +61,15 @@ class Ranking:
 
     def top_n(self, n: int) -> np.ndarray:
         return np.sort(self.order[:n])
+
+    def label_order(self, label: int, limit: int | None = None) -> np.ndarray:
+        """Label ``label``'s neurons, best first (its :attr:`label_scores`, ties by neuron
+        id; the overall order where the ranker has no per-label scores); the first ``limit``."""
+        if self.label_scores is None:
+            return self.order[:limit]
+        row = np.asarray(self.label_scores[label], dtype=np.float64)
+        key = np.where(np.isnan(row), -np.inf, row)
+        return np.lexsort((np.arange(len(row)), -key))[:limit].astype(np.int64)
 
     def to_json(self) -> dict:
         shares = [None if not np.isfinite(s) else float(s) for s in self.entry_share]
@@ -107,7 +121,8 @@ def weight_mass_ranking(coef: np.ndarray, stride: int | None = 100) -> Ranking:
         step = np.where(np.isfinite(entry), step, stride + 2)
     finite_entry = np.where(np.isfinite(entry), entry, np.inf)
     order = np.lexsort((np.arange(coef.shape[1]), -total, finite_entry, step))
-    return Ranking(order.astype(np.int64), entry, "weight-mass" if stride is None else f"weight-mass/{stride}")
+    return Ranking(order.astype(np.int64), entry, "weight-mass" if stride is None else f"weight-mass/{stride}",
+                   np.abs(coef.astype(np.float64)))
 
 
 def top_neurons_per_label(coef: np.ndarray, mass: float) -> dict[int, np.ndarray]:

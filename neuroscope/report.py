@@ -206,6 +206,36 @@ def rotation_tables(results: dict[str, Any]) -> list[Table]:
                   ("ranker", "basis", "all", "top", "random", "bottom", "gap (top)"), tuple(rows), note)]
 
 
+def sparse_tables(results: dict[str, Any]) -> list[Table]:
+    """With --ksparse: per ranker (and in the random basis with --baseline rotation) the mean
+    over labels of test F1 of the one-vs-rest probes on each label's k best neurons, and
+    the exhaustive ceiling (docs/ranking.md, "k-sparse probing")."""
+    sparse = results.get("ksparse")
+    if not sparse:
+        return []
+    ks = max((r["ks"] for r in sparse["per_ranker"].values()), key=len)
+    rows = []
+    for ranker, record in sparse["per_ranker"].items():
+        for label, stats in ((ranker, record["mean_f1"]), (f"{ranker}, random directions",
+                                                           (record.get("rotated") or {}).get("mean_f1"))):
+            if stats is not None:
+                rows.append((label, *(fmt(v) for v in stats), *([""] * (len(ks) - len(stats)))))
+    ceiling = sparse["ceiling"]
+    if ceiling is not None:
+        rows.append((f"ceiling (best of {ceiling['pool']} by mean-diff)",
+                     *(f"{v:.2f}" for v in ceiling["mean_f1"]), *([""] * (len(ks) - len(ceiling["mean_f1"])))))
+    left = len(sparse["left_out"])
+    note = (f"Per label, a one-vs-rest logistic probe on the label's k best neurons of each ranking (its own order "
+            f"for the label where the ranker scores labels), trained on {sparse['train_rows']:,} train words (L2 "
+            f"{sparse['l2']:g} on standardised neurons, solved exactly); test F1 of the label, averaged over the "
+            f"{len(sparse['labels'])} labels with at least {sparse['min_positives']} words in that sample"
+            + (f" ({left} left out, listed in results.json)" if left else "") + ". The ceiling: of every subset of "
+            "size k of the label's best neurons by mean difference, the one whose probe reaches the lowest training "
+            "loss (Gurnee et al. 2023's optimal sparse probe, by exhaustive search).")
+    return [Table("k-sparse probing, test: mean F1 over labels of a probe on each label's k best neurons",
+                  ("ranking", *(f"k={k}" for k in ks)), tuple(rows), note, figures=("ksparse",))]
+
+
 def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Table]:
     """The paper's Tables 1, 2, 3, 5, 6 and 7 for one run (its first ranker), the rankers side
     by side when there are several, plus lambda grid, labels and data. Data sources under
@@ -232,6 +262,7 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
     tables += ranker_tables(results)
     tables += causal_tables(results)
     tables += rotation_tables(results)
+    tables += sparse_tables(results)
     search = results.get("lambda_search")
     if search:
         rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",
@@ -453,6 +484,24 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
             ax.legend(fontsize=7)
         fig.suptitle(f"{name}: causal ablation, test ({over})", fontsize=10)
         finish(fig, "causal")
+    sparse = results.get("ksparse")
+    if sparse:
+        fig, ax = subplots(figsize=(6.4, 3.8), dpi=110)
+        for r, (ranker, record) in enumerate(sparse["per_ranker"].items()):
+            for stats, style, label in ((record["mean_f1"], "-", ranker),
+                                        ((record.get("rotated") or {}).get("mean_f1"), ":", f"{ranker}, rotated")):
+                if stats:
+                    ax.errorbar(record["ks"][: len(stats)], [v["mean"] for v in stats],
+                                yerr=[v["std"] for v in stats] if n_seeds > 1 else None, marker=".", capsize=2,
+                                linestyle=style, color=f"C{r}", label=label)
+        if sparse["ceiling"] is not None:
+            ax.plot(sparse["ceiling"]["ks"], sparse["ceiling"]["mean_f1"], "k*", markersize=9, label="ceiling")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k, neurons per label")
+        ax.set_ylabel("test F1, mean over labels (%)")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{name}: k-sparse probing ({over})", fontsize=9)
+        finish(fig, "ksparse")
     return out
 
 
@@ -622,6 +671,9 @@ def figure_captions(results: dict[str, Any]) -> dict[str, str]:
                         f"minimal set chosen for delta {first:g}. Paper Tables 2, 3.",
         "rankers": f"Test accuracy of the oracle probe keeping only (left) or removing (right) the top k% of each "
                    f"ranking; {over}. Antverg & Belinkov's comparison of rankings.",
+        "ksparse": f"k-sparse probing: per label a one-vs-rest probe on the label's k best neurons of each ranking; "
+                   f"test F1 averaged over the labels, {over}; dotted: the same in a random orthonormal basis of each "
+                   "layer (--baseline rotation); stars: the exhaustive ceiling. Gurnee et al. 2023.",
         "causal": f"Removing the top, a layer-matched random or the bottom share of neurons: the oracle probe's test "
                   f"accuracy when they are removed from its input only (hatched, in-probe) or inside the model's "
                   f"forward pass (solid, in-model), and, where the checkpoint has one, the model's own loss; {over}. "

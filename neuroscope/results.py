@@ -220,6 +220,31 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("rotation?.per_ranker.*.gap", STAT_KIND, "", "per ranker: test accuracy keeping its top M % of neurons minus "
      "keeping its top M % of random directions (percentage points): " + STAT),
     ("rotation?.not_rotated.*", str, "", "rankers without a rotated counterpart, and why"),
+    ("per_seed[].ksparse?", dict, "", "only with --ksparse (docs/ranking.md, \"k-sparse probing\"): this ranking's "
+     "k-sparse curves (also under per_seed[].rotation.ksparse with --baseline rotation, in the random basis)"),
+    ("per_seed[].ksparse?.ks", INT_LIST, "count", "the probes' sizes k"),
+    ("per_seed[].ksparse?.label_orders", str, "", "per label: each label's own best neurons; overall: the ranking's "
+     "order for every label (a ranker without per-label scores)"),
+    ("per_seed[].ksparse?.per_label.*.{f1,accuracy}", NUMBER_LIST, "percent", "per label taking part and k: test F1 "
+     "of the label and accuracy of its one-vs-rest probe on its k best neurons"),
+    ("per_seed[].ksparse?.per_label.*.best_neuron", int, "neuron id", "the label's best neuron (k = 1)"),
+    ("per_seed[].ksparse?.{mean_f1,mean_accuracy}", NUMBER_LIST, "percent", "per k: the mean over the labels"),
+    ("per_seed[].ksparse?.unconverged", int, "count", "probes whose Newton steps stopped before the tolerance"),
+    ("ksparse?", dict, "", "only with --ksparse: the k-sparse probes' sample and labels, the ceiling, and every "
+     "ranker's curves over seeds"),
+    ("ksparse?.{train_rows,min_positives}", int, "count", "train words the probes fit on; the fewest words of a "
+     "label (and of the rest) in them for the label to take part"),
+    ("ksparse?.l2", NUM, "", "the probes' L2 penalty (on standardised neurons)"),
+    ("ksparse?.labels", STR_LIST, "", "the labels taking part"),
+    ("ksparse?.left_out.*", str, "", "the other labels, each with the reason"),
+    ("ksparse?.ceiling", OPT_DICT, "", "the exhaustive small-k ceiling (null with --ksparse-ceiling 0): ks, pool, "
+     "shortlist, subsets_per_label, per label the chosen neurons and their test f1 and accuracy per k, and "
+     "mean_f1 / mean_accuracy over labels"),
+    ("ksparse?.per_ranker.*.ks", INT_LIST, "count", "per ranker: the probes' sizes"),
+    ("ksparse?.per_ranker.*.{mean_f1,mean_accuracy}", STAT_LIST, "percent", "per ranker and k: the mean over labels "
+     "of test F1 / accuracy, " + STAT),
+    ("ksparse?.per_ranker.*.rotated?.{mean_f1,mean_accuracy}", STAT_LIST, "percent", "with --baseline rotation: the "
+     "same in the random basis"),
     ("causal?", dict, "", "live-model ablation, only with --causal (docs/protocol.md, \"Causal ablation\")"),
     ("causal?.{mode,positions}", str, "", "zero or mean replacement; at the words' sub-tokens or at all positions"),
     ("causal?.objective", (str, type(None)), "", "the model's own objective measured, or null"),

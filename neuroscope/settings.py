@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping
 import attrs
 import numpy as np
 
-from neuroscope.choices import (AGGREGATIONS, BASELINES, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_MEMORY, KEEP, L2_FORMS,
-                                PAPER_VALUES, PRECISION_NAMES, UNSEEN_RULES, parse_layers)
+from neuroscope.choices import (AGGREGATIONS, BASELINES, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_KS, DEFAULT_MEMORY,
+                                KEEP, L2_FORMS, PAPER_VALUES, PRECISION_NAMES, UNSEEN_RULES, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
 from neuroscope.screening import parse_bytes, parse_screen
@@ -355,6 +355,14 @@ def _gib_to_bytes(gib: Any) -> Any:
     return gib * 2**30 if _is_number(gib) else gib
 
 
+def _integral(values: Any) -> Any:
+    """A list of sizes as ints where they are whole numbers (the range check names any other)."""
+    if isinstance(values, (list, tuple)):
+        return tuple(int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     and float(v).is_integer() else v for v in values)
+    return values
+
+
 def _seeds(count: Any) -> Any:
     return tuple(range(count)) if isinstance(count, int) and count >= 1 else ()
 
@@ -471,6 +479,22 @@ class RunConfig:
                            "basis of each layer, per seed, and report each ranker's gap between neurons and random "
                            "directions (docs/ranking.md, \"Rotation baseline\")", "none", choices=BASELINES,
                            omit_default=True)
+    ksparse: bool = option("--ksparse", "also k-sparse probing on every ranking (Gurnee et al. 2023): per label a "
+                           "one-vs-rest probe on its k best neurons, test F1 and accuracy for each k of --ksparse-k, "
+                           "and an exhaustive small-k ceiling (docs/ranking.md, \"k-sparse probing\")", False,
+                           kind="flag", doc_default="off", omit_default=True)
+    ksparse_k: tuple[int, ...] = option("--ksparse-k", "--ksparse: the probes' sizes k (those up to the network's "
+                                        "size are used)", DEFAULT_KS, converter=_integral, kind="floats", low=1,
+                                        integer=True, doc_default="`1,2,4,...,256`", omit_unless="ksparse")
+    ksparse_rows: int = option("--ksparse-rows", "--ksparse: train words the probes fit on (a seeded uniform sample)",
+                               10000, kind="int", low=2, integer=True, omit_unless="ksparse")
+    ksparse_l2: float = option("--ksparse-l2", "--ksparse: the probes' L2 penalty on standardised neurons", 1e-4,
+                               kind="float", low=0, low_open=True, high=MAX_LAMBDA, omit_unless="ksparse")
+    ksparse_ceiling: int = option("--ksparse-ceiling", "--ksparse: the ceiling's largest k, an exhaustive search over "
+                                  "subsets of the --ksparse-pool best neurons by mean difference (0: no ceiling)", 3,
+                                  kind="int", low=0, high=4, integer=True, omit_unless="ksparse")
+    ksparse_pool: int = option("--ksparse-pool", "--ksparse: neurons per label the ceiling searches", 50, kind="int",
+                               low=1, high=200, integer=True, omit_unless="ksparse")
     store_budget: str = option("--store-budget", "the most the run's activation store may take (e.g. 500GB, 20GiB): "
                                "--screen auto screens a larger one, --screen K must fit; auto: half the free space "
                                "on the cache's disk", "auto", kind="size", omit_default=True,
@@ -511,6 +535,8 @@ class RunConfig:
         if self.baseline == "rotation" and self.screen != "off":
             raise ValidationError("--baseline rotation rotates whole layers; --screen keeps some neurons of each layer "
                                   "only: use one or the other")
+        if self.ksparse and list(self.ksparse_k) != sorted(set(self.ksparse_k)):
+            raise ValidationError(f"--ksparse-k: expected increasing different sizes, got {list(self.ksparse_k)}")
         if not isinstance(self.store_budget, str):
             raise ValidationError(f"--store-budget {self.store_budget!r}: expected auto or a size such as 500GB")
         parse_bytes(self.store_budget)
@@ -532,6 +558,13 @@ class RunConfig:
     def search(self) -> bool:
         return self.l1 is None
 
+    def sparse_settings(self) -> Any:
+        """--ksparse's settings (:class:`neuroscope.sparse_probing.SparseSettings`)."""
+        from neuroscope.sparse_probing import SparseSettings  # torch: only when a run probes
+
+        return SparseSettings(ks=tuple(self.ksparse_k), rows=self.ksparse_rows, l2=self.ksparse_l2,
+                              ceiling=self.ksparse_ceiling, pool=self.ksparse_pool)
+
     def rows_trained(self, n_train: int, trainings: int = 1) -> int | None:
         """Rows a progress bar counts for ``trainings`` probe trainings (unknown with --epochs auto)."""
         return None if self.epochs == "auto" else self.epochs * n_train * trainings
@@ -551,7 +584,7 @@ class RunConfig:
     def from_json(cls, data: Mapping[str, Any]) -> "RunConfig":
         """The settings :meth:`to_json` wrote (settings it leaves out take their defaults)."""
         data = dict(data)
-        for key in ("seeds", "max_sentences", "grid", "deltas", "rankers", "layers"):
+        for key in ("seeds", "max_sentences", "grid", "deltas", "rankers", "layers", "ksparse_k"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)

@@ -226,7 +226,7 @@ def test_contrast_rankers_match_their_definitions():
     from neuroscope.rankers.contrast import moments, one_vs_rest, overall_score
 
     X, y = planted()
-    counts, means, variances = moments(inputs(X, y))
+    counts, means, variances, _ = moments(inputs(X, y))
     values = X.astype(np.float64)
     f = one_vs_rest(counts, means, variances, "f-stat")
     d = one_vs_rest(counts, means, variances, "mean-diff")

@@ -1,5 +1,6 @@
 """The rotation baseline (--baseline rotation, issue 25): random orthonormal bases, the
-rotated store, the gap it measures, and the run through the command line."""
+rotated store, the gap it measures, and the run through the command line (with --ksparse,
+whose curves it also recomputes in the random basis)."""
 
 from __future__ import annotations
 
@@ -69,22 +70,53 @@ def test_axis_aligned_information_gives_a_gap_and_rotation_keeps_the_information
     assert accuracy["neuron"]["top"] - accuracy["rotated"]["top"] > 20.0, accuracy
 
 
-def test_baseline_rotation_runs_through_the_command_line(tmp_path, capsys):
+def test_baseline_rotation_and_ksparse_run_through_the_command_line(tmp_path, capsys):
     column_task(tmp_path, toy_corpus(80))
-    assert main(toy(tmp_path, "run", "--seeds", "1", "--no-control", "--l1", "1e-3", "--l2", "0", "--baseline",
-                    "rotation", "--ranker", "weight-mass,probeless,mi,lape")) == 0
+    rankers = ["weight-mass", "probeless", "mi", "lape", "random"]  # the newer rankers through the protocol too
+    args = toy(tmp_path, "run", "--seeds", "1", "--no-control", "--l1", "1e-3", "--l2", "0", "--baseline",
+               "rotation", "--ranker", ",".join(rankers), "--ksparse", "--ksparse-k", "1,2,4", "--ksparse-pool", "6")
+    assert main(args) == 0
     r = results(tmp_path / "run")
     rotation = r["rotation"]
-    rankers = {"weight-mass", "probeless", "mi", "lape"}  # the newer rankers through --ranker and the protocol too
-    assert set(rotation["per_ranker"]) == rankers and rotation["not_rotated"] == {}
+    assert set(rotation["per_ranker"]) == set(rankers) and rotation["not_rotated"] == {}
     assert all(r["per_ranker"][name]["summary"]["minimal"] for name in rankers)
     for name, table in rotation["per_ranker"].items():
         seed = r["per_ranker"][name]["per_seed"][0]
         assert table["neuron"]["test"]["top"]["mean"] == seed["ablation"]["test"]["top"]
         assert table["gap"]["mean"] == pytest.approx(seed["ablation"]["test"]["top"]
                                                      - seed["rotation"]["ablation"]["test"]["top"])
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["baseline"] == "rotation"
-    assert "Rotation baseline, test" in (tmp_path / "run" / "tables.md").read_text()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["baseline"] == "rotation" and config["ksparse"] is True and config["ksparse_k"] == [1, 2, 4]
+    tables = (tmp_path / "run" / "tables.md").read_text()
+    assert "Rotation baseline, test" in tables and "k-sparse probing, test" in tables
     assert (tmp_path / "run" / "steps" / "seed-0-rotation.json").is_file()
+    assert (tmp_path / "run" / "ksparse.png").is_file()
+
+    # k-sparse curves per ranker, in the neuron basis and the random one, and the ceiling
+    sparse = r["ksparse"]
+    assert sparse["labels"] == ["C", "V"] and sparse["ceiling"]["ks"] == [1, 2, 3]
+    for name in rankers:
+        record, seed = sparse["per_ranker"][name], r["per_ranker"][name]["per_seed"][0]
+        assert record["ks"] == [1, 2, 4] and [v["mean"] for v in record["mean_f1"]] == seed["ksparse"]["mean_f1"]
+        assert [v["mean"] for v in record["rotated"]["mean_f1"]] == seed["rotation"]["ksparse"]["mean_f1"]
+    assert sparse["per_ranker"]["random"]["label_orders"] == "overall"
+    assert sparse["per_ranker"]["probeless"]["label_orders"] == "per label"
+
+    # a finished run read back: the checked step files make the same results.json
+    before = (tmp_path / "run" / "results.json").read_bytes()
+    (tmp_path / "run" / "results.json").unlink()
+    assert main([*args, "--resume"]) == 0
+    assert (tmp_path / "run" / "results.json").read_bytes() == before
+    assert json.loads((tmp_path / "run" / "timings.json").read_text())["ksparse"] is None  # reused, not rerun
+    path = tmp_path / "run" / "steps" / "ksparse.json"
+    data = json.loads(path.read_text())
+    data["ceiling"]["per_label"]["C"]["f1"][0] = 140.0
+    path.write_text(json.dumps(data))
+    assert main([*args, "--resume"]) == 2
+    assert "ksparse.json: damaged step file (ceiling.per_label.C.f1: 140.0 is not a percentage" in \
+        capsys.readouterr().err
+
     assert main(toy(tmp_path, "screened", "--baseline", "rotation", "--screen", "50%")) == 2
     assert "--baseline rotation rotates whole layers" in capsys.readouterr().err
+    assert main(toy(tmp_path, "bad", "--ksparse", "--ksparse-k", "4,2")) == 2
+    assert "--ksparse-k: expected increasing different sizes" in capsys.readouterr().err

@@ -213,6 +213,18 @@ def ranking_from_order(order: Sequence[int] | np.ndarray, method: str) -> Rankin
     return Ranking(order, entry, method)
 
 
+def with_label_scores(ranking: Ranking, scores: np.ndarray, present: np.ndarray | None = None) -> Ranking:
+    """``ranking`` with each label's own scores (:attr:`Ranking.label_scores`): ``scores``
+    has a row per label, or, with the boolean mask ``present``, per label where it is True
+    (the others get NaN rows: no score)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if present is not None:
+        full = np.full((len(present), scores.shape[1]), np.nan)
+        full[np.asarray(present, dtype=bool)] = scores
+        scores = full
+    return attrs.evolve(ranking, label_scores=scores)
+
+
 def order_by_score(score: np.ndarray, method: str) -> Ranking:
     """A Ranking from one score per neuron, highest first; ties by neuron id; NaN last."""
     score = np.asarray(score, dtype=np.float64)
@@ -221,4 +233,4 @@ def order_by_score(score: np.ndarray, method: str) -> Ranking:
 
 
 __all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "info_of", "order_by_score", "ranker",
-           "ranking_from_order"]
+           "ranking_from_order", "with_label_scores"]

@@ -34,7 +34,7 @@ import logging
 import numpy as np
 
 from neuroscope.errors import NeuroscopeError, ValidationError
-from neuroscope.rankers import RankerInputs, order_by_score, ranker
+from neuroscope.rankers import RankerInputs, order_by_score, ranker, with_label_scores
 from neuroscope.rankers.contrast import AGGREGATES, by_labels
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
@@ -101,5 +101,7 @@ def attribution(inputs: RankerInputs, sentences: int = 2000, aggregate: str = "c
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = sums[present] / counts[present, None]
     if aggregate == "overall":
-        return order_by_score(sums.sum(axis=0) / max(int(counts.sum()), 1), "attribution")
-    return by_labels(scores, counts[present], aggregate, "attribution")
+        ranking = order_by_score(sums.sum(axis=0) / max(int(counts.sum()), 1), "attribution")
+    else:
+        ranking = by_labels(scores, counts[present], aggregate, "attribution")
+    return with_label_scores(ranking, scores, present)

@@ -30,19 +30,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroscope.rankers import RankerInputs, order_by_score, ranker, ranking_from_order
+from neuroscope.rankers import RankerInputs, order_by_score, ranker, ranking_from_order, with_label_scores
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice
 
 AGGREGATES = ("cover", "max", "overall")
 
 
-def moments(inputs: RankerInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(counts, means, variances) of the labels with train tokens (shared class moments)."""
+def moments(inputs: RankerInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(counts, means, variances) of the labels with train tokens (shared class moments),
+    and the mask of those labels among all."""
     counts, means = inputs.class_means()
     variances = inputs.class_variances()
     present = counts > 0
-    return counts[present].astype(np.float64), means[present], variances[present]
+    return counts[present].astype(np.float64), means[present], variances[present], present
 
 
 def one_vs_rest(counts: np.ndarray, means: np.ndarray, variances: np.ndarray, kind: str) -> np.ndarray:
@@ -108,10 +109,11 @@ def by_labels(scores: np.ndarray, counts: np.ndarray, aggregate: str, method: st
 
 def contrast_ranking(inputs: RankerInputs, kind: str, aggregate: str) -> Ranking:
     check_choice(f"{kind} aggregate", aggregate, AGGREGATES)
-    counts, means, variances = moments(inputs)
+    counts, means, variances, present = moments(inputs)
+    scores = one_vs_rest(counts, means, variances, kind)
     if aggregate == "overall":
-        return order_by_score(overall_score(counts, means, variances, kind), kind)
-    return by_labels(one_vs_rest(counts, means, variances, kind), counts, aggregate, kind)
+        return with_label_scores(order_by_score(overall_score(counts, means, variances, kind), kind), scores, present)
+    return with_label_scores(by_labels(scores, counts, aggregate, kind), scores, present)
 
 
 @ranker(needs=("activations",), cite="Gurnee et al. 2023, Finding Neurons in a Haystack, section 3 (mean "

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroscope.rankers import RankerInputs, order_by_score, ranker
+from neuroscope.rankers import RankerInputs, order_by_score, ranker, with_label_scores
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
 
@@ -96,7 +96,7 @@ def iou(inputs: RankerInputs, threshold: float = 0.0, aggregate: str = "max", me
     frequency = counts / max(1, counts.sum())
     n_rows = len(labels)
     block = max(1, int(memory) // (2 * max(1, n_rows)))
-    scores = np.empty(inputs.n_neurons, dtype=np.float64)
+    lifts = np.empty((inputs.n_neurons, int((counts > 0).sum())), dtype=np.float64)  # a neuron's lifts: one row
     for first in range(0, inputs.n_neurons, block):
         neurons = np.arange(first, min(first + block, inputs.n_neurons))
         columns = np.empty((len(neurons), n_rows), dtype=np.float16)  # the store's own precision
@@ -105,7 +105,6 @@ def iou(inputs: RankerInputs, threshold: float = 0.0, aggregate: str = "max", me
         if threshold > 0:
             columns[np.abs(columns) < threshold] = 0.0
         for k, column in enumerate(columns):
-            lift = average_precisions(column, labels, n_classes) - frequency
-            lift = lift[counts > 0]
-            scores[first + k] = lift.max() if aggregate == "max" else lift.mean()
-    return order_by_score(scores, "iou")
+            lifts[first + k] = (average_precisions(column, labels, n_classes) - frequency)[counts > 0]
+    scores = lifts.max(axis=1) if aggregate == "max" else lifts.mean(axis=1)
+    return with_label_scores(order_by_score(scores, "iou"), lifts.T, counts > 0)

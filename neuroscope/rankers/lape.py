@@ -35,19 +35,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroscope.rankers import RankerInputs, ranker, ranking_from_order
+from neuroscope.rankers import RankerInputs, ranker, ranking_from_order, with_label_scores
 from neuroscope.rankers.contrast import AGGREGATES, covering_order
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
 
 
-def activation_probabilities(inputs: RankerInputs) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, p): token counts of the labels with train tokens, and (labels, neurons)
-    the share of each label's tokens on which each neuron is > 0."""
+def activation_probabilities(inputs: RankerInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(counts, p, present): token counts of the labels with train tokens, (labels, neurons)
+    the share of each label's tokens on which each neuron is > 0, and the mask of those
+    labels among all."""
     counts, _ = inputs.class_means()
     active = inputs.class_active()
     present = counts > 0
-    return counts[present], active[present] / counts[present, None]
+    return counts[present], active[present] / counts[present, None], present
 
 
 def entropies(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def entropies(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def lape(inputs: RankerInputs, aggregate: str = "cover", keep: float = 95.0) -> Ranking:
     check_choice("lape aggregate", aggregate, AGGREGATES)
     check_number("lape keep (a percentile)", keep, low=0, high=100)
-    counts, p = activation_probabilities(inputs)
+    counts, p, present = activation_probabilities(inputs)
     q, entropy = entropies(p)
     threshold = np.percentile(p, keep) if keep > 0 else -np.inf
     kept = (p >= threshold).any(axis=0) if keep > 0 else np.ones(p.shape[1], dtype=bool)
@@ -75,10 +76,14 @@ def lape(inputs: RankerInputs, aggregate: str = "cover", keep: float = 95.0) -> 
     # three tiers: kept, filtered out, never active; inside a tier the method's order
     tier = np.where(never, 2, np.where(kept, 0, 1))
     ids = np.arange(p.shape[1])
-    if aggregate == "overall":
-        return ranking_from_order(np.lexsort((ids, np.nan_to_num(entropy, nan=0.0), tier)), "lape")
     scores = np.nan_to_num(q * (np.log(len(counts)) - entropy[None, :]), nan=-np.inf)
-    if aggregate == "max":
-        return ranking_from_order(np.lexsort((ids, -scores.max(axis=0), tier)), "lape")
-    parts = [ids[tier == t][covering_order(scores[:, tier == t], counts)] for t in range(3) if (tier == t).any()]
-    return ranking_from_order(np.concatenate(parts), "lape")
+    # a label's own order keeps the tiers: scores lie in [0, log L], filtered neurons below every kept one
+    own = np.where(tier == 0, scores, np.where(tier == 1, scores - np.log(len(counts)) - 1, np.nan))
+    if aggregate == "overall":
+        ranking = ranking_from_order(np.lexsort((ids, np.nan_to_num(entropy, nan=0.0), tier)), "lape")
+    elif aggregate == "max":
+        ranking = ranking_from_order(np.lexsort((ids, -scores.max(axis=0), tier)), "lape")
+    else:
+        parts = [ids[tier == t][covering_order(scores[:, tier == t], counts)] for t in range(3) if (tier == t).any()]
+        ranking = ranking_from_order(np.concatenate(parts), "lape")
+    return with_label_scores(ranking, own, present)

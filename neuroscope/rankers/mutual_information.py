@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuroscope.features import read_rows
-from neuroscope.rankers import RankerInputs, order_by_score, ranker
+from neuroscope.rankers import RankerInputs, order_by_score, ranker, with_label_scores
 from neuroscope.rankers.contrast import AGGREGATES, by_labels
 from neuroscope.ranking import Ranking
 from neuroscope.validation import check_choice, check_number
@@ -115,6 +115,8 @@ def mutual_information(inputs: RankerInputs, bins: int = 16, sample: int = 20000
     joint = joint_counts(inputs, bin_edges(inputs, int(bins), int(sample)))
     counts = joint[0].sum(axis=0)  # every neuron sees every labelled token once
     present = counts > 0
+    scores = label_information(joint[:, :, present], correction)
     if aggregate == "overall":
-        return order_by_score(overall_information(joint[:, :, present], correction), "mi")
-    return by_labels(label_information(joint[:, :, present], correction), counts[present], aggregate, "mi")
+        return with_label_scores(order_by_score(overall_information(joint[:, :, present], correction), "mi"), scores,
+                                 present)
+    return with_label_scores(by_labels(scores, counts[present], aggregate, "mi"), scores, present)

@@ -8,6 +8,9 @@ ranked by that sum, largest first. It equals NeuroX's ``probeless.get_overall_ra
 (ties aside: NeuroX's ``argsort`` order, ours by neuron id). Labels that never occur in
 train have no mean and take no part.
 
+Per label (the order k-sparse probing takes a label's neurons in) the sum runs over the
+pairs with that label only, as NeuroX's ``get_neuron_ordering_for_tag``.
+
 Cost: one pass over the train activations (class means, shared with other rankers),
 then O(labels^2 x neurons) arithmetic.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuroscope.rankers import RankerInputs, order_by_score, ranker
+from neuroscope.rankers import RankerInputs, order_by_score, ranker, with_label_scores
 from neuroscope.ranking import Ranking
 
 
@@ -30,8 +33,17 @@ def pairwise_mean_differences(means: np.ndarray) -> np.ndarray:
     return weights @ ordered
 
 
+def tag_wise_differences(means: np.ndarray) -> np.ndarray:
+    """(labels, neurons): per label z, the sum over the other labels z' of |q(z) - q(z')|
+    (NeuroX's ``probeless.get_neuron_ordering_for_tag``)."""
+    means = np.asarray(means, dtype=np.float64)
+    return np.stack([np.abs(means[z] - means).sum(axis=0) for z in range(len(means))])
+
+
 @ranker(needs=("activations",), cite="Antverg & Belinkov, ICLR 2022 (NeuroX probeless.get_overall_ranking)",
         cost="one pass over the train activations (class means); no probe")
 def probeless(inputs: RankerInputs) -> Ranking:
     counts, means = inputs.class_means()
-    return order_by_score(pairwise_mean_differences(means[counts > 0]), "probeless")
+    present = counts > 0
+    return with_label_scores(order_by_score(pairwise_mean_differences(means[present]), "probeless"),
+                             tag_wise_differences(means[present]), present)

@@ -1,7 +1,7 @@
 """Step 5: ranking and ablation (paper section 4.1, Table 1): each ranker orders the
 neurons; the oracle probe is then evaluated on dev and test keeping only the top, a
 random and the bottom ``fraction`` of them (the others zeroed), and along the keep-top /
-remove-top curves."""
+remove-top curves; with --ksparse, the ranking's k-sparse curves."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from neuroscope.cell import CellContext
 from neuroscope.probe import ElasticNetProbe
 from neuroscope.rankers import call_ranker, info_of
 from neuroscope.ranking import Ranking
+from neuroscope.steps.sparse import sparse_curves
 from neuroscope.store import ActivationSet, labels_to_ids
 from neuroscope.types import TaskData
 
@@ -33,15 +34,18 @@ class SeedResult:
     ranking: Ranking
     kept: dict[str, list[int]]
     curves: dict[str, Any] = attrs.field(factory=dict)
+    #: with --ksparse: the ranking's k-sparse curves (:mod:`neuroscope.steps.sparse`)
+    ksparse: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "train_accuracy": self.train_accuracy, "ablation": self.ablation,
-                "ranking": self.ranking.to_json(), "kept": self.kept, "curves": self.curves}
+                "ranking": self.ranking.to_json(), "kept": self.kept, "curves": self.curves,
+                **({"ksparse": self.ksparse} if self.ksparse is not None else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SeedResult":
         return cls(int(data["seed"]), float(data["train_accuracy"]), data["ablation"],
-                   Ranking.from_json(data["ranking"]), data["kept"], data.get("curves", {}))
+                   Ranking.from_json(data["ranking"]), data["kept"], data.get("curves", {}), data.get("ksparse"))
 
 
 
@@ -88,4 +92,8 @@ def ranking_step(c: CellContext, name: str, probe: Any, seed: int, train_accurac
     inputs = c.ranker_inputs(seed, probe if "probe" in needs else None, load_adapter if "model" in needs else None)
     with reporter.task(f"{name} ranking seed {seed}", None):
         ranking = call_ranker(fn, inputs, **options)
-    return rank_and_ablate(probe, ranking, train_accuracy, c.acts, c.task, c.config.fraction, c.config.unseen_labels)
+    result = rank_and_ablate(probe, ranking, train_accuracy, c.acts, c.task, c.config.fraction,
+                             c.config.unseen_labels)
+    if c.config.ksparse:
+        result = attrs.evolve(result, ksparse=sparse_curves(c, ranking, seed, reporter))
+    return result

@@ -42,4 +42,5 @@ def seed_record(c: CellContext, oracle: dict[str, Any], probe: Any, ranked: Seed
         "control": None,
         "analyses": analyse(probe.coef_, selected, c.index, labels),
         "top_fraction_layer_distribution": analyse(probe.coef_, top, c.index, labels)["layer_distribution"],
+        **({"ksparse": ranked.ksparse} if ranked.ksparse is not None else {}),
     }

@@ -114,7 +114,49 @@ def ranking_record(data: dict[str, Any], seed: int, n_neurons: int) -> SeedResul
     if len({len(ids) for ids in kept.values()}) != 1 or not len(kept["top"]):
         raise StepFileError("kept: top, random and bottom must keep the same number of neurons (one or more)")
     curve_record(data["curves"])
+    if result.ksparse is not None:
+        sparse_record(result.ksparse, n_neurons, "ksparse")
     return result
+
+
+def sparse_record(data: Any, n_neurons: int, what: str) -> None:
+    """A ranking's k-sparse curves: increasing sizes, per label a percentage per size."""
+    ks = data["ks"]
+    if not isinstance(ks, list) or not all(isinstance(k, int) and 1 <= k <= n_neurons for k in ks) or \
+            sorted(set(ks)) != ks:
+        raise StepFileError(f"{what}.ks: expected increasing sizes from 1 to {n_neurons}")
+    for key in ("mean_f1", "mean_accuracy"):
+        _percent_list(data[key], len(ks) if data["per_label"] else 0, f"{what}.{key}")
+    for label, entry in data["per_label"].items():
+        for key in ("f1", "accuracy"):
+            _percent_list(entry[key], len(ks), f"{what}.per_label.{label}.{key}")
+        neuron_ids([entry["best_neuron"]], n_neurons, f"{what}.per_label.{label}.best_neuron")
+
+
+def ceiling_record(data: dict[str, Any], seed: int, n_neurons: int) -> dict[str, Any]:
+    """``ksparse.json``: what the k-sparse probes were trained on, and the ceiling (or null)."""
+    if data["seed"] != seed:
+        raise StepFileError(f"seed: {data['seed']!r}, expected {seed}")
+    if not isinstance(data["train_rows"], int) or data["train_rows"] < 2 or not isinstance(data["labels"], list):
+        raise StepFileError("train_rows and labels: expected the probes' sample size and the labels taking part")
+    ceiling = data["ceiling"]
+    if ceiling is not None:
+        ks = ceiling["ks"]
+        for label, entry in ceiling["per_label"].items():
+            for key in ("f1", "accuracy"):
+                _percent_list(entry[key], len(ks), f"ceiling.per_label.{label}.{key}")
+            if [len(ids) for ids in entry["neurons"]] != ks:
+                raise StepFileError(f"ceiling.per_label.{label}.neurons: expected a set of each size {ks}")
+            for ids in entry["neurons"]:
+                neuron_ids(ids, n_neurons, f"ceiling.per_label.{label}.neurons")
+    return data
+
+
+def _percent_list(values: Any, length: int, what: str) -> None:
+    if not isinstance(values, list) or len(values) != length:
+        raise StepFileError(f"{what}: expected {length} percentages")
+    for value in values:
+        percent(value, what)
 
 
 def minimal_record(data: dict[str, Any], deltas: Sequence[float], n_neurons: int) -> MinimalScan:
@@ -161,7 +203,7 @@ def control_record(data: dict[str, Any], selected: dict[str, int]) -> dict[str, 
     return data
 
 
-def rotation_record(data: dict[str, Any], seed: int, rankers: Sequence[str]) -> dict[str, Any]:
+def rotation_record(data: dict[str, Any], seed: int, rankers: Sequence[str], n_neurons: int) -> dict[str, Any]:
     """``seed-N-rotation.json``: the rotated oracle's train accuracy and, per ranker of the
     run, its ablations in the random basis (None for a ranker that needs the model)."""
     if data["seed"] != seed:
@@ -177,6 +219,8 @@ def rotation_record(data: dict[str, Any], seed: int, rankers: Sequence[str]) -> 
         for split in ("dev", "test"):
             for kind in ("all", "top", "random", "bottom"):
                 percent(entry["ablation"][split][kind], f"per_ranker.{name}.ablation.{split}.{kind}")
+        if "ksparse" in entry:
+            sparse_record(entry["ksparse"], n_neurons, f"per_ranker.{name}.ksparse")
     return data
 
 

@@ -1,6 +1,6 @@
 """The rotation baseline (``--baseline rotation``; :mod:`neuroscope.rotation`): per seed,
 the oracle probe, every ranker's ranking and Table 1's ablations (with the keep-top and
-remove-top curves) recomputed on each layer's activations in a seeded random orthonormal
+remove-top curves, and with --ksparse the k-sparse curves) recomputed on each layer's activations in a seeded random orthonormal
 basis, with the cell's lambdas. A ranker that needs the live model has no rotated
 counterpart (its gradients are of the neurons, not of directions) and is recorded as
 not run."""
@@ -16,6 +16,7 @@ from neuroscope.rankers import call_ranker, info_of
 from neuroscope.rotation import rotated
 from neuroscope.steps.ablation import rank_and_ablate
 from neuroscope.steps.oracle import oracle_step
+from neuroscope.steps.sparse import sparse_curves
 
 NOT_ROTATED = "needs the live model: its gradients are of the model's neurons, there is no rotated counterpart"
 
@@ -41,4 +42,6 @@ def rotation_step(c: CellContext, lambdas: Lambdas, seed: int, reporter: Any) ->
             result = rank_and_ablate(probe, ranking, record["train_accuracy"], acts, c.task, c.config.fraction,
                                      c.config.unseen_labels)
         out["per_ranker"][name] = {"ablation": result.ablation, "curves": result.curves}
+        if c.config.ksparse:
+            out["per_ranker"][name]["ksparse"] = sparse_curves(turned, ranking, seed, reporter)
     return out

@@ -16,6 +16,7 @@ from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
 from neuroscope.steps.data import majority_baseline
 from neuroscope.steps.rotation import NOT_ROTATED
+from neuroscope.steps.sparse import summarise_sparse
 from neuroscope.types import NeuronIndex, TaskData
 
 
@@ -72,9 +73,10 @@ def summarise(config: RunConfig, index: NeuronIndex, task: TaskData, seeds: Sequ
 
 def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: dict[str, Any],
                    per_seed: Sequence[dict[str, dict[str, Any]]], searched: LambdaSearch | None,
-                   lambdas: tuple[float, float, str]) -> dict[str, Any]:
+                   lambdas: tuple[float, float, str], sparse: dict[str, Any] | None = None) -> dict[str, Any]:
     """results.json: ``per_seed`` holds each seed's per-ranker records; the first ranker's
-    are also the top-level ``per_seed`` and ``summary`` (the paper's single ranking)."""
+    are also the top-level ``per_seed`` and ``summary`` (the paper's single ranking);
+    ``sparse``: with --ksparse, the ceiling step's record."""
     per_ranker = {name: {"per_seed": [s[name] for s in per_seed],
                          "summary": summarise(config, index, task, [s[name] for s in per_seed])}
                   for name in config.rankers}
@@ -114,6 +116,7 @@ def results_record(config: RunConfig, index: NeuronIndex, task: TaskData, data: 
                                                 for name, r in per_ranker.items()}),
         **screened,
         **({"rotation": summarise_rotation(per_ranker)} if config.baseline == "rotation" else {}),
+        **({"ksparse": summarise_sparse(per_ranker, sparse, config.baseline == "rotation")} if sparse else {}),
     }
 
 
