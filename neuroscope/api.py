@@ -24,7 +24,7 @@ import numpy as np
 
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.model import resolve_device
-from neuroscope.planning import execute, plan_runs
+from neuroscope.planning import execute, plan_runs, reuse_finished
 from neuroscope.progress import Reporter
 from neuroscope.runs import SPLITS, Neuron, Run, TopNeuron, WordActivation, extreme_rows
 from neuroscope.settings import RunRequest, check_setting, request_from_kwargs
@@ -49,9 +49,18 @@ def run(**options: Any) -> "Run | list[Run]":
 
     request = run_request(**options)
     shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
-    done = execute(plan_runs(request), Reporter(quiet=request.plan.quiet, console=Console()),
-                   argv=[f"neuroscope.run({shown})"])
-    runs = [Run(path) for path, _ in done]
+    plan = plan_runs(request)
+    order = [str(run_dir) for _, run_dir in plan.cells]
+    reporter = Reporter(quiet=request.plan.quiet, console=Console())
+    finished: dict[str, Path] = {}
+    if "resume" not in options:  # run again (a notebook cell): the finished run is returned, not recomputed
+        plan, finished = reuse_finished(plan)
+        for run_dir in finished.values():
+            reporter.log(f"{run_dir}: finished with these settings and data; returning it (resume=False refuses "
+                         "an existing run instead)")
+    done = execute(plan, reporter, argv=[f"neuroscope.run({shown})"]) if plan.cells else []
+    paths = {**finished, **{str(path): path for path, _ in done}}
+    runs = [Run(paths[key]) for key in order if key in paths]
     return runs[0] if len(runs) == 1 else runs
 
 

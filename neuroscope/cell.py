@@ -15,8 +15,8 @@ from typing import Any, Callable
 import attrs
 import numpy as np
 
-from neuroscope.errors import RegistryError
-from neuroscope.rankers import RankerInputs, info_of
+from neuroscope.errors import RegistryError, ValidationError
+from neuroscope.rankers import RankerInputs, check_options, info_of
 from neuroscope.registry import Registry
 from neuroscope.search import LambdaSearch
 from neuroscope.settings import RunConfig
@@ -90,7 +90,8 @@ def resolve_rankers(registry: Registry, config: RunConfig) -> dict[str, tuple[Ca
 
 def resolve_ranker(registry: Registry, name: str, stride: int | None = 100) -> tuple[Callable, dict[str, Any]]:
     """A ranker and its options (its registry.toml table, and ``stride`` where it takes one);
-    an option it does not take is refused naming where it came from."""
+    an option it does not take, or a value it refuses, is refused naming where it came from,
+    before anything is loaded (:func:`neuroscope.rankers.check_options`)."""
     resolved = registry.resolve_ranker(name)
     fn = resolved.entry.obj
     options = dict(resolved.options)
@@ -102,6 +103,10 @@ def resolve_ranker(registry: Registry, name: str, stride: int | None = 100) -> t
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         raise RegistryError(f"ranker {name!r} (options from {resolved.origin}): unknown option(s) "
                             f"{', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}")
+    try:
+        check_options(fn, options)
+    except ValidationError as exc:
+        raise ValidationError(f"ranker {name!r} (options from {resolved.origin}): {exc}") from None
     return fn, options
 
 

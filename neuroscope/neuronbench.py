@@ -16,8 +16,10 @@ Two boards, one file each (``leaderboard.json``, ``leaderboard.html``):
   effect of removing the top set against a random set of the same size (``--causal``:
   random's accuracy minus top's, so larger means the ranking found neurons the model
   uses), and seed stability (the mean Jaccard of the top-M sets over pairs of seeds, one
-  value per run), and with ``--baseline rotation`` the rotation gap (test accuracy of the
-  top M % of neurons minus of random directions).
+  value per run), with ``--baseline rotation`` the rotation gap (test accuracy of the
+  top M % of neurons minus of random directions), and with ``--ksparse`` the k-sparse F1
+  (the mean over k of the curve's mean F1 over labels) and, with both, its gap between
+  neurons and random directions.
 
 A ranker a third-party package registers appears in both boards once installed: the
 boards take every registered ranker unless told which.
@@ -167,6 +169,13 @@ def run_board(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
             rotation = (results.get("rotation") or {}).get("per_ranker", {}).get(name)
             if rotation:
                 row["rotation_gap"] = interval(rotation["gap"]["values"])
+            if all(s.get("ksparse") for s in seeds):
+                row["ksparse_f1"] = interval([float(np.mean(s["ksparse"]["mean_f1"])) for s in seeds])
+                turned = [(s.get("rotation") or {}).get("ksparse") for s in seeds]
+                if all(turned):
+                    row["ksparse_rotation_gap"] = interval([float(np.mean(s["ksparse"]["mean_f1"]))
+                                                            - float(np.mean(t["mean_f1"]))
+                                                            for s, t in zip(seeds, turned)])
             rows[name] = row
         boards.append({"run": str(path), "model": results["model"], "task": results["task"],
                        "site": results.get("site", "hidden"), "seeds": results["seeds"], "rankers": rows})
@@ -237,18 +246,20 @@ def render_html(board: dict[str, Any]) -> str:
         parts.append("<h2>Real runs</h2><p>Per ranker, mean over seeds [95 % bootstrap interval], in percentage "
                      "points: area under the keep-top curve, Table 1's top minus random, selectivity of the "
                      "minimal set, in-model effect (random's accuracy minus top's with the set removed); seed "
-                     "stability as the mean Jaccard of the top sets.</p>")
+                     "stability as the mean Jaccard of the top sets; k-sparse F1: the mean over k of the k-sparse "
+                     "probes' mean F1 over labels (--ksparse), and its gap to random directions.</p>")
         for entry in runs["runs"]:
             parts.append(f"<h3>{e(entry['model'])} x {e(entry['task'])} ({e(entry['site'])}), "
                          f"{len(entry['seeds'])} seed(s)</h3><table><tr><th>ranker</th><th>keep-top area</th>"
                          "<th>top - random</th><th>selectivity</th><th>in-model effect</th><th>seed Jaccard</th>"
-                         "<th>rotation gap</th></tr>")
+                         "<th>rotation gap</th><th>k-sparse F1</th><th>k-sparse rotation gap</th></tr>")
             for name, row in entry["rankers"].items():
                 jaccard = "-" if row.get("seed_jaccard") is None else f"{row['seed_jaccard']:.3f}"
                 parts.append(f"<tr><td>{e(name)}</td><td>{_cell(row['keep_top_area'])}</td>"
                              f"<td>{_cell(row['top_minus_random'])}</td><td>{_cell(row.get('selectivity'))}</td>"
                              f"<td>{_cell(row.get('causal_effect'))}</td><td>{jaccard}</td>"
-                             f"<td>{_cell(row.get('rotation_gap'))}</td></tr>")
+                             f"<td>{_cell(row.get('rotation_gap'))}</td><td>{_cell(row.get('ksparse_f1'))}</td>"
+                             f"<td>{_cell(row.get('ksparse_rotation_gap'))}</td></tr>")
             parts.append("</table>")
     return "\n".join(parts) + "\n"
 

@@ -49,7 +49,7 @@ from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import check_results
 from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, read_arrays, read_json,
-                               write_json)
+                               settings_difference, write_json)
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
@@ -416,11 +416,10 @@ class Orchestrator:
                 raise RunDirectoryError(f"{config_path}: damaged run configuration, expected a JSON object; "
                                         "start a new run (or restore the file)")
             if saved != config.to_json():
-                diff = sorted(k for k in set(saved) | set(config.to_json())
-                              if saved.get(k) != config.to_json().get(k))
-                raise RunDirectoryError(f"{run_dir}: holds a run with other settings ({', '.join(diff)}), so --resume "
-                                        "cannot continue it; leave out --out (a run's default directory names its "
-                                        f"settings) or pass --out {free_name(run_dir)} for a new run")
+                raise RunDirectoryError(f"{run_dir}: holds a run with other settings ("
+                                        f"{settings_difference(saved, config.to_json())}), so --resume cannot continue "
+                                        "it; leave out --out (a run's default directory names its settings) or pass "
+                                        f"--out {free_name(run_dir)} for a new run")
             saved = read_json(steps_dir / "data.json", "data summary")
             if not isinstance(saved, dict) or not isinstance(saved.get("splits"), dict) or \
                     not all(isinstance(v, dict) and "sha256" in v for v in saved["splits"].values()):

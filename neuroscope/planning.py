@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import attrs
 
-from neuroscope.errors import NeuroscopeError
+from neuroscope.errors import NeuroscopeError, RunDirectoryError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
 from neuroscope.cell import resolve_rankers
 from neuroscope.loading import check_model_options, check_model_site, check_probe_options
@@ -28,7 +28,8 @@ from neuroscope.probe import reset_unconverged_note
 from neuroscope.progress import Reporter
 from neuroscope.registry import Registry
 from neuroscope.results import load_results
-from neuroscope.rundir import check_usable, claim, read_json, write_json
+from neuroscope.rundir import (State, check_usable, claim, free_name, read_json, settings_difference, state_of,
+                               write_json)
 from neuroscope.settings import PlanOptions, RunConfig, RunRequest
 
 log = logging.getLogger("neuroscope")
@@ -106,6 +107,41 @@ def plan_runs(request: RunRequest) -> Plan:
     cells = [(config, Path(options.out) if options.out else default_run_dir(options.runs_dir, config, several_probes))
              for config in configs]
     return Plan(registry, options, cells)
+
+
+def reuse_finished(plan: Plan) -> tuple[Plan, dict[str, Path]]:
+    """For a request that says nothing about resuming (the Python API, a notebook cell run
+    again): a cell whose run directory already holds a finished run of the same settings and
+    data is not run again (returned, by directory), an unfinished one is continued, and one
+    with other settings or data is refused naming what differs. The plan of what is left to
+    run, with ``resume`` on."""
+    from neuroscope.loading import load_task
+    from neuroscope.steps.data import data_summary
+
+    todo, finished = [], {}
+    for config, run_dir in plan.cells:
+        if state_of(run_dir) is not State.RUN:
+            todo.append((config, run_dir))
+            continue
+        saved = read_json(run_dir / "config.json", "run configuration")
+        if not isinstance(saved, dict) or saved != config.to_json():
+            difference = settings_difference(saved, config.to_json()) if isinstance(saved, dict) else "unreadable"
+            raise RunDirectoryError(f"{run_dir} holds a run with other settings ({difference}); pass out= with a new "
+                                    f"directory (e.g. out={str(free_name(run_dir))!r}), or change the settings back")
+        task = load_task(plan.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
+        recorded = read_json(run_dir / "steps" / "data.json", "data summary")
+        wanted = {k: v["sha256"] for k, v in data_summary(task)["splits"].items()}
+        if not isinstance(recorded, dict) or {k: v.get("sha256") for k, v in recorded.get("splits", {}).items()} \
+                != wanted:
+            raise RunDirectoryError(f"{run_dir}: the data changed since this run; pass out= with a new directory "
+                                    f"(e.g. out={str(free_name(run_dir))!r}) for a run on the new data")
+        try:
+            load_results(run_dir)
+        except NeuroscopeError:  # unfinished (or its results damaged): continued, results written again
+            todo.append((config, run_dir))
+            continue
+        finished[str(run_dir)] = run_dir
+    return attrs.evolve(plan, cells=todo, options=attrs.evolve(plan.options, resume=True)), finished
 
 
 def record_extraction(run_dir: Path, seconds: float) -> None:

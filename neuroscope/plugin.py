@@ -40,7 +40,7 @@ _SOURCES: dict[str, str] = {
     "neuroscope.lbfgs": "LbfgsProbe train_lbfgs",
     "neuroscope.model": "AttributionUnsupported ModelAdapter resolve_device",
     "neuroscope.probe": "ElasticNetProbe LinearModel TrainSettings train_elastic_net",
-    "neuroscope.rankers": "RankerInputs order_by_score ranker ranking_from_order",
+    "neuroscope.rankers": "RankerInputs check_options order_by_score ranker ranking_from_order with_label_scores",
     "neuroscope.rankers.attribution": "attribution",
     "neuroscope.rankers.contrast": "f_stat mean_diff",
     "neuroscope.rankers.lape": "lape",

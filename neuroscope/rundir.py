@@ -89,6 +89,18 @@ def check_usable(run_dir: Path, resume: bool) -> State:
     return state
 
 
+def settings_difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The settings in which a run directory's config.json (``saved``) and a new request
+    (``wanted``) differ, each with both values ("" when none differs)."""
+    keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+    def shown(value: Any) -> str:
+        text = json.dumps(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return "; ".join(f"{k}: {shown(saved.get(k))} in the run, {shown(wanted.get(k))} now" for k in keys)
+
+
 def free_name(run_dir: Path) -> Path:
     """``RUN_DIR-2``, ``RUN_DIR-3``, ...: the first that holds nothing, for a message's advice."""
     run_dir = Path(run_dir)

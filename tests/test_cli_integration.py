@@ -142,7 +142,7 @@ def test_resume_reuses_finished_steps(pos_run, data_dir, cache_dir, capsys):
     assert json.loads((pos_run / "results.json").read_text()) == json.loads(results_before)
     assert main(args + ["--fraction", "0.1", "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "holds a run with other settings (fraction)" in err and f"--out {pos_run}-2" in err
+    assert "holds a run with other settings (fraction: 0.2 in the run, 0.1 now)" in err and f"--out {pos_run}-2" in err
 
 
 def test_report_rerenders_from_results(pos_run, capsys):

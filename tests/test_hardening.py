@@ -168,6 +168,15 @@ def test_typo_in_a_registry_task_option(capsys, tmp_path):
     assert_clean_error(code, err, "task 'toy'", "seperator", "registry.toml", "separator")
 
 
+@pytest.mark.parametrize("ranker, table", [("lape", 'aggregate = "sum"'), ("mi", "bins = 1"),
+                                           ("gaussian", 'prior = "flat"'), ("iou", "threshold = -1")])
+def test_a_bad_ranker_option_value_is_refused_before_anything_loads(capsys, tmp_path, ranker, table):
+    column_task(tmp_path, toy_corpus(), extra=f"[rankers.{ranker}]\n{table}\n")
+    code, _, err = run_cli(capsys, *toy_run(tmp_path, "--ranker", ranker, "--out", str(tmp_path / "run")))
+    assert_clean_error(code, err, f"ranker {ranker!r}", "registry.toml", table.split()[0])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()  # nothing read, nothing extracted
+
+
 def test_square_brackets_reach_the_user_intact(capsys, tmp_path):
     (tmp_path / "registry.toml").write_text('[plugins]\nbuiltin = []\n')
     code, _, err = run_cli(capsys, "plugins")

@@ -51,7 +51,7 @@ def test_the_messages_about_a_taken_directory_give_a_command_that_works(tmp_path
     capsys.readouterr()
     assert main(args + ["--fraction", "0.3", "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "other settings (fraction)" in err and f"--out {tmp_path / 'run'}-2" in err
+    assert "other settings (fraction: 0.2 in the run, 0.3 now)" in err and f"--out {tmp_path / 'run'}-2" in err
     assert main(args[:-2] + ["--out", f"{tmp_path / 'run'}-2", "--fraction", "0.3"]) == 0
     assert json.loads((tmp_path / "run-2" / "config.json").read_text())["fraction"] == 0.3
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,11 @@ import neuroscope as ns
 from neuroscope.api import extreme_rows, run_request
 from neuroscope.cli import main, run_parser
 from neuroscope.settings import request_from_values
-from neuroscope.errors import StoreError, ValidationError
+from neuroscope.errors import RunDirectoryError, StoreError, ValidationError
 from neuroscope.heatmap import heat_map
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_hardening import ELMO, column_task, toy_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +47,31 @@ def test_docs_python_md_runs_as_written(data_dir, minilm_dir, cache_dir, monkeyp
     result = namespace["result"]
     assert result["ablation"]["test"]["top"] > result["ablation"]["test"]["bottom"]
     assert namespace["search"].best_params_["l1"] in (1e-5, 1e-4)
+    # the notebook's first cell run again returns the finished run, computing nothing
+    stamp = (run.path / "results.json").stat().st_mtime_ns
+    exec(compile(blocks[0].replace('"../shared/data"', repr(str(data_dir))), "docs/python.md", "exec"), namespace)
+    assert namespace["run"].path == run.path and (run.path / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_run_again_returns_the_finished_run_continues_an_unfinished_one_refuses_other_settings(tmp_path):
+    column_task(tmp_path, toy_corpus(40))
+    options = dict(model=f"elmo:{ELMO}", task="toy", data_dir=str(tmp_path), seeds=2, l1=0, l2=0, epochs=2,
+                   no_control=True, quiet=True, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"))
+    first = ns.run(**options)
+    results = first.path / "results.json"
+    stamp, before = results.stat().st_mtime_ns, results.read_bytes()
+    again = ns.run(**options)
+    assert again.path == first.path and results.stat().st_mtime_ns == stamp
+    (first.path / "steps" / "seed-1-weight-mass.json").unlink()  # an interrupted run: continued, not refused
+    results.unlink()
+    assert ns.run(**options).path == first.path and results.read_bytes() == before
+    with pytest.raises(RunDirectoryError, match=r"other settings \(seeds: \[0, 1\] in the run, \[0\] now\)"):
+        ns.run(**{**options, "seeds": 1})
+    with pytest.raises(RunDirectoryError, match="already holds a run; add --resume"):
+        ns.run(**options, resume=False)
+    (tmp_path / "train.txt").write_text(toy_corpus(41))  # the corpus edited since
+    with pytest.raises(RunDirectoryError, match="the data changed since this run"):
+        ns.run(**options)
 
 
 def test_the_api_takes_the_command_line_options_and_nothing_else(tmp_path):

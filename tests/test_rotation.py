@@ -101,6 +101,12 @@ def test_baseline_rotation_and_ksparse_run_through_the_command_line(tmp_path, ca
         assert [v["mean"] for v in record["rotated"]["mean_f1"]] == seed["rotation"]["ksparse"]["mean_f1"]
     assert sparse["per_ranker"]["random"]["label_orders"] == "overall"
     assert sparse["per_ranker"]["probeless"]["label_orders"] == "per label"
+    assert main(["bench-rankers", "--no-planted", "--runs", str(tmp_path / "run"), "--out", str(tmp_path / "bench")]) == 0
+    row = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())["runs"]["runs"][0]["rankers"]["mi"]
+    seed = r["per_ranker"]["mi"]["per_seed"][0]
+    assert row["ksparse_f1"]["mean"] == pytest.approx(np.mean(seed["ksparse"]["mean_f1"]))
+    assert row["ksparse_rotation_gap"]["mean"] == pytest.approx(np.mean(seed["ksparse"]["mean_f1"])
+                                                                - np.mean(seed["rotation"]["ksparse"]["mean_f1"]))
 
     # a finished run read back: the checked step files make the same results.json
     before = (tmp_path / "run" / "results.json").read_bytes()

@@ -183,6 +183,35 @@ def ranker(*, needs: Sequence[str], cite: str, cost: str, **options: Any) -> Cal
     return mark
 
 
+class _Unread(BaseException):
+    """Raised by :class:`_PlanningInputs` at a ranker's first read of its inputs (a
+    BaseException, so a ranker's own ``except Exception`` does not swallow it)."""
+
+
+class _PlanningInputs:
+    """Inputs that stop a ranker at its first read: its option checks have run by then."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _Unread
+
+
+def check_options(obj: Callable, options: dict[str, Any]) -> None:
+    """Refuse bad option values before anything is loaded: the ranker is called with inputs
+    that stop it at its first read, so the checks it makes first (docs/plugins.md: check
+    the options, then read the inputs) raise their ValidationError here. A plain
+    ``f(coef, **options)`` is left to its run."""
+    if not hasattr(obj, "ranker_info"):
+        return
+    try:
+        obj(_PlanningInputs(), **options)
+    except _Unread:
+        return
+    except ValidationError:
+        raise
+    except Exception:  # noqa: BLE001 - anything else is the run's to report, with real inputs
+        return
+
+
 def info_of(obj: Callable) -> RankerInfo:
     """The declaration of a registered ranker (a legacy ``f(coef, **options)`` needs the probe)."""
     return getattr(obj, "ranker_info", None) or RankerInfo(("probe",), "", "", {})
@@ -232,5 +261,5 @@ def order_by_score(score: np.ndarray, method: str) -> Ranking:
     return ranking_from_order(np.lexsort((np.arange(len(score)), -key)), method)
 
 
-__all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "info_of", "order_by_score", "ranker",
+__all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "check_options", "info_of", "order_by_score", "ranker",
            "ranking_from_order", "with_label_scores"]
