@@ -66,3 +66,6 @@ RARE_TOKENS = 100
 
 #: --ksparse-k: the k-sparse probes' sizes, 1, 2, 4, ..., 256 (Gurnee et al. 2023; docs/ranking.md)
 DEFAULT_KS = tuple(2 ** i for i in range(9))
+
+#: neuroscope export --to (docs/results.md, "Export")
+EXPORT_FORMATS = ("safetensors",)

@@ -20,6 +20,7 @@ from rich.text import Text
 from rich.logging import RichHandler
 from rich.table import Table
 
+from neuroscope.choices import EXPORT_FORMATS
 from neuroscope.errors import NeuroscopeError, StoreError, ValidationError
 from neuroscope.rundir import find_run
 from neuroscope.settings import add_run_arguments, split_names
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = _sub(sub, "report", "re-render tables, figures and report.html of a run from its results.json",
                   "  neuroscope report runs/minilm-pos")
     report.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
+
+    export = _sub(sub, "export", "write a finished run in a format other tools read (safetensors: each seed's "
+                  "oracle probe; docs/results.md, \"Export\")",
+                  "  neuroscope export runs/minilm-pos --to safetensors probes/")
+    export.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
+    export.add_argument("out", type=Path, metavar="OUT", help="a new or empty directory for the files")
+    export.add_argument("--to", required=True, choices=EXPORT_FORMATS, help="the format")
 
     data = _sub(sub, "data", "list, fetch and verify datasets",
                 "  neuroscope data list --data-dir ../shared/data --verify\n"
@@ -322,6 +330,14 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from neuroscope.runs import Run
+
+    for path in Run(args.run_dir).export(args.to, args.out):
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    return 0
+
+
 def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.runs import Run
 
@@ -520,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose, Console(stderr=True))
     handlers = {"run": cmd_run, "plugins": cmd_plugins, "rankers": cmd_rankers, "report": cmd_report,
                 "compare": cmd_compare, "data": cmd_data, "cache": cmd_cache, "neurons": cmd_neurons,
-                "show": cmd_show, "bench-rankers": cmd_bench_rankers}
+                "show": cmd_show, "bench-rankers": cmd_bench_rankers, "export": cmd_export}
     try:
         with _terminate_as_interrupt():
             return handlers[args.command](args, console)

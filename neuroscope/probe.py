@@ -22,8 +22,10 @@ the whole grid.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
@@ -35,6 +37,7 @@ from neuroscope.model import resolve_device
 from neuroscope.errors import ValidationError
 from neuroscope.estimator import BaseEstimator, ClassifierMixin, NotFittedError, fit_inputs, predict_inputs
 from neuroscope.features import Features, check_features, iter_chunks, n_columns, n_rows
+from neuroscope.rundir import atomic_path
 from neuroscope.store import ActivationSet
 from neuroscope.validation import check_class_ids, check_number, check_training_labels
 
@@ -106,6 +109,9 @@ class TrainSettings:
     l2_form: str = attrs.field(default="squared", validator=attrs.validators.in_(L2_FORMS))
     precision: str = attrs.field(default="float32", validator=attrs.validators.in_(tuple(PRECISIONS)))
 
+
+#: the metadata tag of a probe saved as safetensors (ElasticNetProbe.save / load)
+PROBE_FORMAT = "neuroscope-probe/1"
 
 #: relative fall of the epoch loss below which training has converged (docs/probe.md)
 CONVERGENCE_TOL = 1e-3
@@ -573,6 +579,49 @@ class ElasticNetProbe(ClassifierMixin, BaseEstimator):
             return LinearModel(self.coef_, self.intercept_, self.neurons_)
         keep = np.asarray(keep, dtype=np.int64)
         return LinearModel(self.coef_[:, keep], self.intercept_, self.neurons_[keep])
+
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """The fitted probe as a safetensors file: tensors ``coef`` (labels, neurons) and
+        ``intercept`` (float32) and ``neurons`` (int64, the activation columns it reads); its
+        class, parameters and classes (and ``metadata``, e.g. the run's model and layers) as
+        JSON in the file's metadata. :meth:`load` gives a probe with identical predictions."""
+        from safetensors.numpy import save_file
+
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        path = Path(path)
+        header = {"format": PROBE_FORMAT, "probe": type(self).__name__, "params": self.get_params(),
+                  "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_],
+                  "extra": metadata or {}}
+        tensors = {"coef": np.ascontiguousarray(self.coef_, dtype=np.float32),
+                   "intercept": np.ascontiguousarray(self.intercept_, dtype=np.float32),
+                   "neurons": np.ascontiguousarray(self.neurons_, dtype=np.int64)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"neuroscope": json.dumps(header)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ElasticNetProbe":
+        """A probe :meth:`save` wrote (or ``neuroscope export --to safetensors``), fitted."""
+        from safetensors import SafetensorError, safe_open
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="numpy") as fh:
+                header = json.loads((fh.metadata() or {}).get("neuroscope", "null"))
+            tensors = load_file(str(path))
+        except (OSError, SafetensorError, ValueError) as exc:
+            raise ValidationError(f"{path}: not a readable safetensors file ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != PROBE_FORMAT or \
+                not {"coef", "intercept", "neurons"} <= set(tensors):
+            raise ValidationError(f"{path}: not a neuroscope probe (expected {PROBE_FORMAT!r} metadata and coef, "
+                                  "intercept and neurons tensors)")
+        params = {k: v for k, v in header["params"].items() if k in inspect.signature(cls.__init__).parameters}
+        probe = cls(**params)
+        probe.set_fitted(header["classes"], tensors["coef"], tensors["intercept"], tensors["neurons"])
+        probe.metadata_ = header.get("extra", {})
+        return probe
 
     def decision_function(self, X: Features) -> np.ndarray:
         """The linear scores x W + b, (rows, classes); with two classes scikit-learn's binary

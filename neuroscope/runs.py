@@ -208,6 +208,13 @@ class Run:
         saved = read_arrays(path, ("coef", "intercept"))
         return saved["coef"], saved["intercept"]
 
+    def export(self, to: str, out: str | Path) -> list[Path]:
+        """The run in a format other tools read (:mod:`neuroscope.export`; ``to``:
+        safetensors) into the new or empty directory ``out``; the files written."""
+        from neuroscope.export import export_run
+
+        return export_run(self, to, out)
+
     def label_id(self, label: str) -> int:
         if label not in self.labels:
             close = [lab for lab in self.labels if lab.lower() == str(label).lower()]

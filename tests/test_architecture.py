@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("steps and the run reader", ("steps", "steps.data", "steps.extraction", "steps.search", "steps.oracle",
                                   "steps.ablation", "steps.minimal", "steps.analyses", "steps.control",
                                   "steps.causal", "steps.rotation", "steps.sparse", "steps.summary", "steps.files",
-                                  "runs")),
+                                  "runs", "export")),
     ("report", ("report", "compare", "neuronbench")),
     ("orchestrator", ("orchestrator",)),
     ("executors", ("executors",)),

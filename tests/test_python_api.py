@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -294,3 +295,30 @@ def test_records_convert_to_rows_and_data_frames(small_run):
     rows = words.to_dicts()
     assert [r["word"] for r in rows] == [w.word for w in words] and "[" in rows[0]["context"]
     assert list(words.to_pandas().columns) == list(rows[0])
+
+
+def test_a_runs_probes_export_as_safetensors_and_load_with_identical_predictions(small_run, tmp_path, capsys):
+    from safetensors.numpy import load_file
+
+    from neuroscope.probe import ElasticNetProbe
+
+    out = tmp_path / "probes"
+    assert main(["export", str(small_run.path), str(out), "--to", "safetensors"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "minilm" and config["layers"] == small_run.results["layers"]
+    tensors = load_file(str(out / config["files"]["seed-0"]))  # any safetensors reader takes it
+    coef, intercept = small_run.probe_weights(0)
+    assert np.array_equal(tensors["coef"], coef.astype(np.float32)) and tensors["coef"].shape == (len(small_run.labels),
+                                                                                                small_run.index.n_neurons)
+    probe = ElasticNetProbe.load(out / "probe-seed-0.safetensors")
+    assert list(probe.classes_) == list(small_run.labels) and probe.metadata_["site"] == "hidden"
+    test = small_run.activations("test")
+    gold = small_run.task().test.labels()
+    assert probe.accuracy(test, gold) == pytest.approx(small_run.results["per_seed"][0]["ablation"]["test"]["all"])
+    again = ElasticNetProbe(l1=probe.l1, l2=probe.l2).set_fitted(small_run.labels, coef, intercept)
+    assert np.array_equal(probe.predict(test), again.predict(test))
+    assert main(["export", str(small_run.path), str(out), "--to", "safetensors"]) == 2
+    assert "must be new or empty" in capsys.readouterr().err
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(ValidationError, match="junk.safetensors: not a readable safetensors file"):
+        ElasticNetProbe.load(tmp_path / "junk.safetensors")
