@@ -9,7 +9,7 @@ For notebooks (docs/python.md)::
     run = ns.run(model="minilm", task="pos", data_dir="../shared/data")
     run.top_neurons(label="NN", k=10)
 
-``run``, ``open``, ``protocol``, ``Run``, ``Neuron`` and the probes are the analysis
+``run``, ``open``, ``corpus``, ``protocol``, ``Run``, ``Neuron`` and the probes are the analysis
 API; the rest (``hookimpl``, ``ModelAdapter``, ``TaskData``, ...) is for plugin authors
 (docs/plugins.md). ``from neuroscope import *`` would shadow the builtin ``open``: import
 the module instead.
@@ -27,7 +27,7 @@ from neuroscope.version import __version__
 
 #: names imported when first used (PEP 562): they need torch, which `neuroscope --help`,
 #: `plugins`, `data list` and `cache list` never import
-_LAZY = {"Neuron": "api", "Run": "api", "TopNeuron": "api", "WordActivation": "api", "open": "api",
+_LAZY = {"Neuron": "api", "Run": "api", "TopNeuron": "api", "WordActivation": "api", "open": "api", "corpus": "api",
          "protocol": "api", "run": "api", "HeatMap": "heatmap", "LbfgsProbe": "lbfgs", "AGGREGATIONS": "choices",
          "ModelAdapter": "model", "ElasticNetProbe": "probe"}
 
@@ -64,6 +64,7 @@ __all__ = [
     "TopNeuron",
     "WordActivation",
     "__version__",
+    "corpus",
     "hookimpl",
     "open",
     "protocol",

@@ -64,6 +64,60 @@ def run(**options: Any) -> "Run | list[Run]":
     return runs[0] if len(runs) == 1 else runs
 
 
+def corpus(train: Any, dev: Any, test: Any, *, labels: str, words: str = "tokens",
+           label_names: Sequence[str] | None = None, name: str = "corpus", folder: str | Path | None = None) -> str:
+    """A corpus held in memory as a task for :func:`run`: ``ns.run(task=ns.corpus(...))``.
+
+    ``train``, ``dev``, ``test``: pandas DataFrames or Hugging Face ``datasets.Dataset`` s,
+    one sentence per row, a list of words in column ``words`` and a list of labels (strings,
+    or integers named by ``label_names``, else by a Dataset's ``ClassLabel`` feature) in
+    column ``labels``. They are written as parquet with a task.json into ``folder``
+    (default: ``corpora/NAME-HASH`` in the cache directory, HASH of the content, so the same
+    data is the same task and its activations are reused) and read back by the ``parquet``
+    reader like any corpus (checked, rows named in errors). Returns the task, ``"parquet:FOLDER"``."""
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from neuroscope.settings import default_cache_dir
+
+    tables, names = {}, None if label_names is None else [str(n) for n in label_names]
+    for split, data in (("train", train), ("dev", dev), ("test", test)):
+        if hasattr(data, "to_pandas") and hasattr(data, "features"):  # a datasets.Dataset
+            feature = data.features.get(labels) if hasattr(data.features, "get") else None
+            inner = getattr(feature, "feature", feature)
+            if names is None and isinstance(getattr(inner, "names", None), list):
+                names = [str(n) for n in inner.names]
+            frame = data.to_pandas()
+        else:
+            frame = data
+        columns = list(getattr(frame, "columns", []))
+        if words not in columns or labels not in columns:
+            raise ValidationError(f"corpus: the {split} data has no column {words if words not in columns else labels!r}"
+                                  f" (its columns: {', '.join(map(str, columns)) or 'none: not a DataFrame or Dataset'})")
+        tables[split] = pa.Table.from_pandas(frame[[words, labels]], preserve_index=False)
+    digest = hashlib.sha256(json.dumps({"words": words, "labels": labels, "names": names,
+                                        **{k: t.to_pydict() for k, t in tables.items()}},
+                                       default=str).encode("utf-8")).hexdigest()[:16]
+    target = Path(folder) if folder is not None else default_cache_dir() / "corpora" / f"{name}-{digest}"
+    described = {"words": words, "labels": labels, "label_names": names, "sha256": digest}
+    if (target / "task.json").is_file() and json.loads((target / "task.json").read_text()) == described:
+        return f"parquet:{target}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".corpus-", dir=target.parent))
+    for split, table in tables.items():
+        pq.write_table(table, staging / f"{split}.parquet")
+    (staging / "task.json").write_text(json.dumps(described, indent=1), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return f"parquet:{target}"
+
+
 def open(path: str | Path) -> "Run":  # noqa: A001 - the API's name for opening a run directory
     """A finished run directory as a :class:`Run`; ``runs/minilm-pos`` (no date) opens the
     newest ``runs/<date>-minilm-pos``."""

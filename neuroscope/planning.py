@@ -73,7 +73,11 @@ def default_run_dir(root: Path, config: RunConfig, with_probe: bool = False) -> 
     (:func:`settings_name`); ``-<probe>`` after the task when a run compares probes, and
     ``-site-<site>`` for a site other than the hidden states (before the settings, so
     ``runs/minilm-pos-site-mlp`` names the MLP run of the defaults)."""
-    name = (f"{config.model}-{config.task}" + (f"-{config.probe}" if with_probe else "")
+    task = config.task
+    if ":" in task:  # READER:LOCATION (neuroscope.corpus): the reader and the location's last part
+        reader, _, location = task.partition(":")
+        task = f"{reader}-{Path(location).name}"
+    name = (f"{config.model}-{task}" + (f"-{config.probe}" if with_probe else "")
             + (f"-site-{config.site}" if config.site != "hidden" else "") + settings_name(config))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return root / f"{dt.date.today().isoformat()}-{safe}"

@@ -289,6 +289,13 @@ class Registry:
         return self._resolve("models", spec, "adapter", self.model_names())
 
     def resolve_task(self, spec: str) -> Resolved:
+        """A registry.toml task, a registered reader name, or ``READER:LOCATION`` (e.g.
+        ``parquet:/corpora/mychunk``, what :func:`neuroscope.corpus` returns): the reader with
+        option ``location``, for readers that take one."""
+        if spec not in self.file["tasks"] and ":" in spec:
+            prefix, _, location = spec.partition(":")
+            if (prefix in self._names["tasks"] or prefix in self.conflicts["tasks"]) and location:
+                return Resolved("tasks", spec, self.get("tasks", prefix), {"location": location}, "command line")
         return self._resolve("tasks", spec, "reader", self.task_names())
 
     def resolve_ranker(self, spec: str) -> Resolved:

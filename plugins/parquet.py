@@ -89,9 +89,28 @@ def read_parquet(path: Path, words: str, labels: str, label_names: Sequence[str]
     return out
 
 
-def read_parquet_task(data_dir: Path, *, train: str, dev: str, test: str, words: str = "tokens", labels: str,
-                      label_names: Sequence[str] | None = None, min_count: int = 1, task: str = "parquet"
-                      ) -> TaskData:
+def read_parquet_task(data_dir: Path, *, train: str = "train.parquet", dev: str = "dev.parquet",
+                      test: str = "test.parquet", words: str = "tokens", labels: str | None = None,
+                      label_names: Sequence[str] | None = None, min_count: int = 1, location: str | None = None,
+                      task: str = "parquet") -> TaskData:
+    """The task of three parquet files; with ``location`` (``--task parquet:DIR``, what
+    :func:`neuroscope.corpus` writes) the files are DIR's train/dev/test.parquet and the
+    columns those DIR/task.json names."""
+    if location is not None:
+        folder = Path(location)
+        described = folder / "task.json"
+        if not described.is_file():
+            raise NeuroscopeError(f"task {task!r}: {described} not found (a parquet:DIR task's folder holds "
+                                  "train.parquet, dev.parquet, test.parquet and task.json, as neuroscope.corpus "
+                                  "writes them)")
+        try:
+            options = json.loads(described.read_text(encoding="utf-8"))
+            words, labels, label_names = options["words"], options["labels"], options.get("label_names")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NeuroscopeError(f"{described}: expected a JSON object with words and labels ({exc})") from None
+        data_dir = folder
+    if labels is None:
+        raise NeuroscopeError(f"task {task!r}: give labels = \"COLUMN\", the column of the labels")
     if label_names is not None and (not isinstance(label_names, list) or
                                     not all(isinstance(n, str) and n for n in label_names)):
         raise NeuroscopeError(f"task {task!r}: label_names must be a list of names")

@@ -245,7 +245,8 @@ def test_mixed_precision_runs_end_to_end(data_dir, cache_dir, tmp_path):
     out = tmp_path / "bf16"
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "1",
                  "--max-sentences", "150,50,50", "--l1", "1e-4", "--l2", "0", "--precision", "bfloat16", "--no-control",
-                 "--epochs", "3", "--scan-step", "0.1", "--deltas", "5", "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
+                 "--epochs", "3", "--scan-step", "0.1", "--deltas", "100", "--scan-block", "1", "--out", str(out),
+                 "--cache-dir", str(cache_dir), "--quiet"]) == 0
     assert json.loads((out / "config.json").read_text())["precision"] == "bfloat16"
     results = json.loads((out / "results.json").read_text())
     test = {k: v["mean"] for k, v in results["summary"]["ablation"]["test"].items()}
@@ -287,8 +288,8 @@ def test_hf_prefix_accepts_a_local_directory(minilm_dir, data_dir, cache_dir, tm
 def test_pmb_tasks_run_on_real_slices(task, n_labels, data_dir, cache_dir, tmp_path):
     out = tmp_path / task
     assert main(["run", "--model", "minilm", "--task", task, "--data-dir", str(data_dir), "--seeds", "1",
-                 "--max-sentences", "1500,300,300", "--l1", "1e-4", "--l2", "0", "--deltas", "2", "--scan-step", "0.05",
-                 "--no-control",
+                 "--max-sentences", "1500,300,300", "--l1", "1e-4", "--l2", "0", "--deltas", "100", "--scan-block", "1",
+                 "--scan-step", "0.05", "--no-control",  # Table 1 is what is checked: the minimal scan stops at once
                  "--out", str(out), "--cache-dir", str(cache_dir), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["labels"]) <= n_labels

@@ -148,7 +148,7 @@ def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data
 
 def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, data_dir, cache_dir):
     args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--cache-dir", str(cache_dir),
-            *SMALL, "--seeds", "2"]
+            *SMALL, "--seeds", "2", "--deltas", "100", "--scan-block", "1"]  # the units' numbers, not the scan
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--out", str(tmp_path / "two"), "--cpus", "2"]) == 0  # two worker processes
     assert numbers(tmp_path / "two") == numbers(tmp_path / "one")

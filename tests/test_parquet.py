@@ -8,11 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from neuroscope.errors import DataFormatError, NeuroscopeError
+from neuroscope.errors import DataFormatError, NeuroscopeError, ValidationError
 from neuroscope.loading import load_task
 from neuroscope.registry import Registry
 from neuroscope.cli import main
@@ -101,3 +102,38 @@ def test_bad_tables_are_refused_naming_the_file_and_row(tmp_path):
     from neuroscope_plugins.parquet import read_parquet_task
     with pytest.raises(NeuroscopeError, match="label_names must be a list of names"):
         read_parquet_task(tmp_path, train="t", dev="t", test="t", labels="tags", label_names="X")
+
+
+def test_a_dataframe_or_a_dataset_in_memory_is_a_task(tmp_path, monkeypatch):
+    import datasets
+    import pandas as pd
+
+    import neuroscope as ns
+
+    monkeypatch.setenv("NEUROSCOPE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        words = ["".join(rng.choice(list("abcdeiou"), 3)) for _ in range(4)]
+        rows.append((words, ["V" if w[0] in "aeiou" else "C" for w in words]))
+    frame = pd.DataFrame({"tokens": [r[0] for r in rows], "tags": [r[1] for r in rows], "id": range(60)})
+    task = ns.corpus(frame[:40], frame[40:50], frame[50:], labels="tags", name="vowels")
+    assert task.startswith("parquet:") and Path(task.split(":", 1)[1]).name.startswith("vowels-")
+    assert ns.corpus(frame[:40], frame[40:50], frame[50:], labels="tags", name="vowels") == task  # the same data
+    options = dict(model=f"elmo:{ELMO}", seeds=1, l1=0, l2=0, epochs=2, no_control=True, quiet=True,
+                   runs_dir=str(tmp_path / "runs"))
+    run = ns.run(task=task, **options)
+    assert run.results["data"]["train"]["sentences"] == 40 and run.labels == ("C", "V")
+    assert "-parquet-vowels-" in run.path.name
+    # the same corpus as a datasets.Dataset with integer labels, named by its ClassLabel feature
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "tags": datasets.Sequence(datasets.ClassLabel(names=["C", "V"]))})
+    encoded = datasets.Dataset.from_dict({"tokens": [r[0] for r in rows],
+                                          "tags": [[["C", "V"].index(t) for t in r[1]] for r in rows]},
+                                         features=features)
+    from_dataset = ns.corpus(encoded.select(range(40)), encoded.select(range(40, 50)), encoded.select(range(50, 60)),
+                             labels="tags", name="vowels")
+    other = ns.run(task=from_dataset, **options)
+    assert other.results["per_seed"][0]["ablation"] == run.results["per_seed"][0]["ablation"]
+    with pytest.raises(ValidationError, match="the dev data has no column 'tags'"):
+        ns.corpus(frame, frame[["tokens"]], frame, labels="tags")

@@ -48,6 +48,7 @@ def test_docs_python_md_runs_as_written(data_dir, minilm_dir, cache_dir, monkeyp
     result = namespace["result"]
     assert result["ablation"]["test"]["top"] > result["ablation"]["test"]["bottom"]
     assert namespace["search"].best_params_["l1"] in (1e-5, 1e-4)
+    assert namespace["task"].startswith("parquet:") and "corpora" in namespace["task"]
     # the notebook's first cell run again returns the finished run, computing nothing
     stamp = (run.path / "results.json").stat().st_mtime_ns
     exec(compile(blocks[0].replace('"../shared/data"', repr(str(data_dir))), "docs/python.md", "exec"), namespace)
