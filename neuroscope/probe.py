@@ -38,7 +38,7 @@ from neuroscope.errors import ValidationError
 from neuroscope.estimator import BaseEstimator, ClassifierMixin, NotFittedError, fit_inputs, predict_inputs
 from neuroscope.features import Features, check_features, iter_chunks, n_columns, n_rows
 from neuroscope.rundir import atomic_path
-from neuroscope.store import ActivationSet
+from neuroscope.store import ActivationSet, MemoryActivations
 from neuroscope.validation import check_class_ids, check_number, check_training_labels
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,43 @@ def read_raw(X: Features, rows: np.ndarray, neurons: np.ndarray | None) -> torch
         if block.dtype not in (np.float16, np.float32):
             block = block.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(block))
+
+
+#: a training whose rows (the columns it reads, float16) take at most this many bytes reads
+#: them once into memory instead of once per epoch: the same values, so the same probe
+RESIDENT_BYTES = 2 ** 30
+
+
+def resident_rows(X: Features, neurons: np.ndarray | None) -> np.ndarray | None:
+    """All rows of ``X`` (its ``neurons`` columns) as stored, read once in the store's
+    chunks, where they fit :data:`RESIDENT_BYTES`; None for an in-memory array (already
+    resident) or a training too large to hold."""
+    if not isinstance(X, ActivationSet):
+        return None
+    if isinstance(X, MemoryActivations) and neurons is None:
+        return X.array  # held already (--keep memory): no second copy
+    total = n_rows(X)
+    width = X.n_neurons if neurons is None else len(neurons)
+    if total * width * 2 > RESIDENT_BYTES:
+        return None
+    out = np.empty((total, width), dtype=np.float16)
+    step = X.chunk_rows()
+    for start in range(0, total, step):
+        block = X.raw_rows(slice(start, min(start + step, total)))
+        out[start : start + len(block)] = block if neurons is None else np.take(block, neurons, axis=1)
+    return out
+
+
+def batch_rows(X: Features, batches: Iterable[np.ndarray], neurons: np.ndarray | None, device: torch.device,
+               held: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(row indices, raw tensor) per batch, exactly :func:`read_raw`'s values: from ``held``
+    where the training's rows were read into memory (:func:`resident_rows`), else read per
+    batch (in a background thread on a GPU, :func:`prefetched_batches`)."""
+    if held is not None:
+        return ((idx, torch.from_numpy(held[idx])) for idx in batches)
+    if device.type == "cuda":
+        return prefetched_batches(X, batches, neurons)
+    return ((idx, read_raw(X, idx, neurons)) for idx in batches)
 
 
 def prefetched_batches(X: Features, batches: Iterable[np.ndarray], neurons: np.ndarray | None
@@ -300,13 +337,13 @@ def train_elastic_net(
     max_epochs = (max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps_per_epoch(total, settings.batch_size))) if auto
                   else int(settings.epochs))
     losses: list[np.ndarray] = []
+    held = resident_rows(X, neurons)  # read once for every epoch where the rows fit
     calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
     for epoch in range(max_epochs):
         epoch_loss = torch.zeros(g, device=device, dtype=torch.float64)
         order = rng.permutation(total) if settings.shuffle else np.arange(total)
         batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
-        for idx, raw in (prefetched_batches(X, batches, neurons) if device.type == "cuda"
-                         else ((i, read_raw(X, i, neurons)) for i in batches)):
+        for idx, raw in batch_rows(X, batches, neurons, device, held):
             elastic_net_gradient(raw.to(device, non_blocking=True).to(compute), y_all[idx].to(device), weight, bias,
                                  l1, l2, settings.l2_form, compute, epoch_loss)
             if mask is not None:

@@ -232,11 +232,12 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("per_seed[].ksparse?.unconverged", int, "count", "probes whose Newton steps stopped before the tolerance"),
     ("ksparse?", dict, "", "only with --ksparse: the k-sparse probes' sample and labels, the ceiling, and every "
      "ranker's curves over seeds"),
-    ("ksparse?.{train_rows,min_positives}", int, "count", "train words the probes fit on; the fewest words of a "
-     "label (and of the rest) in them for the label to take part"),
+    ("ksparse?.{train_rows,min_positives}", int, "count", "train words the probes fit on (a sample drawn per seed); "
+     "the fewest words of a label (and of the rest) in it for the label to take part"),
     ("ksparse?.l2", NUM, "", "the probes' L2 penalty (on standardised neurons)"),
-    ("ksparse?.labels", STR_LIST, "", "the labels taking part"),
-    ("ksparse?.left_out.*", str, "", "the other labels, each with the reason"),
+    ("ksparse?.labels", STR_LIST, "", "the labels taking part in the first seed's sample (and the ceiling's); each "
+     "seed's record lists its own under per_label"),
+    ("ksparse?.left_out.*", str, "", "the other labels of the first seed's sample, each with the reason"),
     ("ksparse?.ceiling", OPT_DICT, "", "the exhaustive small-k ceiling (null with --ksparse-ceiling 0): ks, pool, "
      "shortlist, subsets_per_label, per label the chosen neurons and their test f1 and accuracy per k, and "
      "mean_f1 / mean_accuracy over labels"),

@@ -14,13 +14,14 @@ from neuroscope.cli import main
 def pos_run(data_dir, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "minilm-pos"
     code = main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
-                 "--max-sentences", "1000,250,250", "--grid", GRID, "--out", str(out), "--cache-dir", str(cache_dir),
-                 "--quiet"])
+                 "--max-sentences", "1000,250,250", "--grid", GRID, "--scan-step", SCAN, "--out", str(out),
+                 "--cache-dir", str(cache_dir), "--quiet"])
     assert code == 0
     return out
 
 
 GRID = "0,1e-3,1e-5"
+SCAN = "0.02"  # the minimal-set scan in steps of 2 % of the network (the paper's 1 % takes twice as long)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,8 @@ def test_resume_reuses_finished_steps(pos_run, data_dir, cache_dir, capsys):
     (pos_run / "results.json").unlink()
     (pos_run / "steps" / "seed-1-control.json").unlink()  # as if interrupted during seed 1's control task
     args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--seeds", "2",
-            "--max-sentences", "1000,250,250", "--grid", GRID, "--out", str(pos_run), "--cache-dir", str(cache_dir)]
+            "--max-sentences", "1000,250,250", "--grid", GRID, "--scan-step", SCAN, "--out", str(pos_run),
+            "--cache-dir", str(cache_dir)]
     assert main(args + ["--quiet"]) == 2  # an existing run needs --resume
     assert "add --resume to continue it" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0

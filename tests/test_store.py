@@ -123,6 +123,25 @@ def test_probe_trains_from_store_like_from_array(tmp_path):
     np.testing.assert_allclose(from_store.coef_, from_array.coef_, atol=1e-6)
 
 
+def test_a_training_held_in_memory_is_the_training_read_per_batch(tmp_path, monkeypatch):
+    """Rows that fit RESIDENT_BYTES are read once (the store's chunks), the others per
+    batch: the same values in the same order, so bit-identical weights, columns included."""
+    import neuroscope.probe as probe_module
+    from neuroscope.probe import TrainSettings, resident_rows, train_elastic_net
+
+    corp = corpus(60)
+    acts = ActivationStore(tmp_path).get_or_extract(WordHashAdapter(), corp)
+    y = np.unique(np.array(corp.labels()), return_inverse=True)[1]
+    columns = np.array([3, 0, 5])
+    assert np.array_equal(resident_rows(acts, columns), acts.raw_rows(slice(0, acts.n_tokens))[:, columns])
+    settings = TrainSettings(epochs=3, batch_size=16, seed=4)
+    held = train_elastic_net(acts, y, int(y.max()) + 1, [(1e-3, 0.0), (0.0, 1e-3)], settings, neurons=columns)
+    monkeypatch.setattr(probe_module, "RESIDENT_BYTES", 0)
+    assert resident_rows(acts, columns) is None
+    streamed = train_elastic_net(acts, y, int(y.max()) + 1, [(1e-3, 0.0), (0.0, 1e-3)], settings, neurons=columns)
+    assert all(np.array_equal(a, b) for a, b in zip(held, streamed))
+
+
 def test_labels_to_ids_marks_unknown():
     assert labels_to_ids(["B", "Q", "A"], ["A", "B"]).tolist() == [1, -1, 0]
 
