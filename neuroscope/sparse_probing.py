@@ -52,6 +52,7 @@ from neuroscope.validation import check_number
 
 log = logging.getLogger(__name__)
 
+
 @attrs.frozen
 class SparseSettings:
     """What k-sparse probing does (module docstring; ``--ksparse*`` options)."""
@@ -85,15 +86,6 @@ class SparseSettings:
     def sizes(self, n_neurons: int) -> tuple[int, ...]:
         """The curve's k that the network has neurons for."""
         return tuple(k for k in self.ks if k <= n_neurons)
-
-
-@attrs.frozen
-class Split:
-    """One split's words for the probes: its float32 rows over ``columns`` (the training
-    sample) or the features to stream (test), and their class ids (-1: unseen in train)."""
-
-    labels: np.ndarray
-    X: Any
 
 
 @attrs.frozen
