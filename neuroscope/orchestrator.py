@@ -55,7 +55,7 @@ from neuroscope.steps.ablation import SeedResult, ranking_step
 from neuroscope.steps.analyses import seed_record, task_accuracies
 from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
-from neuroscope.steps.data import data_summary, warn_unseen_labels
+from neuroscope.steps.data import data_summary, split_checksums, warn_unseen_labels
 from neuroscope.steps.extraction import check_screen, extract, screen, screened
 from neuroscope.steps.files import (StepFileError, ceiling_record, control_record, minimal_record, oracle_record,
                                     probe_arrays, ranking_record, read_step, rotation_record, search_record)
@@ -420,13 +420,11 @@ class Orchestrator:
                                         f"{settings_difference(saved, config.to_json())}), so --resume cannot continue "
                                         "it; leave out --out (a run's default directory names its settings) or pass "
                                         f"--out {free_name(run_dir)} for a new run")
-            saved = read_json(steps_dir / "data.json", "data summary")
-            if not isinstance(saved, dict) or not isinstance(saved.get("splits"), dict) or \
-                    not all(isinstance(v, dict) and "sha256" in v for v in saved["splits"].values()):
+            recorded = split_checksums(read_json(steps_dir / "data.json", "data summary"))
+            if recorded is None:
                 raise RunDirectoryError(f"{steps_dir / 'data.json'}: damaged data summary (expected each split's "
                                         "sha256); start a new run (or restore the file)")
-            if {k: v["sha256"] for k, v in saved["splits"].items()} != \
-                    {k: v["sha256"] for k, v in data["splits"].items()}:
+            if recorded != split_checksums(data):
                 raise RunDirectoryError(f"{run_dir}: the data changed since this run started; start a new run")
         if write:
             steps_dir.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,7 @@ def reuse_finished(plan: Plan) -> tuple[Plan, dict[str, Path]]:
     with other settings or data is refused naming what differs. The plan of what is left to
     run, with ``resume`` on."""
     from neuroscope.loading import load_task
-    from neuroscope.steps.data import data_summary
+    from neuroscope.steps.data import data_summary, split_checksums
 
     todo, finished = [], {}
     for config, run_dir in plan.cells:
@@ -133,10 +133,8 @@ def reuse_finished(plan: Plan) -> tuple[Plan, dict[str, Path]]:
             raise RunDirectoryError(f"{run_dir} holds a run with other settings ({difference}); pass out= with a new "
                                     f"directory (e.g. out={str(free_name(run_dir))!r}), or change the settings back")
         task = load_task(plan.registry, config.task, Path(config.data_dir)).head(*config.max_sentences)
-        recorded = read_json(run_dir / "steps" / "data.json", "data summary")
-        wanted = {k: v["sha256"] for k, v in data_summary(task)["splits"].items()}
-        if not isinstance(recorded, dict) or {k: v.get("sha256") for k, v in recorded.get("splits", {}).items()} \
-                != wanted:
+        recorded = split_checksums(read_json(run_dir / "steps" / "data.json", "data summary"))
+        if recorded is None or recorded != split_checksums(data_summary(task)):
             raise RunDirectoryError(f"{run_dir}: the data changed since this run; pass out= with a new directory "
                                     f"(e.g. out={str(free_name(run_dir))!r}) for a run on the new data")
         try:

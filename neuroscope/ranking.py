@@ -67,9 +67,7 @@ class Ranking:
         id; the overall order where the ranker has no per-label scores); the first ``limit``."""
         if self.label_scores is None:
             return self.order[:limit]
-        row = np.asarray(self.label_scores[label], dtype=np.float64)
-        key = np.where(np.isnan(row), -np.inf, row)
-        return np.lexsort((np.arange(len(row)), -key))[:limit].astype(np.int64)
+        return descending(self.label_scores[label])[:limit]
 
     def to_json(self) -> dict:
         shares = [None if not np.isfinite(s) else float(s) for s in self.entry_share]
@@ -79,6 +77,13 @@ class Ranking:
     def from_json(cls, data: dict) -> "Ranking":
         shares = np.array([np.inf if s is None else s for s in data["entry_share"]], dtype=np.float64)
         return cls(np.asarray(data["order"], dtype=np.int64), shares, data["method"])
+
+
+def descending(score: np.ndarray) -> np.ndarray:
+    """Positions of ``score`` from highest to lowest; ties by position, NaN last."""
+    score = np.asarray(score, dtype=np.float64)
+    key = np.where(np.isnan(score), -np.inf, score)
+    return np.lexsort((np.arange(len(score)), -key)).astype(np.int64)
 
 
 def label_entry_shares(coef: np.ndarray) -> np.ndarray:

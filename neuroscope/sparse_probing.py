@@ -47,7 +47,7 @@ import torch
 from neuroscope.choices import DEFAULT_KS
 from neuroscope.errors import ValidationError
 from neuroscope.features import Features, iter_chunks, n_rows, read_rows
-from neuroscope.ranking import Ranking
+from neuroscope.ranking import Ranking, descending
 from neuroscope.validation import check_number
 
 log = logging.getLogger(__name__)
@@ -293,15 +293,9 @@ class SparseProber:
         if unconverged:
             log.warning("k-sparse probing (%s): %d probes stopped at %d Newton steps before their gradient fell "
                         "below %g", ranking.method, unconverged, self.settings.max_iter, self.settings.tol)
-        return {
-            "ks": list(ks),
-            "label_orders": "per label" if ranking.label_scores is not None else "overall",
-            "per_label": {label_names[c]: {"f1": f1[r].tolist(), "accuracy": acc[r].tolist(),
-                                           "best_neuron": int(tops[c][0])} for r, c in enumerate(self.labels)},
-            "mean_f1": f1.mean(axis=0).tolist() if len(self.labels) else [],
-            "mean_accuracy": acc.mean(axis=0).tolist() if len(self.labels) else [],
-            "unconverged": unconverged,
-        }
+        return {"ks": list(ks), "label_orders": "per label" if ranking.label_scores is not None else "overall",
+                **self._measured(label_names, f1, acc, {c: {"best_neuron": int(tops[c][0])} for c in self.labels}),
+                "unconverged": unconverged}
 
     def ceiling(self, mean_diff: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
         """The small-k optimum (module docstring) per taking label, k = 1 .. ``ceiling``:
@@ -311,23 +305,28 @@ class SparseProber:
         ks = [k for k in range(1, s.ceiling + 1) if k <= min(s.pool, mean_diff.shape[1])]
         f1 = np.full((len(self.labels), len(ks)), np.nan)
         acc = np.full_like(f1, np.nan)
-        chosen: dict[str, list[list[int]]] = {}
+        chosen: dict[int, list[list[int]]] = {}
         for r, c in enumerate(self.labels):
-            score = np.where(np.isnan(mean_diff[c]), -np.inf, mean_diff[c])
-            pool = np.lexsort((np.arange(len(score)), -score))[: s.pool]
+            pool = descending(mean_diff[c])[: s.pool]
             self.need(pool)
             best = [self.best_subset(c, pool, k) for k in ks]
             refit = self.fit([(c, sub) for sub in best])
             for i, measured in enumerate(self.measure([c] * len(best), refit)):
                 f1[r, i], acc[r, i] = measured["f1"], measured["accuracy"]
-            chosen[label_names[c]] = [sorted(int(j) for j in sub) for sub in best]
+            chosen[c] = [sorted(int(j) for j in sub) for sub in best]
         n_pool = min(s.pool, mean_diff.shape[1])
         return {"ks": ks, "pool": s.pool, "shortlist": s.shortlist,
                 "subsets_per_label": sum(math.comb(n_pool, k) for k in ks),
-                "per_label": {label_names[c]: {"f1": f1[r].tolist(), "accuracy": acc[r].tolist(),
-                                               "neurons": chosen[label_names[c]]} for r, c in enumerate(self.labels)},
+                **self._measured(label_names, f1, acc, {c: {"neurons": chosen[c]} for c in self.labels})}
+
+    def _measured(self, label_names: Sequence[str], f1: np.ndarray, accuracy: np.ndarray,
+                  extra: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """``per_label`` (each taking label's F1 and accuracy per k, and ``extra``) and their
+        means over the labels."""
+        return {"per_label": {label_names[c]: {"f1": f1[r].tolist(), "accuracy": accuracy[r].tolist(), **extra[c]}
+                              for r, c in enumerate(self.labels)},
                 "mean_f1": f1.mean(axis=0).tolist() if len(self.labels) else [],
-                "mean_accuracy": acc.mean(axis=0).tolist() if len(self.labels) else []}
+                "mean_accuracy": accuracy.mean(axis=0).tolist() if len(self.labels) else []}
 
     def best_subset(self, label: int, pool: np.ndarray, k: int) -> np.ndarray:
         """Of every size-k subset of ``pool``, the one whose logistic probe reaches the lowest

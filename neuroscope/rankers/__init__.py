@@ -26,7 +26,7 @@ import numpy as np
 
 from neuroscope.errors import ValidationError
 from neuroscope.features import Features, iter_chunks, n_columns
-from neuroscope.ranking import Ranking
+from neuroscope.ranking import Ranking, descending
 from neuroscope.types import NeuronIndex
 
 NEEDS = ("probe", "activations", "model")
@@ -242,23 +242,26 @@ def ranking_from_order(order: Sequence[int] | np.ndarray, method: str) -> Rankin
     return Ranking(order, entry, method)
 
 
-def with_label_scores(ranking: Ranking, scores: np.ndarray, present: np.ndarray | None = None) -> Ranking:
-    """``ranking`` with each label's own scores (:attr:`Ranking.label_scores`): ``scores``
-    has a row per label, or, with the boolean mask ``present``, per label where it is True
-    (the others get NaN rows: no score)."""
+def every_label(scores: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """(labels, neurons) float64: ``scores``, a row per label, or, with the boolean mask
+    ``present``, a row per label where it is True (the others NaN: no score)."""
     scores = np.asarray(scores, dtype=np.float64)
-    if present is not None:
-        full = np.full((len(present), scores.shape[1]), np.nan)
-        full[np.asarray(present, dtype=bool)] = scores
-        scores = full
-    return attrs.evolve(ranking, label_scores=scores)
+    if present is None:
+        return scores
+    full = np.full((len(present), scores.shape[1]), np.nan)
+    full[np.asarray(present, dtype=bool)] = scores
+    return full
+
+
+def with_label_scores(ranking: Ranking, scores: np.ndarray, present: np.ndarray | None = None) -> Ranking:
+    """``ranking`` with each label's own scores (:attr:`Ranking.label_scores`), laid out by
+    :func:`every_label`."""
+    return attrs.evolve(ranking, label_scores=every_label(scores, present))
 
 
 def order_by_score(score: np.ndarray, method: str) -> Ranking:
     """A Ranking from one score per neuron, highest first; ties by neuron id; NaN last."""
-    score = np.asarray(score, dtype=np.float64)
-    key = np.where(np.isnan(score), -np.inf, score)
-    return ranking_from_order(np.lexsort((np.arange(len(score)), -key)), method)
+    return ranking_from_order(descending(score), method)
 
 
 __all__ = ["NEEDS", "RankerInfo", "RankerInputs", "call_ranker", "check_options", "info_of", "order_by_score", "ranker",

@@ -11,6 +11,15 @@ from neuroscope.types import TaskData
 log = logging.getLogger(__name__)
 
 
+def split_checksums(summary: Any) -> dict[str, str] | None:
+    """Each split's sha256 from a data summary (steps/data.json), or None where it is not
+    one (a damaged file)."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("splits"), dict) or \
+            not all(isinstance(v, dict) and "sha256" in v for v in summary["splits"].values()):
+        return None
+    return {name: split["sha256"] for name, split in summary["splits"].items()}
+
+
 def data_summary(task: TaskData) -> dict[str, Any]:
     """Sizes, checksums and label statistics of every split (reported in results)."""
     known = set(task.labels)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-
 from neuroscope.cell import CellContext
+from neuroscope.rankers import every_label
 from neuroscope.rankers.contrast import moments, one_vs_rest
 from neuroscope.ranking import Ranking
 from neuroscope.results import mean_std
@@ -29,7 +28,7 @@ def prober(c: CellContext, seed: int) -> SparseProber:
 def sparse_curves(c: CellContext, ranking: Ranking, seed: int, reporter: Any) -> dict[str, Any]:
     """k-sparse curves of one ranking (per label and k: test F1 and accuracy)."""
     probes = prober(c, seed)
-    ks = c.config.sparse_settings().sizes(ranking.n_neurons)
+    ks = probes.settings.sizes(ranking.n_neurons)
     with reporter.task(f"k-sparse probing {ranking.method} seed {seed}", len(ks), unit="sizes") as advance:
         return probes.curves(ranking, c.task.labels, advance)
 
@@ -40,8 +39,7 @@ def sparse_ceiling_step(c: CellContext, reporter: Any) -> dict[str, Any]:
     seed = c.config.seeds[0]
     probes = prober(c, seed)
     counts, means, variances, present = moments(c.ranker_inputs(seed))
-    scores = np.full((len(present), means.shape[1]), np.nan)
-    scores[present] = one_vs_rest(counts, means, variances, "mean-diff")
+    scores = every_label(one_vs_rest(counts, means, variances, "mean-diff"), present)
     out = {"seed": seed, **probes.describe(c.task.labels)}
     if c.config.ksparse_ceiling:
         with reporter.task("k-sparse ceiling", None):
