@@ -80,8 +80,11 @@ def corpus(train: Any, dev: Any, test: Any, *, labels: str, words: str = "tokens
     import shutil
     import tempfile
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise NeuroscopeError("neuroscope.corpus needs pyarrow: pip install 'neuroscope[parquet]'") from None
 
     from neuroscope.settings import default_cache_dir
 
