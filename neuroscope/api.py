@@ -44,10 +44,17 @@ def run(**options: Any) -> "Run | list[Run]":
 
     Keyword arguments are the command's options: ``model``, ``task``, ``ranker``,
     ``probe`` (names or lists), ``data_dir``, ``seeds``, ``max_sentences`` (N or (train,
-    dev, test)), ``epochs`` (N or "auto"), ``out``, ``resume``, ``quiet``, ... (docs/cli.md)."""
+    dev, test)), ``epochs`` (N or "auto"), ``out``, ``resume``, ``quiet``, ... (docs/cli.md).
+
+    Objects of this Python process work too (:func:`in_process_inputs`): ``model=`` a loaded
+    transformers model with ``tokenizer=`` its tokenizer, and ``task=`` a corpus held in
+    memory (a DataFrame with a ``split`` column, or a dict / ``datasets.DatasetDict`` of
+    splits) with ``labels=`` (and ``words=``) naming its columns."""
     from rich.console import Console
 
+    options = in_process_inputs(options)
     request = run_request(**options)
+    check_in_process(request)
     shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
     plan = plan_runs(request)
     order = [str(run_dir) for _, run_dir in plan.cells]
@@ -62,6 +69,88 @@ def run(**options: Any) -> "Run | list[Run]":
     paths = {**finished, **{str(path): path for path, _ in done}}
     runs = [Run(paths[key]) for key in order if key in paths]
     return runs[0] if len(runs) == 1 else runs
+
+
+#: the names a dict or DatasetDict of splits may give each split (the hub's is "validation")
+SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "validation", "valid"), "test": ("test",)}
+
+
+def in_process_inputs(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with objects of this process replaced by the names a run records.
+
+    * ``model``: a transformers model object (or a list mixing objects and names) becomes
+      ``hf:loaded:HASH`` (:mod:`neuroscope.loaded`: HASH from its weights, configuration
+      and tokenizer, so a changed model is a new model and never reads stale activations);
+      ``tokenizer`` is its tokenizer (one, or a list matching the objects).
+    * ``task``: a pandas DataFrame with a ``split`` column (train / dev / test), or a dict
+      or ``datasets.DatasetDict`` of the three splits (``validation`` names dev, as on the
+      hub), becomes the task :func:`corpus` writes; ``labels`` (required) and ``words``
+      (default ``tokens``) name the columns, ``label_names`` as in :func:`corpus`."""
+    from neuroscope.loaded import register
+
+    options = dict(options)
+    tokenizers = options.pop("tokenizer", None)
+    model = options.get("model")
+    models = model if isinstance(model, (list, tuple)) else [model]
+    objects = [m for m in models if m is not None and not isinstance(m, str)]
+    if objects:
+        given = tokenizers if isinstance(tokenizers, (list, tuple)) else [tokenizers] * len(objects)
+        if len(given) != len(objects):
+            raise ValidationError(f"tokenizer: {len(given)} tokenizers for {len(objects)} model objects")
+        pairs = iter(given)
+        named = [m if isinstance(m, str) else "hf:" + register(m, next(pairs)) for m in models]
+        options["model"] = named if isinstance(model, (list, tuple)) else named[0]
+    elif tokenizers is not None:
+        raise ValidationError("tokenizer: given without a model object (model= names a model; its tokenizer is "
+                              "loaded with it)")
+    columns = {k: options.pop(k) for k in ("labels", "words", "label_names") if k in options}
+    task = options.get("task")
+    if task is not None and not isinstance(task, (str, list, tuple)):
+        if "labels" not in columns:
+            raise ValidationError("task: a corpus object needs labels= naming its label column (and words= its "
+                                  "words column, default tokens)")
+        options["task"] = corpus(*splits_of(task), **columns)
+    elif columns:
+        raise ValidationError(f"{', '.join(columns)}: only with a corpus object as task= (a DataFrame or a dict of "
+                              "splits); a named task reads its own columns")
+    return options
+
+
+def splits_of(data: Any) -> tuple[Any, Any, Any]:
+    """(train, dev, test) of a DataFrame with a ``split`` column or a mapping of splits."""
+    if hasattr(data, "columns") and hasattr(data, "groupby"):  # a pandas DataFrame
+        if "split" not in data.columns:
+            raise ValidationError(f"task: a DataFrame needs a split column (train, dev, test) to say which rows are "
+                                  f"which split; its columns: {', '.join(map(str, data.columns))}")
+        found = set(map(str, data["split"].unique()))
+        if not found <= set(SPLIT_NAMES) or len(found) != 3:
+            raise ValidationError(f"task: the DataFrame's split column holds {', '.join(sorted(found))}; expected "
+                                  "exactly train, dev and test")
+        return tuple(data[data["split"] == name].drop(columns="split") for name in SPLIT_NAMES)  # type: ignore[return-value]
+    if hasattr(data, "keys") and hasattr(data, "__getitem__"):
+        keys = list(data.keys())
+        chosen = []
+        for split, names in SPLIT_NAMES.items():
+            hit = [k for k in names if k in keys]
+            if not hit:
+                raise ValidationError(f"task: the corpus has splits {', '.join(map(str, keys))}; none is {split} "
+                                      f"(expected one of {', '.join(names)})")
+            chosen.append(data[hit[0]])
+        return tuple(chosen)  # type: ignore[return-value]
+    raise ValidationError(f"task: expected a task name, a DataFrame with a split column, or a dict / DatasetDict of "
+                          f"splits; got {type(data).__name__}")
+
+
+def check_in_process(request: RunRequest) -> None:
+    """Refuse a run whose loaded model objects the executor's other processes cannot see."""
+    from neuroscope.loaded import PREFIX
+
+    loaded = [m for m in request.plan.model if m.partition(":")[2].startswith(PREFIX)]
+    if loaded and (request.plan.executor != "local" or request.plan.cpus is not None):
+        where = "--executor ray" if request.plan.executor != "local" else "--cpus"
+        raise ValidationError(f"{loaded[0]}: a model object lives in this Python process, and {where} runs units in "
+                              "other processes; run it here (executor='local', no cpus), or save it "
+                              "(model.save_pretrained(DIR), tokenizer.save_pretrained(DIR)) and pass model='hf:DIR'")
 
 
 def corpus(train: Any, dev: Any, test: Any, *, labels: str, words: str = "tokens",

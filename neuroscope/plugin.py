@@ -12,7 +12,8 @@ modules of neuroscope may change between versions.
 * data: :class:`Sentence`, :class:`Corpus`, :class:`TaskData` and the reader
   helpers (file lookup, UTF-8 lines, column files, document splits, rare labels)
 * models: :class:`ModelAdapter`, :class:`NeuronIndex`, :data:`AGGREGATIONS`,
-  :func:`resolve_device`, :func:`sha256_of`
+  :func:`resolve_device`, :func:`sha256_of`, and a model object of this process
+  (:func:`loaded_model`, :func:`is_loaded_model`)
 * probes and rankers: :class:`ElasticNetProbe`, :func:`train_elastic_net`,
   :class:`TrainSettings`, :class:`LinearModel`, :class:`Ranking`, the ranker
   contract (:func:`ranker`, :class:`RankerInputs`, :func:`order_by_score`,
@@ -38,6 +39,7 @@ _SOURCES: dict[str, str] = {
         "run_unit write_files"),
     "neuroscope.hookspecs": "hookimpl",
     "neuroscope.lbfgs": "LbfgsProbe train_lbfgs",
+    "neuroscope.loaded": "is_loaded_model loaded_model",
     "neuroscope.model": "AttributionUnsupported ModelAdapter resolve_device",
     "neuroscope.probe": "ElasticNetProbe LinearModel TrainSettings train_elastic_net",
     "neuroscope.rankers": "RankerInputs check_options order_by_score ranker ranking_from_order with_label_scores",

@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from neuroscope.plugin import (AGGREGATIONS, AttributionUnsupported, InterventionRecord, ModelAdapter, ModelLoadError,
-                               NeuronIndex, NeuroscopeError, edit_hidden, resolve_device)
-
+                               NeuronIndex, NeuroscopeError, edit_hidden, is_loaded_model, loaded_model, resolve_device)
 from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,6 @@ class TransformersAdapter(ModelAdapter):
             raise NeuroscopeError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
         if dtype not in DTYPES:
             raise NeuroscopeError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -160,26 +159,11 @@ class TransformersAdapter(ModelAdapter):
         self.aggregation = aggregation
         self.batch_size = int(batch_size)
         self.dtype = dtype
-        self.path = resolve_checkpoint(checkpoint, revision)
-        self.device = resolve_device(device)
-        placement: dict[str, Any] = {}
-        if device_map:
-            try:
-                import accelerate  # noqa: F401 - transformers needs it for device_map
-            except ImportError:
-                raise ModelLoadError("device_map needs the accelerate package: pip install accelerate") from None
-            placement = {"device_map": device_map}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
-            self.prefix_space = with_prefix_space(tokenizer)
-            config = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
-            self.causal = config.model_type in CAUSAL_TYPES
-            loader = AutoModelForCausalLM if self.causal else AutoModel
-            model = loader.from_pretrained(self.path, trust_remote_code=False, dtype=DTYPES[dtype], **placement)
-        except Exception as exc:  # damaged or foreign files surface as many types (OSError, SafetensorError, ...)
-            raise ModelLoadError(f"{self.path}: cannot load a transformers model ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check that the "
-                                 "checkpoint's files are complete (e.g. download them again)") from exc
+        self._loaded_digest: str | None = None
+        if is_loaded_model(checkpoint):
+            tokenizer, model = self._take_loaded(checkpoint, device, device_map)
+        else:
+            tokenizer, model = self._load(checkpoint, revision, device, device_map)
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError(f"{self.path}: needs a fast tokenizer (tokenizer.json) to align sub-words with word_ids()")
         if getattr(model.config, "is_encoder_decoder", False):
@@ -189,10 +173,11 @@ class TransformersAdapter(ModelAdapter):
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
         self.tokenizer = tokenizer
-        self.lm = model.eval() if self.causal else None  # the model with its LM head (decoders)
-        base = model.base_model if self.causal else model
-        self.model = base.eval() if placement else base.eval().to(self.device)
-        if placement:
+        head = model is not model.base_model  # a decoder's LM head, or a loaded object's task head
+        self.lm = model.eval() if self.causal and head else None  # the model with its LM head (decoders)
+        base = model.base_model if self.causal or head else model
+        self.model = base.eval() if self._placed else base.eval().to(self.device)
+        if self._placed:
             self.device = next(self.model.parameters()).device
         limits = [v for v in (tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None))
                   if isinstance(v, int) and 0 < v < 1_000_000]
@@ -213,7 +198,7 @@ class TransformersAdapter(ModelAdapter):
         if site != "hidden":
             self._mlp = self._projections(site)
             self._index = NeuronIndex(tuple(f"{site}{i}" for i in range(1, n_layers + 1)), self._site_width)
-        self._sha = checkpoint_sha256(self.path)
+        self._sha = self._loaded_digest or checkpoint_sha256(self.path)
         self.replaced_words = 0
         self.windowed_sentences = 0
         self._ablation: tuple[Any, Any] | None = None  # (Ablation, InterventionRecord) inside intervene()
@@ -221,6 +206,61 @@ class TransformersAdapter(ModelAdapter):
         self._sites_found: list[tuple[Any, str, bool]] | None = None
         self._mlm: Any = None
         self._mlm_missing: str | None = None
+        if self._loaded_digest is not None and not self.causal:  # a loaded encoder: its own head or none
+            if head and type(model).__name__.endswith("ForMaskedLM"):
+                self._mlm = model.eval()
+            else:
+                self._mlm, self._mlm_missing = False, (f"the loaded {type(model).__name__} has no masked-LM head "
+                                                       "(pass an AutoModelForMaskedLM object for the model's own loss)")
+
+    def _load(self, checkpoint: str, revision: str | None, device: str, device_map: str | None
+              ) -> tuple[Any, Any]:
+        """(tokenizer, model) read from the checkpoint's files, placed by ``device_map`` if given."""
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+        self.path = resolve_checkpoint(checkpoint, revision)
+        self.device = resolve_device(device)
+        placement: dict[str, Any] = {}
+        if device_map:
+            try:
+                import accelerate  # noqa: F401 - transformers needs it for device_map
+            except ImportError:
+                raise ModelLoadError("device_map needs the accelerate package: pip install accelerate") from None
+            placement = {"device_map": device_map}
+        self._placed = bool(placement)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+            self.prefix_space = with_prefix_space(tokenizer)
+            config = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
+            self.causal = config.model_type in CAUSAL_TYPES
+            loader = AutoModelForCausalLM if self.causal else AutoModel
+            model = loader.from_pretrained(self.path, trust_remote_code=False, dtype=DTYPES[self.dtype], **placement)
+        except Exception as exc:  # damaged or foreign files surface as many types (OSError, SafetensorError, ...)
+            raise ModelLoadError(f"{self.path}: cannot load a transformers model ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); check that the "
+                                 "checkpoint's files are complete (e.g. download them again)") from exc
+        return tokenizer, model
+
+    def _take_loaded(self, checkpoint: str, device: str, device_map: str | None) -> tuple[Any, Any]:
+        """(tokenizer, model) of a model object registered by :func:`neuroscope.loaded.register`:
+        used where it is (its device, its dtype, which must be the run's), never copied."""
+        model, tokenizer, self._loaded_digest = loaded_model(checkpoint)
+        self.path = Path(checkpoint)
+        where = next(model.parameters()).device
+        if device_map:
+            raise ModelLoadError(f"{checkpoint}: a loaded model is used where it is; place it before passing it "
+                                 "(from_pretrained(..., device_map=...)) instead of giving device_map")
+        if device != "auto" and resolve_device(device) != where:
+            raise ModelLoadError(f"{checkpoint}: the loaded model is on {where}, the run asks for {device}; move it "
+                                 f"(model.to({str(resolve_device(device))!r})) or leave device at auto")
+        weights = {str(p.dtype).removeprefix("torch.") for p in model.parameters()}
+        if weights != {self.dtype}:
+            raise ModelLoadError(f"{checkpoint}: the loaded model's weights are {', '.join(sorted(weights))}, the run's "
+                                 f"dtype is {self.dtype}; pass dtype={sorted(weights)[0]!r} or convert the model")
+        self.device, self._placed = where, True
+        self.prefix_space = with_prefix_space(tokenizer)
+        self.causal = model.config.model_type in CAUSAL_TYPES
+        return tokenizer, model
 
     @property
     def neuron_index(self) -> NeuronIndex:

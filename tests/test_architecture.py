@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: the layers, from the bottom up; a module may import modules of its own layer or below
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("version", "errors", "validation", "types", "hookspecs", "progress", "rundir", "figures",
-                    "choices")),
+                    "choices", "loaded")),
     ("methods and storage", ("store", "features", "statistics", "screening", "model", "probe", "lbfgs", "estimator",
                              "ranking", "rankers", "rankers.attribution", "rankers.contrast", "rankers.gaussian", "rankers.iou",
                              "rankers.lape", "rankers.mutual_information",

@@ -135,5 +135,21 @@ def test_a_dataframe_or_a_dataset_in_memory_is_a_task(tmp_path, monkeypatch):
                              labels="tags", name="vowels")
     other = ns.run(task=from_dataset, **options)
     assert other.results["per_seed"][0]["ablation"] == run.results["per_seed"][0]["ablation"]
+    # the corpus object itself as the task: a DataFrame with a split column, a DatasetDict of splits
+    split = frame.assign(split=["train"] * 40 + ["dev"] * 10 + ["test"] * 10)
+    direct = ns.run(task=split, labels="tags", **options)
+    assert direct.results["per_seed"][0]["ablation"] == run.results["per_seed"][0]["ablation"]
+    splits = datasets.DatasetDict(train=encoded.select(range(40)), validation=encoded.select(range(40, 50)),
+                                  test=encoded.select(range(50, 60)))
+    assert ns.run(task=splits, labels="tags", **options).results["per_seed"][0]["ablation"] == \
+        run.results["per_seed"][0]["ablation"]
+    assert ns.run(task=split, labels="tags", **options).path == direct.path  # the cell again: the finished run
+    with pytest.raises(ValidationError, match="a corpus object needs labels="):
+        ns.run(task=split, **options)
+    with pytest.raises(ValidationError, match="split column holds dev, test, train, valid"):
+        ns.run(task=split.assign(split=["valid"] + ["train"] * 39 + ["dev"] * 10 + ["test"] * 10), labels="tags",
+               **options)
+    with pytest.raises(ValidationError, match="none is test"):
+        ns.run(task={"train": frame, "dev": frame}, labels="tags", **options)
     with pytest.raises(ValidationError, match="the dev data has no column 'tags'"):
         ns.corpus(frame, frame[["tokens"]], frame, labels="tags")

@@ -323,3 +323,34 @@ def test_a_runs_probes_export_as_safetensors_and_load_with_identical_predictions
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(ValidationError, match="junk.safetensors: not a readable safetensors file"):
         ElasticNetProbe.load(tmp_path / "junk.safetensors")
+
+
+def test_a_loaded_model_object_runs_as_its_checkpoint_and_a_changed_one_gets_a_new_store_entry(
+        small_run, data_dir, minilm_dir, cache_dir, tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from neuroscope.errors import ModelLoadError
+    from neuroscope.loaded import loaded_model
+
+    model, tokenizer = AutoModel.from_pretrained(minilm_dir), AutoTokenizer.from_pretrained(minilm_dir)
+    options = dict(task="pos", data_dir=data_dir, max_sentences=(60, 20, 100), seeds=1, l1=1e-4, l2=1e-4,
+                   scan_step=0.25, no_control=True, runs_dir=tmp_path / "runs", cache_dir=cache_dir, quiet=True)
+    run = ns.run(model=model, tokenizer=tokenizer, **options)
+    assert run.config["model"].startswith("hf:loaded:") and run.results["summary"]["ablation"]["test"]["all"]["mean"] > 60
+    # the same words through the object and through its checkpoint's files: the same values
+    assert np.array_equal(run.activations("test").array, small_run.activations("test").array)
+    keys = {entry["key"] for entry in run.manifest["activations"].values()}
+    assert ns.run(model=model, tokenizer=tokenizer, **options).path == run.path  # the notebook cell again
+    with torch.no_grad():
+        model.encoder.layer[5].output.dense.bias[0] += 0.5
+    changed = ns.run(model=model, tokenizer=tokenizer, **options)
+    assert changed.path != run.path and changed.config["model"] != run.config["model"]
+    assert not keys & {entry["key"] for entry in changed.manifest["activations"].values()}
+    assert not np.array_equal(changed.activations("test").array, run.activations("test").array)
+    with pytest.raises(ModelLoadError, match="needs its tokenizer"):
+        ns.run(model=model, **options)
+    with pytest.raises(ValidationError, match="lives in this Python process, and --executor ray"):
+        ns.run(model=model, tokenizer=tokenizer, executor="ray", **options)
+    with pytest.raises(ModelLoadError, match="not in this one or no longer alive"):
+        loaded_model("loaded:0123456789abcdef")
