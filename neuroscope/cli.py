@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory (holds results.json)")
 
     export = _sub(sub, "export", "write a finished run in a format other tools read (safetensors: each seed's "
-                  "oracle probe; docs/results.md, \"Export\")",
-                  "  neuroscope export runs/minilm-pos --to safetensors probes/")
+                  "oracle probe; parquet: each split's activations as a word table; docs/results.md, \"Export\")",
+                  "  neuroscope export runs/minilm-pos --to safetensors probes/\n"
+                  "  neuroscope export runs/minilm-pos --to parquet activations/")
     export.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     export.add_argument("out", type=Path, metavar="OUT", help="a new or empty directory for the files")
     export.add_argument("--to", required=True, choices=EXPORT_FORMATS, help="the format")
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = _sub(sub, "cache", "list, verify and remove entries of the activation store",
                  "  neuroscope cache list\n  neuroscope cache verify\n  neuroscope cache remove 3f2a9c\n"
-                 "  neuroscope cache prune")
+                 "  neuroscope cache prune\n  neuroscope cache import activations/*.parquet")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_help = "activation store (default: $NEUROSCOPE_CACHE or ~/.cache/neuroscope)"
     cache_list = _sub(cache_sub, "list", "every entry: key, model, corpus, size, state", "  neuroscope cache list")
@@ -128,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     cache_remove.add_argument("keys", nargs="+", metavar="KEY", help="entries to delete (a key or its prefix)")
     cache_prune = _sub(cache_sub, "prune", "delete interrupted extractions no run is continuing, and entries that "
                        "fail verification", "  neuroscope cache prune")
-    for p in (cache_list, cache_verify, cache_remove, cache_prune):
+    cache_import = _sub(cache_sub, "import", "store the activations of parquet files written by `neuroscope export "
+                        "--to parquet` as the entries they were exported from, every checksum checked",
+                        "  neuroscope cache import activations/train.parquet activations/dev.parquet")
+    cache_import.add_argument("files", nargs="+", type=Path, metavar="FILE", help="exported parquet files")
+    for p in (cache_list, cache_verify, cache_remove, cache_prune, cache_import):
         p.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
 
     neurons = _sub(sub, "neurons", "a run's top neurons: overall or for one label, with layer, unit, rank, weight "
@@ -487,6 +492,14 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
             raise StoreError(f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'}: "
                              f"{', '.join(damaged)}; `neuroscope cache remove KEY` (or `prune`) deletes them and "
                              "the next run re-extracts")
+        return 0
+    if args.cache_command == "import":
+        from neuroscope.parquet_store import import_parquet
+
+        for path in args.files:
+            entry = import_parquet(path, store)
+            console.print(f"{path}: entry {entry.key} ({entry.shape[0]:,} words x {entry.shape[1]:,} neurons)",
+                          markup=False)
         return 0
     keys = store.match(args.keys) if args.cache_command == "remove" else store.prunable()
     for key in keys:

@@ -9,6 +9,11 @@
   what the weights apply to: the model, task, site, layers, hidden size, how a neuron id
   maps to (layer, unit) (and a screened run's network ids), the lambdas, labels and seeds.
 
+* ``parquet``: each split's activation store entry as a word table ``OUT/<split>.parquet``
+  (:mod:`neuroscope.parquet_store`: the word, its label and one float16 list column per
+  layer, the store's checksums in the metadata), with ``OUT/config.json``;
+  ``neuroscope cache import`` reads it back as the same store entry.
+
 A format is written into a new or empty directory only, each file under a temporary name
 and renamed: an export that stops leaves no half-written file.
 """
@@ -31,7 +36,7 @@ def export_run(run: Any, to: str, out: str | Path) -> list[Path]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValidationError(f"{out}: the export's directory must be new or empty")
     out.mkdir(parents=True, exist_ok=True)
-    return export_safetensors(run, out)
+    return export_parquet(run, out) if to == "parquet" else export_safetensors(run, out)
 
 
 def describe(run: Any) -> dict[str, Any]:
@@ -62,5 +67,21 @@ def export_safetensors(run: Any, out: Path) -> list[Path]:
                                   {k: meta[k] for k in ("model", "task", "site", "layers", "hidden_size",
                                                         "neuron_ids", "network_neurons")} | {"seed": seed}))
     meta["files"] = {f"seed-{seed}": path.name for seed, path in zip(run.results["seeds"], written)}
+    write_json(out / "config.json", meta)
+    return [*written, out / "config.json"]
+
+
+def export_parquet(run: Any, out: Path) -> list[Path]:
+    """Each split's activations as ``OUT/<split>.parquet`` and config.json."""
+    from neuroscope.parquet_store import SPLITS, export_split
+
+    task = run.task()
+    meta = describe(run)
+    written = []
+    for split in SPLITS:
+        corpus = task.splits[split]
+        written.append(export_split(run.activations(split), split, corpus.words(), corpus.labels(),
+                                    out / f"{split}.parquet", {"model": meta["model"], "task": meta["task"]}))
+    meta["files"] = {split: path.name for split, path in zip(SPLITS, written)}
     write_json(out / "config.json", meta)
     return [*written, out / "config.json"]

@@ -579,6 +579,55 @@ class ActivationStore:
         log.info("stored activations of %s (%d tokens x %d neurons) in %s", corpus.name, n_tokens,
                  index.n_neurons, self.path_for(key))
 
+    def add_entry(self, manifest: dict[str, Any], offsets: np.ndarray, blocks: Iterator[np.ndarray],
+                  source: str) -> ActivationSet:
+        """A complete entry written from outside (``neuroscope cache import``): ``manifest``
+        as an entry's manifest.json holds it (its key, shape and checksums), ``offsets`` its
+        sentence rows, ``blocks`` its float16 rows in order. The rows are written into
+        ``<key>.partial`` and checked against the manifest's checksums before the entry
+        is renamed into place, so an entry whose values differ by one bit from those the
+        checksums were taken of is refused (naming ``source``), never stored. An entry
+        already stored is kept and returned."""
+        key = str(manifest.get("key", ""))
+        if not key or not key.isalnum() or manifest.get("format") != STORE_FORMAT_VERSION:
+            raise StoreError(f"{source}: not an activation store entry's description (key {key!r}, format "
+                             f"{manifest.get('format')!r}, expected {STORE_FORMAT_VERSION})")
+        final = self.path_for(key)
+        if (final / "manifest.json").is_file():
+            return ActivationSet(final)
+        self._make_root()
+        shape = (int(manifest["n_tokens"]), NeuronIndex.from_json(manifest["neuron_index"]).n_neurons)
+        with self._lock(key):
+            partial = self.path_for(key + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            with naming(partial):
+                writer = _RowWriter.create(partial / "activations.npy", shape)
+                row = 0
+                try:
+                    for block in blocks:
+                        if row + len(block) > shape[0] or block.shape[1:] != (shape[1],):
+                            raise StoreError(f"{source}: holds more rows or other columns than its description "
+                                             f"({shape[0]} x {shape[1]})")
+                        writer.write(row, block)
+                        row += len(block)
+                    writer.sync()
+                finally:
+                    writer.close()
+                if row != shape[0]:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise StoreError(f"{source}: holds {row} rows, its description {shape[0]}")
+                _save_atomic(partial / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+                _write_json_atomic(partial / "manifest.json", manifest)
+                try:
+                    ActivationSet(partial).verify()
+                except StoreError as exc:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise StoreError(f"{source}: its values are not those its checksums were taken of "
+                                     f"({str(exc).split(': ', 1)[-1].split(';')[0]}); nothing was stored") from None
+                os.replace(partial, final)
+        return ActivationSet(final)
+
     def entries(self) -> list[StoreEntry]:
         """Every entry directory of the store, complete or not, sorted by key."""
         if not self.root.is_dir():

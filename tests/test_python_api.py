@@ -354,3 +354,50 @@ def test_a_loaded_model_object_runs_as_its_checkpoint_and_a_changed_one_gets_a_n
         ns.run(model=model, tokenizer=tokenizer, executor="ray", **options)
     with pytest.raises(ModelLoadError, match="not in this one or no longer alive"):
         loaded_model("loaded:0123456789abcdef")
+
+
+def test_a_runs_activations_export_as_parquet_that_other_readers_and_the_store_read_back(small_run, tmp_path, capsys):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from neuroscope.store import ActivationSet
+
+    out = tmp_path / "acts"
+    assert main(["export", str(small_run.path), str(out), "--to", "parquet"]) == 0
+    test, corpus = small_run.activations("test"), small_run.task().test
+    table = datasets.load_dataset("parquet", data_files=str(out / "test.parquet"), split="train",
+                                  cache_dir=str(tmp_path / "hf")).with_format("numpy")
+    assert table.column_names == ["split", "sentence", "word", "token", "label"] + [
+        f"layer_{name}" for name in small_run.index.layer_names]
+    assert list(table["token"]) == [w for s in corpus.words() for w in s] and list(table["label"]) == corpus.labels()
+    hidden = small_run.index.hidden_size
+    values = test.raw_rows(slice(0, test.shape[0]))
+    for layer, name in enumerate(small_run.index.layer_names):
+        column = np.asarray(table[f"layer_{name}"])  # datasets' numpy format widens float16 to float32, exactly
+        assert table.features[f"layer_{name}"].feature.dtype == "float16" and column.shape == (test.shape[0], hidden)
+        assert np.array_equal(column, values[:, layer * hidden:(layer + 1) * hidden].astype(np.float32))
+    # read back as the very store entries, every checksum checked
+    assert main(["cache", "import", *(str(out / f"{s}.parquet") for s in ("train", "dev", "test")),
+                 "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    for split in ("train", "dev", "test"):
+        key = small_run.manifest["activations"][split]["key"]
+        back = ActivationSet(tmp_path / "elsewhere" / "activations" / key)
+        original = small_run.activations(split)
+        assert back.manifest == original.manifest and np.array_equal(back.offsets, original.offsets)
+        assert np.array_equal(back.raw_rows(slice(0, back.shape[0])).view(np.uint16),
+                              original.raw_rows(slice(0, original.shape[0])).view(np.uint16))
+    # one value changed: refused, nothing stored
+    arrow = pq.read_table(out / "test.parquet")
+    column = np.stack(arrow.column("layer_3").to_numpy(zero_copy_only=False)).astype(np.float16)
+    column[7, 5] += np.float16(0.25)
+    arrow = arrow.set_column(arrow.column_names.index("layer_3"), "layer_3",
+                             pa.FixedSizeListArray.from_arrays(pa.array(column.reshape(-1), pa.float16()), hidden))
+    pq.write_table(arrow, tmp_path / "changed.parquet")
+    capsys.readouterr()
+    assert main(["cache", "import", str(tmp_path / "changed.parquet"), "--cache-dir", str(tmp_path / "third")]) == 2
+    assert "changed.parquet: its values are not those its checksums were taken of" in capsys.readouterr().err
+    assert not list((tmp_path / "third" / "activations").glob("[0-9a-f]*[0-9a-f]"))
+    pq.write_table(pa.table({"tokens": ["a"]}), tmp_path / "foreign.parquet")
+    assert main(["cache", "import", str(tmp_path / "foreign.parquet")]) == 2
+    assert "no neuroscope metadata" in capsys.readouterr().err
