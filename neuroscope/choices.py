@@ -68,4 +68,4 @@ RARE_TOKENS = 100
 DEFAULT_KS = tuple(2 ** i for i in range(9))
 
 #: neuroscope export --to (docs/results.md, "Export")
-EXPORT_FORMATS = ("safetensors", "parquet")
+EXPORT_FORMATS = ("safetensors", "parquet", "neuronpedia")

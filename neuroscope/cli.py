@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     export.add_argument("out", type=Path, metavar="OUT", help="a new or empty directory for the files")
     export.add_argument("--to", required=True, choices=EXPORT_FORMATS, help="the format")
+    export.add_argument("--features", default="all", choices=("all", "top"),
+                        help="neuronpedia: a feature for every neuron, or for the run's first ranking's top --fraction")
 
     data = _sub(sub, "data", "list, fetch and verify datasets",
                 "  neuroscope data list --data-dir ../shared/data --verify\n"
@@ -338,8 +340,11 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from neuroscope.runs import Run
 
-    for path in Run(args.run_dir).export(args.to, args.out):
+    written = Run(args.run_dir).export(args.to, args.out, features=args.features)
+    for path in written[:20]:
         console.print(f"wrote {path}", markup=False, highlight=False)
+    if len(written) > 20:
+        console.print(f"... and {len(written) - 20} more files under {args.out}", markup=False, highlight=False)
     return 0
 
 

@@ -14,6 +14,10 @@
   layer, the store's checksums in the metadata), with ``OUT/config.json``;
   ``neuroscope cache import`` reads it back as the same store entry.
 
+* ``neuronpedia``: Neuronpedia's export layout (:mod:`neuroscope.neuronpedia`): per layer
+  a source with a feature, activation records and an explanation per neuron, and the
+  probe's class directions as vectors.
+
 A format is written into a new or empty directory only, each file under a temporary name
 and renamed: an export that stops leaves no half-written file.
 """
@@ -29,13 +33,20 @@ from neuroscope.registry import Registry
 from neuroscope.rundir import write_json
 from neuroscope.validation import check_choice
 
-def export_run(run: Any, to: str, out: str | Path) -> list[Path]:
-    """Write ``run`` (a :class:`~neuroscope.runs.Run`) as ``to`` into ``out``; the files written."""
+def export_run(run: Any, to: str, out: str | Path, features: str = "all") -> list[Path]:
+    """Write ``run`` (a :class:`~neuroscope.runs.Run`) as ``to`` into ``out``; the files
+    written. ``features`` (neuronpedia): every neuron, or the run's first ranking's top
+    ``--fraction``."""
     check_choice("--to", to, EXPORT_FORMATS)
+    check_choice("--features", features, ("all", "top"))
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValidationError(f"{out}: the export's directory must be new or empty")
     out.mkdir(parents=True, exist_ok=True)
+    if to == "neuronpedia":
+        from neuroscope.neuronpedia import export_neuronpedia
+
+        return export_neuronpedia(run, out, features=features)
     return export_parquet(run, out) if to == "parquet" else export_safetensors(run, out)
 
 

@@ -208,12 +208,13 @@ class Run:
         saved = read_arrays(path, ("coef", "intercept"))
         return saved["coef"], saved["intercept"]
 
-    def export(self, to: str, out: str | Path) -> list[Path]:
+    def export(self, to: str, out: str | Path, features: str = "all") -> list[Path]:
         """The run in a format other tools read (:mod:`neuroscope.export`; ``to``:
-        safetensors) into the new or empty directory ``out``; the files written."""
+        safetensors, parquet or neuronpedia, whose ``features`` are all neurons or the top
+        set) into the new or empty directory ``out``; the files written."""
         from neuroscope.export import export_run
 
-        return export_run(self, to, out)
+        return export_run(self, to, out, features=features)
 
     def label_id(self, label: str) -> int:
         if label not in self.labels:

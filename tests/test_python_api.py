@@ -401,3 +401,100 @@ def test_a_runs_activations_export_as_parquet_that_other_readers_and_the_store_r
     pq.write_table(pa.table({"tokens": ["a"]}), tmp_path / "foreign.parquet")
     assert main(["cache", "import", str(tmp_path / "foreign.parquet")]) == 2
     assert "no neuroscope metadata" in capsys.readouterr().err
+
+
+#: Neuronpedia's record schemas, written from the dataclasses of its neuronpedia_utils.db_models
+#: (SourceRelease, Model, SourceSet, Source, Feature, Activation; as SAEDashboard's converter
+#: inlines them) and the Explanation columns its export-data.py writes: field -> allowed JSON types
+S, I, F, B, L, N = str, int, (int, float), bool, list, type(None)
+NEURONPEDIA_SCHEMA = {
+    "release": {"name": S, "description": S, "creatorName": S, "creatorId": S, "visibility": S, "isNewUi": B,
+                "featured": B, "descriptionShort": (S, N), "urls": L, "creatorEmail": (S, N),
+                "creatorNameShort": (S, N), "defaultSourceSetName": (S, N), "defaultSourceId": (S, N),
+                "defaultUmapSourceIds": L, "createdAt": S},
+    "model": {"id": S, "instruct": B, "creatorId": S, "displayNameShort": S, "displayName": S, "tlensId": (S, N),
+              "dimension": (I, N), "visibility": S, "defaultSourceSetName": (S, N), "defaultSourceId": (S, N),
+              "inferenceEnabled": B, "layers": I, "neuronsPerLayer": I, "createdAt": S, "owner": S, "updatedAt": S,
+              "website": (S, N)},
+    "sourceset": {"modelId": S, "name": S, "creatorId": S, "hasDashboards": B, "visibility": S, "description": S,
+                  "type": S, "creatorName": S, "urls": L, "creatorEmail": (S, N), "releaseName": (S, N),
+                  "defaultOfModelId": (S, N), "defaultRange": I, "defaultShowBreaks": B, "showDfa": B,
+                  "showCorrelated": B, "showHeadAttribution": B, "showUmap": B, "createdAt": S},
+    "source": {"id": S, "modelId": S, "setName": S, "creatorId": S, "hasDashboards": B, "inferenceEnabled": B,
+               "inferenceHosts": L, "saelensConfig": (S, N), "saelensRelease": (S, N), "saelensSaeId": (S, N),
+               "hfRepoId": (S, N), "hfFolderId": (S, N), "visibility": S, "defaultOfModelId": (S, N), "hasUmap": B,
+               "hasUmapLogSparsity": B, "hasUmapClusters": B, "num_prompts": (I, N), "num_tokens_in_prompt": (I, N),
+               "dataset": (S, N), "notes": (S, N), "createdAt": S},
+    "features": {"modelId": S, "layer": S, "index": S, "creatorId": (S, N), "createdAt": S, "maxActApprox": (F, N),
+                 "hasVector": B, "vector": L, "vectorLabel": (S, N), "vectorDefaultSteerStrength": (F, N),
+                 "hookName": (S, N), **{k: L for k in (
+                     "topkCosSimIndices topkCosSimValues neuron_alignment_indices neuron_alignment_values "
+                     "neuron_alignment_l1 correlated_neurons_indices correlated_neurons_pearson correlated_neurons_l1 "
+                     "correlated_features_indices correlated_features_pearson correlated_features_l1 neg_str "
+                     "neg_values pos_str pos_values freq_hist_data_bar_heights freq_hist_data_bar_values "
+                     "logits_hist_data_bar_heights logits_hist_data_bar_values decoder_weights_dist").split()},
+                 "frac_nonzero": F, "sourceSetName": (S, N)},
+    "activations": {"id": S, "tokens": L, "index": S, "layer": S, "modelId": S, "maxValue": F,
+                    "maxValueTokenIndex": I, "minValue": F, "values": L, "creatorId": S, "dataSource": (S, N),
+                    "dataIndex": (S, N), "dfaValues": L, "dfaTargetIndex": (I, N), "dfaMaxValue": (F, N),
+                    "createdAt": S, "lossValues": L, "logitContributions": (S, N), "binMin": (F, N),
+                    "binMax": (F, N), "binContains": (F, N), "qualifyingTokenIndex": (I, N), "zIndices": (L, N),
+                    "zValues": (L, N)},
+    "explanations": {"id": S, "modelId": S, "layer": S, "index": S, "authorId": S, "description": S,
+                     "embedding": (L, N), "typeName": S, "explanationModelName": S, "umap_x": (F, N),
+                     "umap_y": (F, N), "umap_cluster": (I, N), "umap_log_feature_sparsity": (F, N)},
+}
+
+
+def test_a_run_exports_in_neuronpedias_layout_and_every_record_validates(small_run, tmp_path):
+    import gzip
+
+    out = tmp_path / "np"
+    small_run.export("neuronpedia", out, features="top")
+    model = out / "minilm"
+    sources = sorted(p.name for p in model.iterdir())
+    layers = small_run.index.layer_names
+    assert sources == sorted([f"{k}-neuroscope-hidden" for k in range(len(layers))]
+                             + [f"{k}-neuroscope-probe" for k in range(len(layers))])
+    top = set(small_run.ranking()[:round(0.2 * small_run.index.n_neurons)].tolist())
+    seen, by_kind = set(), {}
+    for folder in model.iterdir():
+        for kind in ("release", "model", "sourceset", "source"):
+            by_kind.setdefault(kind, []).extend(json.loads(line) for line in (folder / f"{kind}.jsonl").open())
+        for kind in ("features", "activations", "explanations"):
+            for path in sorted((folder / kind).glob("batch-*.jsonl.gz")) if (folder / kind).is_dir() else []:
+                records = [json.loads(line) for line in gzip.open(path, "rt", encoding="utf-8")]
+                assert records, path
+                by_kind.setdefault(kind, []).extend(records)
+    for kind, records in by_kind.items():
+        schema = NEURONPEDIA_SCHEMA[kind]
+        for record in records:
+            assert set(record) == set(schema), (kind, set(record) ^ set(schema))
+            for key, allowed in schema.items():
+                assert isinstance(record[key], allowed) and not (allowed is I and isinstance(record[key], bool)), \
+                    (kind, key, record[key])
+    hidden = [f for f in by_kind["features"] if f["sourceSetName"] == "neuroscope-hidden"]
+    for f in hidden:
+        layer = int(f["layer"].split("-")[0])
+        seen.add(layer * small_run.index.hidden_size + int(f["index"]))
+        assert 0 <= f["frac_nonzero"] <= 1 and sum(f["freq_hist_data_bar_heights"]) == small_run.results["data"][
+            "train"]["tokens"]
+    assert seen == top  # one feature per neuron of the top set
+    X = small_run.activations("train")
+    acts = [a for a in by_kind["activations"] if a["layer"].endswith("-hidden")]
+    assert len(acts) == len(hidden) * 40  # 20 top words and 2 at each of 10 quantile ranges
+    for a in acts[:200]:  # each record's values are the store's, over its whole sentence
+        layer = int(a["layer"].split("-")[0])
+        column = layer * small_run.index.hidden_size + int(a["index"])
+        s = int(a["dataIndex"])
+        values = X.rows(slice(int(X.offsets[s]), int(X.offsets[s + 1])), np.array([column]))[:, 0]
+        assert np.allclose(a["values"], values, atol=1e-4) and len(a["tokens"]) == len(values)
+        if a["binMin"] is not None:
+            assert a["binMin"] - 1e-3 <= values[a["qualifyingTokenIndex"]] <= a["binMax"] + 1e-3
+    coef, _ = small_run.probe_weights(0)
+    probe = {(f["layer"], f["vectorLabel"]): f["vector"] for f in by_kind["features"]
+             if f["sourceSetName"] == "neuroscope-probe"}
+    assert len(probe) == len(layers) * len(small_run.labels)
+    hidden_size = small_run.index.hidden_size
+    assert np.allclose(probe[("2-neuroscope-probe", "NN")],
+                       coef[small_run.label_id("NN"), 2 * hidden_size:3 * hidden_size], atol=1e-6)
