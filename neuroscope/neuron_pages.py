@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from neuroscope.choices import RARE_TOKENS
+from neuroscope.dashboards import build_dashboards, dashboard_record
 from neuroscope.errors import NeuroscopeError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,12 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     columns = np.concatenate([block for _, block in X.chunks(ids)])  # (tokens, chosen neurons), one pass
     where = {int(j): k for k, j in enumerate(ids)}
     gold = np.asarray(task.train.labels())
+    class_ids = {lab: c for c, lab in enumerate(run.labels)}
+    sentences = task.train.words()
+    boards = build_dashboards(X, np.array([class_ids.get(g, -1) for g in gold]), run.labels, sentences, neurons=ids,
+                              examples=words, per_quantile=1)
+    offsets = np.asarray(X.offsets, dtype=np.int64)
+    sentence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
     rows: list[str] = []
     rare_rows: list[str] = []
@@ -87,12 +94,15 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                             f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
                             f"{values[row]:.2f})</span></li>")
             name = f"{t.layer}:{t.unit}"
+            board = dashboard_record(boards, where[t.neuron], sentences, offsets, sentence_of, list(gold))
+            found = " ".join(sorted({html.escape(sentences[e["sentence"]][e["word"]].lower())
+                                     for e in board["top"]} | {html.escape(tag) for tag in board["tags"]}))
             (rare_rows if lab in rare else rows).append(
-                f"<tr data-filter='{html.escape(lab)} {name} layer{t.layer}'><td>{html.escape(lab)}<br>"
+                f"<tr data-filter='{html.escape(lab)} {name} layer{t.layer} {found}'><td>{html.escape(lab)}<br>"
                 f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
                 f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'} 20: {100 * t.score:.0f} %</td>"
                 f"<td><ul class='words'>{''.join(hits)}</ul></td>"
-                f"<td>{histogram_svg(values, mask)}</td></tr>")
+                f"<td>{histogram_svg(values, mask)}</td><td>{dashboard_html(board, run.index)}</td></tr>")
     return (
         "<section id='top-neurons-section'><h2 id='top-neurons'>Top neurons</h2>"
         f"<p class='note'>For every label (most frequent first) {per_label} of its top neurons: of the 50 with the "
@@ -101,16 +111,53 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
         "weight, lowest for a negative one) most often carry the label; the percentage is that precision at 20. "
         "Rank: position in the run's first ranking. Words: the first of those tokens, in context, with their gold "
         "label and activation. Histogram: activation density of the "
-        "label's tokens (red) and of all other tokens (grey), train split. Filter by a label or a neuron "
-        "(layer:unit); report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
-        "<p><input id='ns-filter' placeholder='filter: label or layer:unit' size='30'></p>"
+        "label's tokens (red) and of all other tokens (grey), train split. Dashboard (click to open): the "
+        "neuron's tags (Voita et al. 2024: dead, token or n-gram detector, positional), share of tokens on which it "
+        "is active (&gt; 0), its activation density over all train tokens, a word at each decile range of its "
+        "activation (SAEDashboard's quantile view) and its most correlated neurons of the layer (docs/results.md, "
+        "\"Neuron dashboards\"). Filter by a label, a neuron (layer:unit), a word among its top words or a tag; "
+        "report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
+        "<p><input id='ns-filter' placeholder='filter: label, layer:unit, word or tag' size='36'></p>"
         f"<table class='neurons'>{HEADER}{''.join(rows)}</table>{rare_fold(rare, counts, rare_rows)}</section>"
         + FILTER_JS)
 
 
 #: the header row of a top-neurons table
 HEADER = ("<tr><th>label</th><th>neuron</th><th>rank</th><th>weight</th><th>words of the label</th><th>top words</th>"
-          "<th>activation</th></tr>")
+          "<th>activation</th><th>dashboard</th></tr>")
+
+
+def density_svg(centres: list[float], tokens: list[int], width: int = 180, height: int = 40) -> str:
+    """Bars of a neuron's activation density (tokens per bin), zero marked."""
+    top = max(max(tokens), 1)
+    step = width / len(tokens)
+    bars = "".join(f"<rect x='{k * step:.1f}' y='{height - height * n / top:.1f}' width='{max(step - 0.5, 0.5):.1f}' "
+                   f"height='{height * n / top:.1f}' fill='#1f77b4'/>" for k, n in enumerate(tokens) if n)
+    low, high = centres[0] - (centres[1] - centres[0]) / 2, centres[-1] + (centres[1] - centres[0]) / 2
+    zero = (f"<line x1='{width * (0 - low) / (high - low):.1f}' x2='{width * (0 - low) / (high - low):.1f}' y1='0' "
+            f"y2='{height}' stroke='#d62728' stroke-width='0.8'/>") if low < 0 < high else ""
+    return (f"<svg width='{width}' height='{height + 12}' class='hist'>{bars}{zero}"
+            f"<text x='0' y='{height + 11}' font-size='9' fill='#555'>{low:.2g}</text><text x='{width}' "
+            f"y='{height + 11}' font-size='9' fill='#555' text-anchor='end'>{high:.2g}</text></svg>")
+
+
+def dashboard_html(board: dict[str, Any], index: Any) -> str:
+    """One neuron's dashboard (:func:`neuroscope.dashboards.dashboard_record`) folded in a
+    ``details`` element: opened on a click, so the page stays short."""
+    tags = ", ".join(board["tags"]) or "no tag"
+    lines = []
+    for q, rng in enumerate(board["quantiles"]):
+        for e in rng["examples"]:
+            p, ws = e["word"], e["words"]
+            lines.append(f"<li><span class='note'>{10 * q}-{10 * q + 10} % [{rng['low']:.2f}, {rng['high']:.2f}]"
+                         f"</span> {html.escape(' '.join(ws[max(0, p - 3):p]))} <b>{html.escape(ws[p])}</b> "
+                         f"{html.escape(' '.join(ws[p + 1:p + 4]))} <span class='note'>({html.escape(e['label'])}, "
+                         f"{e['values'][p]:.2f})</span></li>")
+    near = ", ".join("{}:{} ({:+.2f})".format(*index.locate(c["neuron"]), c["r"]) for c in board["correlated"])
+    return (f"<details class='dashboard'><summary>{html.escape(tags)}; active {100 * board['active_share']:.0f} %"
+            f"</summary>{density_svg(board['histogram']['centres'], board['histogram']['tokens'])}"
+            f"<p class='note'>position r {board['position_correlation']:+.2f}; most correlated: {near or 'none'}</p>"
+            f"<ul class='words'>{''.join(lines)}</ul></details>")
 
 
 def rare_fold(rare: list[str], counts: dict[str, int], rows: list[str]) -> str:
