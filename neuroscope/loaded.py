@@ -40,7 +40,8 @@ def weights_digest(model: Any, tokenizer: Any) -> str:
     """sha256 (hex) over the model's state dict, in name order (name, dtype, shape and the
     bytes of each tensor), its configuration without :data:`UNWEIGHED_CONFIG`, and the
     tokenizer's serialised vocabulary and rules (without :data:`CALL_STATE`, which using
-    the tokenizer changes) with its special tokens."""
+    the tokenizer changes) with its special tokens (but the pad token, which a run sets on a
+    decoder's tokenizer that has none)."""
     import torch
 
     h = hashlib.sha256()
@@ -61,7 +62,8 @@ def weights_digest(model: Any, tokenizer: Any) -> str:
                              "sub-words with words through word_ids(): load it with AutoTokenizer.from_pretrained(...)")
     rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in CALL_STATE}
     h.update(json.dumps(rules, sort_keys=True).encode("utf-8"))
-    h.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode("utf-8"))
+    special = {k: v for k, v in tokenizer.special_tokens_map.items() if k != "pad_token"}  # a run sets a decoder's
+    h.update(json.dumps(special, sort_keys=True, default=str).encode("utf-8"))
     return h.hexdigest()
 
 
