@@ -143,9 +143,9 @@ def splits_of(data: Any) -> tuple[Any, Any, Any]:
 
 def check_in_process(request: RunRequest) -> None:
     """Refuse a run whose loaded model objects the executor's other processes cannot see."""
-    from neuroscope.loaded import PREFIX
+    from neuroscope.loaded import is_loaded_model
 
-    loaded = [m for m in request.plan.model if m.partition(":")[2].startswith(PREFIX)]
+    loaded = [m for m in request.plan.model if is_loaded_model(m.partition(":")[2])]
     if loaded and (request.plan.executor != "local" or request.plan.cpus is not None):
         where = "--executor ray" if request.plan.executor != "local" else "--cpus"
         raise ValidationError(f"{loaded[0]}: a model object lives in this Python process, and {where} runs units in "

@@ -34,7 +34,7 @@ import torch
 
 from neuroscope.errors import ValidationError
 from neuroscope.statistics import NeuronStatistics, StatisticsAccumulator
-from neuroscope.store import ActivationSet
+from neuroscope.store import ActivationSet, word_positions
 
 #: activation ranges with examples (deciles)
 QUANTILES = 10
@@ -75,6 +75,15 @@ class Dashboards:
     correlated_r: np.ndarray  # (n, CORRELATED) Pearson r
     tags: tuple[tuple[str, ...], ...]
     sentences: dict[tuple[int, int], np.ndarray]  # (neuron position, sentence) -> its values over the sentence
+    offsets: np.ndarray  # (sentences + 1,) the entry's sentence rows
+    sentence_of: np.ndarray  # (rows,) each row's sentence
+
+    def histogram_centres(self, j: int) -> list[float]:
+        """The centres of neuron ``j``'s density bins (between its lowest and highest value)."""
+        low, high = float(self.stats.bottom_values[j][0]), float(self.stats.top_values[j][0])
+        bins = self.density.shape[1]
+        width = (high - low) / bins if high > low else 1.0 / bins
+        return [round(low + (k + 0.5) * width, 5) for k in range(bins)]
 
 
 def row_hash(rows: np.ndarray) -> np.ndarray:
@@ -95,8 +104,7 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
     lengths = np.diff(offsets)
     if [len(w) for w in words] != lengths.tolist() or len(labels) != X.n_tokens:
         raise ValidationError(f"{X.path}: the words and labels given do not match the entry's sentences")
-    sentence_of = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(X.n_tokens) - offsets[sentence_of]
+    sentence_of, position = word_positions(offsets)
     network = X.index.network(neurons)
     layers = network // X.index.hidden_size
     groups = {int(layer): np.flatnonzero(layers == layer) for layer in np.unique(layers)}
@@ -152,7 +160,8 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
     sentences = sentence_values(X, neurons, offsets, records)
     tags = tuple(tags_of(stats.active_share()[j], stats.top_rows[j], pos_r[j], words, sentence_of, offsets)
                  for j in range(n))
-    return Dashboards(neurons, network, layers, stats, edges, counts, chosen, density, pos_r, near, near_r, tags, sentences)
+    return Dashboards(neurons, network, layers, stats, edges, counts, chosen, density, pos_r, near, near_r, tags,
+                      sentences, offsets, sentence_of)
 
 
 def quantile_pass(X: ActivationSet, neurons: np.ndarray, edges: np.ndarray, per: int, low: np.ndarray,
@@ -222,11 +231,9 @@ def tags_of(active_share: float, top_rows: np.ndarray, position_r: float, words:
     return tuple(tags)
 
 
-def dashboard_record(d: Dashboards, j: int, words: Sequence[Sequence[str]], offsets: np.ndarray,
-                     sentence_of: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """One neuron's dashboard as plain data (JSON): what report.html and the Neuronpedia
-    export render."""
-    stats = d.stats
+def dashboard_record(d: Dashboards, j: int, words: Sequence[Sequence[str]], labels: Sequence[str]) -> dict[str, Any]:
+    """One neuron's dashboard as plain data (JSON): what report.html renders."""
+    stats, offsets, sentence_of = d.stats, d.offsets, d.sentence_of
 
     def example(row: int) -> dict[str, Any]:
         s = int(sentence_of[row])
@@ -234,12 +241,9 @@ def dashboard_record(d: Dashboards, j: int, words: Sequence[Sequence[str]], offs
         return {"row": int(row), "sentence": s, "word": int(row - offsets[s]), "words": list(words[s]),
                 "values": [round(float(v), 4) for v in values], "label": labels[row]}
 
-    low, high = float(stats.bottom_values[j][0]), float(stats.top_values[j][0])
-    width = (high - low) / HISTOGRAM_BINS if high > low else 1.0 / HISTOGRAM_BINS
     return {"neuron": int(d.neurons[j]), "layer": int(d.layers[j]), "active_share": float(stats.active_share()[j]),
             "max": float(stats.top_values[j][0]), "min": float(stats.bottom_values[j][0]),
-            "histogram": {"centres": [round(low + (k + 0.5) * width, 5) for k in range(HISTOGRAM_BINS)],
-                          "tokens": d.density[j].tolist()}, "top": [example(r) for r in stats.top_rows[j]],
+            "histogram": {"centres": d.histogram_centres(j), "tokens": d.density[j].tolist()}, "top": [example(r) for r in stats.top_rows[j]],
             "bottom": [example(r) for r in stats.bottom_rows[j]],
             "quantiles": [{"low": float(d.quantile_edges[j, i]), "high": float(d.quantile_edges[j, i + 1]),
                            "tokens": int(d.quantile_counts[j, i]),

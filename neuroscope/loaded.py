@@ -62,7 +62,7 @@ def weights_digest(model: Any, tokenizer: Any) -> str:
                              "sub-words with words through word_ids(): load it with AutoTokenizer.from_pretrained(...)")
     rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in CALL_STATE}
     h.update(json.dumps(rules, sort_keys=True).encode("utf-8"))
-    special = {k: v for k, v in tokenizer.special_tokens_map.items() if k != "pad_token"}  # a run sets a decoder's
+    special = {k: v for k, v in tokenizer.special_tokens_map.items() if k != "pad_token"}
     h.update(json.dumps(special, sort_keys=True, default=str).encode("utf-8"))
     return h.hexdigest()
 

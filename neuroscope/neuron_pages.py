@@ -19,6 +19,7 @@ import numpy as np
 from neuroscope.choices import RARE_TOKENS
 from neuroscope.dashboards import build_dashboards, dashboard_record
 from neuroscope.errors import NeuroscopeError
+from neuroscope.store import labels_to_ids
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,9 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     columns = np.concatenate([block for _, block in X.chunks(ids)])  # (tokens, chosen neurons), one pass
     where = {int(j): k for k, j in enumerate(ids)}
     gold = np.asarray(task.train.labels())
-    class_ids = {lab: c for c, lab in enumerate(run.labels)}
     sentences = task.train.words()
-    boards = build_dashboards(X, np.array([class_ids.get(g, -1) for g in gold]), run.labels, sentences, neurons=ids,
+    boards = build_dashboards(X, labels_to_ids(list(gold), run.labels), run.labels, sentences, neurons=ids,
                               examples=words, per_quantile=1)
-    offsets = np.asarray(X.offsets, dtype=np.int64)
-    sentence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
     rows: list[str] = []
     rare_rows: list[str] = []
@@ -94,7 +92,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                             f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
                             f"{values[row]:.2f})</span></li>")
             name = f"{t.layer}:{t.unit}"
-            board = dashboard_record(boards, where[t.neuron], sentences, offsets, sentence_of, list(gold))
+            board = dashboard_record(boards, where[t.neuron], sentences, list(gold))
             found = " ".join(sorted({html.escape(sentences[e["sentence"]][e["word"]].lower())
                                      for e in board["top"]} | {html.escape(tag) for tag in board["tags"]}))
             (rare_rows if lab in rare else rows).append(
@@ -146,10 +144,11 @@ def dashboard_html(board: dict[str, Any], index: Any) -> str:
     ``details`` element: opened on a click, so the page stays short."""
     tags = ", ".join(board["tags"]) or "no tag"
     lines = []
+    share = 100 / len(board["quantiles"])
     for q, rng in enumerate(board["quantiles"]):
         for e in rng["examples"]:
             p, ws = e["word"], e["words"]
-            lines.append(f"<li><span class='note'>{10 * q}-{10 * q + 10} % [{rng['low']:.2f}, {rng['high']:.2f}]"
+            lines.append(f"<li><span class='note'>{share * q:.0f}-{share * (q + 1):.0f} % [{rng['low']:.2f}, {rng['high']:.2f}]"
                          f"</span> {html.escape(' '.join(ws[max(0, p - 3):p]))} <b>{html.escape(ws[p])}</b> "
                          f"{html.escape(' '.join(ws[p + 1:p + 4]))} <span class='note'>({html.escape(e['label'])}, "
                          f"{e['values'][p]:.2f})</span></li>")

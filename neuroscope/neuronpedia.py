@@ -46,6 +46,7 @@ import numpy as np
 from neuroscope.dashboards import Dashboards, build_dashboards
 from neuroscope.errors import ValidationError
 from neuroscope.rundir import atomic_path
+from neuroscope.store import labels_to_ids
 
 #: features per batch file (Neuronpedia's own exports: 1,024)
 BATCH = 1024
@@ -81,8 +82,7 @@ def export_neuronpedia(run: Any, out: Path, features: str = "all", creator: str 
     X = run.activations("train")
     corpus = run.task().train
     labels = list(run.labels)
-    gold = [str(label) for label in corpus.labels()]
-    ids = np.array([labels.index(g) if g in labels else -1 for g in gold], dtype=np.int64)
+    ids = labels_to_ids([str(label) for label in corpus.labels()], labels)
     order = run.ranking()
     chosen = np.sort(order[:max(1, int(round(results["fraction"] * len(order))))]) if features == "top" \
         else np.arange(index.n_neurons)
@@ -91,8 +91,6 @@ def export_neuronpedia(run: Any, out: Path, features: str = "all", creator: str 
     coef, _ = run.probe_weights(0)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
-    offsets = np.asarray(X.offsets, dtype=np.int64)
-    sentence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     release = f"neuroscope-{run.path.name}"
     written: list[Path] = []
     network = index.network(np.arange(index.n_neurons))
@@ -111,8 +109,8 @@ def export_neuronpedia(run: Any, out: Path, features: str = "all", creator: str 
                 feats = [feature_record(d, j, model_id, source, set_name, index.hidden_size, creator, created,
                                         network) for j in members]
                 acts = [a for j in members
-                        for a in activation_records(d, j, model_id, source, words, offsets, sentence_of, creator,
-                                                    created, index.hidden_size)]
+                        for a in activation_records(d, j, model_id, source, words, creator, created,
+                                                    index.hidden_size)]
                 expl = [explanation_record(d, j, model_id, source, labels, coef, rank, creator, created,
                                            index.hidden_size) for j in members]
             else:
@@ -186,9 +184,7 @@ def source_record(model_id: str, source: str, set_name: str, results: dict[str, 
 
 def feature_record(d: Dashboards, j: int, model_id: str, source: str, set_name: str, hidden: int, creator: str,
                    created: str, network_of: np.ndarray) -> dict[str, Any]:
-    low, high = float(d.stats.bottom_values[j][0]), float(d.stats.top_values[j][0])
-    bins = d.density.shape[1]
-    width = (high - low) / bins if high > low else 1.0 / bins
+    high = float(d.stats.top_values[j][0])
     near = [(int(network_of[c]), float(r)) for c, r in zip(d.correlated[j], d.correlated_r[j]) if c >= 0]
     return {"modelId": model_id, "layer": source, "index": str(int(d.network[j]) % hidden),
             "creatorId": creator, "createdAt": created, "maxActApprox": high, "hasVector": False, "vector": [],
@@ -200,14 +196,15 @@ def feature_record(d: Dashboards, j: int, model_id: str, source: str, set_name: 
             "neg_str": [], "neg_values": [], "pos_str": [], "pos_values": [],
             "frac_nonzero": float(d.stats.active_share()[j]),
             "freq_hist_data_bar_heights": [float(v) for v in d.density[j]],
-            "freq_hist_data_bar_values": [round(low + (k + 0.5) * width, 5) for k in range(bins)],
+            "freq_hist_data_bar_values": d.histogram_centres(j),
             "logits_hist_data_bar_heights": [], "logits_hist_data_bar_values": [], "decoder_weights_dist": [],
             "sourceSetName": set_name}
 
 
-def activation_records(d: Dashboards, j: int, model_id: str, source: str, words: list, offsets: np.ndarray,
-                       sentence_of: np.ndarray, creator: str, created: str, hidden: int) -> list[dict[str, Any]]:
+def activation_records(d: Dashboards, j: int, model_id: str, source: str, words: list, creator: str, created: str,
+                       hidden: int) -> list[dict[str, Any]]:
     """The neuron's top words and its quantile ranges' words, each with its sentence."""
+    offsets, sentence_of = d.offsets, d.sentence_of
     unit = str(int(d.network[j]) % hidden)
     total = int(d.quantile_counts[j].sum())
     chosen = [(int(r), None) for r in d.stats.top_rows[j]]

@@ -36,7 +36,7 @@ import numpy as np
 
 from neuroscope.errors import NeuroscopeError, StoreError
 from neuroscope.rundir import atomic_path
-from neuroscope.store import ActivationSet, ActivationStore
+from neuroscope.store import ActivationSet, ActivationStore, word_positions
 
 #: the format named in each file's metadata
 FORMAT = "neuroscope-parquet/1"
@@ -89,8 +89,7 @@ def export_split(X: ActivationSet, split: str, words: list[tuple[str, ...]], lab
               pa.field("token", pa.string()), pa.field("label", pa.string())]
     fields += [pa.field(layer["column"], pa.list_(pa.float16(), len(layer["store_columns"]))) for layer in layers]
     schema = pa.schema(fields, metadata={META_KEY: json.dumps(description).encode("utf-8")})
-    sentence_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-    position = (np.arange(X.shape[0], dtype=np.int64) - np.repeat(offsets[:-1], lengths)).astype(np.int32)
+    sentence_of, position = (a.astype(np.int32) for a in word_positions(offsets))
     tokens = [w for sentence in words for w in sentence]
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(str(tmp), schema) as writer:

@@ -761,6 +761,15 @@ class _RowWriter:
         os.close(self.fd)
 
 
+def word_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sentence of each row, the row's word position in its sentence), int64, from an
+    entry's sentence offsets."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    sentence_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    return sentence_of, np.arange(int(offsets[-1]), dtype=np.int64) - offsets[sentence_of]
+
+
 def labels_to_ids(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """Label strings to class ids; labels not in ``classes`` get -1 (never predicted)."""
     lookup = {c: i for i, c in enumerate(classes)}
