@@ -42,6 +42,32 @@ def numbers(run_dir: Path) -> dict:
     return results
 
 
+def leaves(value, path: str = "") -> dict:
+    """Every leaf of a JSON value by its path (``per_seed[0].ablation.test.top``)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in leaves(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in leaves(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
+def assert_same_numbers(got: Path, expected: Path) -> None:
+    """The two runs' results.json agree leaf by leaf; otherwise the differing leaves (the
+    first 12, with both values), the share of leaves that differ and the machine's CPU and
+    thread counts, so that a failure on another machine says what differs and by how much
+    instead of printing two whole dicts."""
+    import torch
+
+    a, b = leaves(numbers(got)), leaves(numbers(expected))
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
+    if differ:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else "?"
+        shown = "\n".join(f"  {k}: {a.get(k, '<absent>')!r} here, {b.get(k, '<absent>')!r} expected" for k in differ[:12])
+        pytest.fail(f"{got.name}: {len(differ)} of {len(b)} leaves differ from {expected} ({cpu}; torch threads "
+                    f"{torch.get_num_threads()}, {torch.__config__.parallel_info().splitlines()[-1].strip()}):\n{shown}")
+
+
 def test_the_built_in_executors_are_plugins():
     from neuroscope.registry import Registry
 
@@ -142,7 +168,7 @@ def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data
     local = sorted(p.name for p in local_matrix.iterdir())
     assert sorted(p.name for p in runs.iterdir()) == local and len(local) == 2
     for name in local:
-        assert numbers(runs / name) == numbers(local_matrix / name), name
+        assert_same_numbers(runs / name, local_matrix / name)
         assert not list((runs / name).glob("**/*.tmp"))
 
 
@@ -151,7 +177,7 @@ def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, d
             *SMALL, "--seeds", "2", "--deltas", "100", "--scan-block", "1"]  # the units' numbers, not the scan
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--out", str(tmp_path / "two"), "--cpus", "2"]) == 0  # two worker processes
-    assert numbers(tmp_path / "two") == numbers(tmp_path / "one")
+    assert_same_numbers(tmp_path / "two", tmp_path / "one")
     timings = json.loads((tmp_path / "two" / "timings.json").read_text())
     assert sorted(timings["units"]) == ["extract", "finish", "search", "seed-0", "seed-1"]
     assert timings["seed-0-weight-mass"] > 0 and timings["seed-1-weight-mass"] > 0  # each seed's steps timed
@@ -196,7 +222,7 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
     killer.join(timeout=1)
     assert killed, "no worker was running the seed unit"
     reference = next(p for p in local_matrix.iterdir() if "-minilm-pos-" in p.name)
-    assert numbers(out) == numbers(reference)
+    assert_same_numbers(out, reference)
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):
