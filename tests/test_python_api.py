@@ -32,27 +32,47 @@ def small_run(tmp_path_factory, data_dir, minilm_dir, cache_dir):
                   l1=1e-4, l2=1e-4, out=out, cache_dir=cache_dir, quiet=True)
 
 
-def test_docs_python_md_runs_as_written(data_dir, minilm_dir, cache_dir, monkeypatch):
-    monkeypatch.setenv("NEUROSCOPE_CACHE", str(cache_dir))
+#: run in the notebook's kernel after the page's cells: what they left behind
+NOTEBOOK_CHECKS = """
+import json
+assert isinstance(run, ns.Run) and (run.path / "report.html").is_file()
+assert len(words) == 10 and all(w.word in w.words for w in words)
+assert heat.values.shape == (3, 6)
+assert len(board["quantiles"]) == 10 and len(board["correlated"]) == 5
+assert result["ablation"]["test"]["top"] > result["ablation"]["test"]["bottom"]
+assert search.best_params_["l1"] in (1e-5, 1e-4)
+assert task.startswith("parquet:") and "corpora" in task
+print(json.dumps({"run": str(run.path), "stamp": (run.path / "results.json").stat().st_mtime_ns}))
+"""
+
+
+def test_docs_python_md_runs_as_a_notebook_twice(data_dir, minilm_dir, cache_dir, tmp_path):
+    """docs/python.md as a real Jupyter notebook (a code cell per ``python`` block, run by
+    nbclient in an IPython kernel), executed twice in a row as a user re-runs it: no cell
+    raises either time, and the second time the first cell returns the finished run
+    without computing anything (results.json untouched)."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
     text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 8
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block.replace('"../shared/data"', repr(str(data_dir))), "docs/python.md", "exec"), namespace)
-    run = namespace["run"]
-    assert isinstance(run, ns.Run) and (run.path / "report.html").is_file()
-    words = namespace["words"]
-    assert len(words) == 10 and all(w.word in w.words for w in words)
-    assert namespace["heat"].values.shape == (3, 6)
-    result = namespace["result"]
-    assert result["ablation"]["test"]["top"] > result["ablation"]["test"]["bottom"]
-    assert namespace["search"].best_params_["l1"] in (1e-5, 1e-4)
-    assert namespace["task"].startswith("parquet:") and "corpora" in namespace["task"]
-    # the notebook's first cell run again returns the finished run, computing nothing
-    stamp = (run.path / "results.json").stat().st_mtime_ns
-    exec(compile(blocks[0].replace('"../shared/data"', repr(str(data_dir))), "docs/python.md", "exec"), namespace)
-    assert namespace["run"].path == run.path and (run.path / "results.json").stat().st_mtime_ns == stamp
+    cells = [nbformat.v4.new_code_cell(b.replace('"../shared/data"', repr(str(data_dir))).rstrip()) for b in blocks]
+    seen = []
+    for _ in range(2):
+        nb = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell(NOTEBOOK_CHECKS)])
+        env = {**os.environ, "NEUROSCOPE_CACHE": str(cache_dir), "MPLBACKEND": "agg"}
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                       allow_errors=True).execute(env=env)  # env: the kernel's own environment
+        errors = [(i, o.get("ename"), o.get("evalue", "")[:300]) for i, c in enumerate(nb.cells) for o in c.outputs
+                  if o.output_type == "error"]
+        assert not errors, errors
+        assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.outputs), "no cell showed a figure"
+        printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+        seen.append(json.loads(printed.strip().splitlines()[-1]))
+    assert seen[1] == seen[0]  # the same run, its results.json not rewritten
 
 
 def test_run_again_returns_the_finished_run_continues_an_unfinished_one_refuses_other_settings(tmp_path):
@@ -194,6 +214,21 @@ def test_the_cli_lists_neurons_and_draws_heat_maps(small_run, tmp_path, capsys):
     assert "top neurons of DT" in out and out.count("(DT)") >= 1
     assert main(["neurons", str(small_run.path), "--label", "DT", "-k", "2", "--by", "precision"]) == 0
     assert "top 20 of the label" in capsys.readouterr().out
+    assert main(["neurons", str(small_run.path), "--label", "DT", "-k", "2", "--words", "0", "--dashboard"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("most correlated: ") == 2 and out.count(" % [") >= 2 * 9 and "promoted tokens" not in out
+    # a dashboard's correlated neurons: the most correlated of its whole layer, as numpy computes them
+    top = small_run.top_neurons("DT", 1)[0]
+    board = small_run.dashboards([top])[0]
+    hidden = small_run.index.hidden_size
+    layer = np.concatenate([b for _, b in small_run.activations("train").chunks(
+        np.arange(top.layer * hidden, (top.layer + 1) * hidden))]).astype(np.float64)
+    r = np.corrcoef(layer.T)[top.unit]
+    r[top.unit] = -np.inf
+    expected = np.argsort(-r, kind="stable")[:5] + top.layer * hidden
+    assert [c["neuron"] for c in board["correlated"]] == expected.tolist()
+    np.testing.assert_allclose([c["r"] for c in board["correlated"]], r[expected - top.layer * hidden], atol=1e-9)
+    assert board["output"] is None and board["name"] == f"{top.layer}:{top.unit}"  # the hidden site: no output tokens
     target = tmp_path / "map.svg"
     assert main(["show", str(small_run.path), "--sentence", "The old man the boats .", "--label", "DT", "-k", "2",
                  "--out", str(target)]) == 0
@@ -446,18 +481,12 @@ NEURONPEDIA_SCHEMA = {
 }
 
 
-def test_a_run_exports_in_neuronpedias_layout_and_every_record_validates(small_run, tmp_path):
+def neuronpedia_records(model) -> dict:
+    """Every record of a Neuronpedia export's model folder by kind, each checked against
+    :data:`NEURONPEDIA_SCHEMA` (its keys exactly, and each value's type)."""
     import gzip
 
-    out = tmp_path / "np"
-    small_run.export("neuronpedia", out, features="top")
-    model = out / "minilm"
-    sources = sorted(p.name for p in model.iterdir())
-    layers = small_run.index.layer_names
-    assert sources == sorted([f"{k}-neuroscope-hidden" for k in range(len(layers))]
-                             + [f"{k}-neuroscope-probe" for k in range(len(layers))])
-    top = set(small_run.ranking()[:round(0.2 * small_run.index.n_neurons)].tolist())
-    seen, by_kind = set(), {}
+    by_kind: dict = {}
     for folder in model.iterdir():
         for kind in ("release", "model", "sourceset", "source"):
             by_kind.setdefault(kind, []).extend(json.loads(line) for line in (folder / f"{kind}.jsonl").open())
@@ -473,6 +502,19 @@ def test_a_run_exports_in_neuronpedias_layout_and_every_record_validates(small_r
             for key, allowed in schema.items():
                 assert isinstance(record[key], allowed) and not (allowed is I and isinstance(record[key], bool)), \
                     (kind, key, record[key])
+    return by_kind
+
+
+def test_a_run_exports_in_neuronpedias_layout_and_every_record_validates(small_run, tmp_path):
+    out = tmp_path / "np"
+    small_run.export("neuronpedia", out, features="top")
+    model = out / "minilm"
+    sources = sorted(p.name for p in model.iterdir())
+    layers = small_run.index.layer_names
+    assert sources == sorted([f"{k}-neuroscope-hidden" for k in range(len(layers))]
+                             + [f"{k}-neuroscope-probe" for k in range(len(layers))])
+    top = set(small_run.ranking()[:round(0.2 * small_run.index.n_neurons)].tolist())
+    seen, by_kind = set(), neuronpedia_records(model)
     hidden = [f for f in by_kind["features"] if f["sourceSetName"] == "neuroscope-hidden"]
     for f in hidden:
         layer = int(f["layer"].split("-")[0])
