@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     neurons = _sub(sub, "neurons", "a run's top neurons: overall or for one label, with layer, unit, rank, weight "
                    "and top words", "  neuroscope neurons runs/minilm-pos --label NN -k 10\n"
-                   "  neuroscope neurons runs/minilm-pos -k 20 --ranker probeless")
+                   "  neuroscope neurons runs/minilm-pos -k 20 --ranker probeless\n"
+                   "  neuroscope neurons runs/minilm-pos-site-mlp -k 3 --dashboard")
     neurons.add_argument("run_dir", type=find_run, metavar="RUN_DIR", help="a finished run directory")
     neurons.add_argument("--label", default=None, help="a label of the task (default: the ranking's top neurons)")
     neurons.add_argument("-k", type=int, default=10, help="how many neurons")
@@ -153,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--glu", action="store_true", help="with each top word, the signs of a gated MLP "
                          "neuron's gate and up projections (GLUScope's four cases; runs of --site mlp of Llama-style "
                          "models; runs the model on those sentences)")
+    neurons.add_argument("--dashboard", action="store_true", help="after the table, each neuron's dashboard "
+                         "(docs/results.md, \"Neuron dashboards\"): tags, share active, range, a word at each decile "
+                         "range, correlated neurons and, at the mlp site of a decoder, the tokens it promotes and "
+                         "suppresses")
     neurons.add_argument("--device", default="cpu", help="where the model runs for --glu: cpu or cuda[:N]")
 
     show = _sub(sub, "show", "colour a sentence's words by chosen neurons' activations (the run's model)",
@@ -378,6 +383,11 @@ def cmd_neurons(args: argparse.Namespace, console: Console) -> int:
             row.append(", ".join(f"{w.word} ({w.label}{', ' + w.glu_case if w.glu_case else ''})" for w in words))
         table.add_row(*(escape(c) for c in row))
     console.print(table)
+    if args.dashboard:
+        from neuroscope.neuron_pages import dashboard_lines
+
+        for board in run.dashboards(tops):
+            console.print("\n".join(dashboard_lines(board, run.index)), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -1,5 +1,5 @@
 """Neuron dashboards: what a neuron's page shows, computed from an activation store in
-three streamed passes (docs/results.md, "Neuron dashboards").
+four streamed passes (docs/results.md, "Neuron dashboards").
 
 Per neuron, as SAEDashboard and Neuronpedia show features (Bills et al. 2023; McDougall's
 sae_vis; Neuronpedia's feature pages):
@@ -11,20 +11,22 @@ sae_vis; Neuronpedia's feature pages):
   the tokens between its i-th and (i+1)-th quantile), :data:`PER_QUANTILE` per range,
   drawn by a fixed hash of the row so the choice is uniform over the range, seeded and
   the same in every run;
-* its most correlated neurons of the same layer (Pearson over the split's tokens; layers
-  wider than :data:`MAX_CORRELATION_WIDTH` are skipped and say so);
+* its most correlated neurons among all neurons of its layer in the store (Pearson over
+  the split's tokens; layers wider than :data:`MAX_CORRELATION_WIDTH` are skipped);
 * the correlation of its value with the word's position in the sentence;
 * tags after Voita et al. (2024, "Neurons in LLMs: dead, n-gram, positional"), with our
   thresholds (:func:`tags_of`): ``dead`` (never active on the split), ``token`` (one word
   type makes at least half of its top examples), ``n-gram`` (one pair of previous word and
   word does), ``positional`` (|correlation with position| >= 0.5).
 
-Memory: one store chunk, and per layer a (width x width) float64 Gram matrix; the
-examples' sentences are read in a last pass, each record holding one sentence's values.
+Memory: one store chunk, and per layer a (chosen neurons x layer width) float64 matrix of
+cross products; the examples' sentences are read in a last pass, each record holding one
+sentence's values.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any, Sequence
 
@@ -32,9 +34,11 @@ import attrs
 import numpy as np
 import torch
 
-from neuroscope.errors import ValidationError
+from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.statistics import NeuronStatistics, StatisticsAccumulator
 from neuroscope.store import ActivationSet, word_positions
+
+log = logging.getLogger(__name__)
 
 #: activation ranges with examples (deciles)
 QUANTILES = 10
@@ -112,8 +116,6 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
     acc = StatisticsAccumulator(n, label_names, examples)
     labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     moments = np.zeros((5, n))  # sum v, sum v^2, sum v*pos, sum pos, sum pos^2
-    grams = {layer: (np.zeros((len(cols), len(cols))), np.zeros(len(cols))) for layer, cols in groups.items()
-             if len(cols) <= MAX_CORRELATION_WIDTH}
     for start, block in X.chunks(neurons, CHUNK_BYTES):
         rows = np.arange(start, start + len(block))
         rows_t = torch.as_tensor(rows)
@@ -123,10 +125,6 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
         wide = block.astype(np.float64)
         moments += np.stack([wide.sum(0), (wide * wide).sum(0), pos @ wide, np.full(n, pos.sum()),
                              np.full(n, (pos * pos).sum())])
-        for layer, (gram, total) in grams.items():
-            part = block[:, groups[layer]]
-            gram += (part.T @ part).astype(np.float64)
-            total += part.sum(0, dtype=np.float64)
     stats = acc.result()
     edges = stats.quantiles(np.linspace(0.0, 1.0, quantiles + 1))
     edges[:, 0], edges[:, -1] = stats.bottom_values[:, 0], stats.top_values[:, 0]  # the histogram's outer buckets
@@ -139,22 +137,7 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
         var_p = moments[4] / count - mean_p ** 2
         pos_r = (moments[2] / count - mean_v * mean_p) / np.sqrt(np.maximum(var_v * var_p, 0.0))
     pos_r = np.nan_to_num(pos_r)
-    near = np.full((n, correlated), -1, dtype=np.int64)
-    near_r = np.zeros((n, correlated))
-    for layer, (gram, total) in grams.items():
-        cols = groups[layer]
-        mean = total / count
-        cov = gram / count - np.outer(mean, mean)
-        scale = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.nan_to_num(cov / np.outer(scale, scale))
-        np.fill_diagonal(r, -np.inf)
-        take = min(correlated, len(cols) - 1)
-        if take < 1:
-            continue
-        order = np.argsort(-r, axis=1, kind="stable")[:, :take]
-        near[cols, :take] = neurons[cols[order]]
-        near_r[cols, :take] = np.take_along_axis(r, order, axis=1)
+    near, near_r = correlation_pass(X, neurons, groups, correlated)
     records = sorted({(j, int(sentence_of[r])) for j in range(n)
                       for r in (*stats.top_rows[j], *stats.bottom_rows[j], *chosen[j][chosen[j] >= 0])})
     sentences = sentence_values(X, neurons, offsets, records)
@@ -162,6 +145,50 @@ def build_dashboards(X: ActivationSet, labels: np.ndarray, label_names: Sequence
                  for j in range(n))
     return Dashboards(neurons, network, layers, stats, edges, counts, chosen, density, pos_r, near, near_r, tags,
                       sentences, offsets, sentence_of)
+
+
+def correlation_pass(X: ActivationSet, neurons: np.ndarray, groups: dict[int, np.ndarray], correlated: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``neurons``' (store columns) ``correlated`` most correlated neurons among all
+    the store's neurons of its layer (Pearson over the entry's tokens), in one pass over
+    those layers: per layer the (chosen x layer width) cross products in float64. Layers
+    wider than :data:`MAX_CORRELATION_WIDTH` are skipped (-1, r 0). ``groups``: per layer
+    the positions in ``neurons`` of its chosen neurons."""
+    n = len(neurons)
+    near = np.full((n, correlated), -1, dtype=np.int64)
+    near_r = np.zeros((n, correlated))
+    of_layer = X.index.layer_of(np.arange(X.n_neurons))
+    pools = {layer: np.flatnonzero(of_layer == layer) for layer in groups}
+    pools = {layer: pool for layer, pool in pools.items() if 1 < len(pool) <= MAX_CORRELATION_WIDTH}
+    if not pools or correlated < 1:
+        return near, near_r
+    read = np.concatenate(list(pools.values()))
+    spans, at = {}, 0
+    for layer, pool in pools.items():
+        spans[layer] = slice(at, at + len(pool))
+        at += len(pool)
+    chosen_at = {layer: np.searchsorted(pool, neurons[groups[layer]]) for layer, pool in pools.items()}
+    sums = {layer: (np.zeros((len(groups[layer]), len(pool))), np.zeros(len(pool)), np.zeros(len(pool)))
+            for layer, pool in pools.items()}
+    for _, block in X.chunks(read, CHUNK_BYTES):
+        for layer, (cross, total, squares) in sums.items():
+            part = block[:, spans[layer]].astype(np.float64)
+            cross += part[:, chosen_at[layer]].T @ part
+            total += part.sum(0)
+            squares += (part * part).sum(0)
+    count = float(X.n_tokens)
+    for layer, (cross, total, squares) in sums.items():
+        mean = total / count
+        scale = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+        picked = chosen_at[layer]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.nan_to_num((cross / count - np.outer(mean[picked], mean)) / np.outer(scale[picked], scale))
+        r[np.arange(len(picked)), picked] = -np.inf  # not itself
+        take = min(correlated, len(pools[layer]) - 1)
+        order = np.argsort(-r, axis=1, kind="stable")[:, :take]
+        near[groups[layer], :take] = pools[layer][order]
+        near_r[groups[layer], :take] = np.take_along_axis(r, order, axis=1)
+    return near, near_r
 
 
 def quantile_pass(X: ActivationSet, neurons: np.ndarray, edges: np.ndarray, per: int, low: np.ndarray,
@@ -253,3 +280,16 @@ def dashboard_record(d: Dashboards, j: int, words: Sequence[Sequence[str]], labe
             "correlated": [{"neuron": int(c), "r": float(r)} for c, r in zip(d.correlated[j], d.correlated_r[j])
                            if c >= 0],
             "tags": list(d.tags[j])}
+
+
+def output_tokens_of(run: Any, ids: np.ndarray) -> dict[int, dict[str, Any]]:
+    """The listed neurons' promoted and suppressed tokens (:meth:`neuroscope.runs.Run.output_tokens`)
+    where the run has them (the mlp site of a decoder); {} otherwise, and {} with a warning
+    when the model cannot be loaded to read its weights: the page is still written."""
+    if run.site != "mlp":
+        return {}
+    try:
+        return run.output_tokens([int(j) for j in ids]) or {}
+    except NeuroscopeError as exc:
+        log.warning("no output tokens in the neuron dashboards: %s", exc)
+        return {}

@@ -143,6 +143,15 @@ class ModelAdapter(abc.ABC):
                                      "not implement attribution(); docs/plugins.md)")
 
 
+    def output_tokens(self, neurons: Sequence[tuple[str, int]], k: int = 10) -> list[dict[str, Any]] | None:
+        """Per neuron (layer name, unit), the tokens its output weights promote and
+        suppress through the model's unembedding (the neuron dashboards' "output tokens",
+        docs/results.md): dicts with ``promoted`` and ``suppressed`` lists of (token,
+        logit) pairs, largest effect first, and ``histogram`` (``centres``, ``tokens``) of
+        the effect over the vocabulary. None (this default) where the adapter has no
+        answer: a site without output weights, a model without an unembedding."""
+        return None
+
 class AttributionUnsupported(NeuroscopeError):
     """The model adapter cannot give gradients of its own objective (no objective, or not implemented)."""
 
@@ -184,6 +193,9 @@ class AdapterSubset(ModelAdapter):
 
     def attribution_objective(self) -> str:
         return self.inner.attribution_objective()
+
+    def output_tokens(self, neurons: Sequence[tuple[str, int]], k: int = 10) -> list[dict[str, Any]] | None:
+        return self.inner.output_tokens(neurons, k)
 
     def attribution(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         return [np.ascontiguousarray(rows[:, self.columns]) for rows in self.inner.attribution(sentences)]

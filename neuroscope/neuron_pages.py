@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from neuroscope.choices import RARE_TOKENS
-from neuroscope.dashboards import build_dashboards, dashboard_record
+from neuroscope.dashboards import build_dashboards, dashboard_record, output_tokens_of
 from neuroscope.errors import NeuroscopeError
 from neuroscope.store import labels_to_ids
 
@@ -72,6 +72,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     sentences = task.train.words()
     boards = build_dashboards(X, labels_to_ids(list(gold), run.labels), run.labels, sentences, neurons=ids,
                               examples=words, per_quantile=1)
+    outputs = output_tokens_of(run, ids)
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
     rows: list[str] = []
     rare_rows: list[str] = []
@@ -100,7 +101,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                 f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
                 f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'} 20: {100 * t.score:.0f} %</td>"
                 f"<td><ul class='words'>{''.join(hits)}</ul></td>"
-                f"<td>{histogram_svg(values, mask)}</td><td>{dashboard_html(board, run.index)}</td></tr>")
+                f"<td>{histogram_svg(values, mask)}</td><td>{dashboard_html(board, run.index, outputs.get(t.neuron))}</td></tr>")
     return (
         "<section id='top-neurons-section'><h2 id='top-neurons'>Top neurons</h2>"
         f"<p class='note'>For every label (most frequent first) {per_label} of its top neurons: of the 50 with the "
@@ -112,8 +113,9 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
         "label's tokens (red) and of all other tokens (grey), train split. Dashboard (click to open): the "
         "neuron's tags (Voita et al. 2024: dead, token or n-gram detector, positional), share of tokens on which it "
         "is active (&gt; 0), its activation density over all train tokens, a word at each decile range of its "
-        "activation (SAEDashboard's quantile view) and its most correlated neurons of the layer (docs/results.md, "
-        "\"Neuron dashboards\"). Filter by a label, a neuron (layer:unit), a word among its top words or a tag; "
+        "activation (SAEDashboard's quantile view), its most correlated neurons of the layer and, at the mlp site "
+        "of a decoder, the tokens its output weights promote and suppress through the unembedding "
+        "(docs/results.md, \"Neuron dashboards\"). Filter by a label, a neuron (layer:unit), a word among its top words or a tag; "
         "report.html#filter=NN links to one label, #filter=NN&amp;only shows this section alone.</p>"
         "<p><input id='ns-filter' placeholder='filter: label, layer:unit, word or tag' size='36'></p>"
         f"<table class='neurons'>{HEADER}{''.join(rows)}</table>{rare_fold(rare, counts, rare_rows)}</section>"
@@ -139,9 +141,22 @@ def density_svg(centres: list[float], tokens: list[int], width: int = 180, heigh
             f"y='{height + 11}' font-size='9' fill='#555' text-anchor='end'>{high:.2g}</text></svg>")
 
 
-def dashboard_html(board: dict[str, Any], index: Any) -> str:
+def output_tokens_html(output: dict[str, Any] | None) -> str:
+    """The promoted and suppressed tokens of one neuron, one line each; "" without them."""
+    if not output:
+        return ""
+
+    def listed(pairs: list) -> str:
+        return ", ".join(f"<code>{html.escape(repr(token)[1:-1])}</code> {value:+.2f}" for token, value in pairs[:6])
+
+    return (f"<p class='note'>output weights x unembedding, promotes: {listed(output['promoted'])}</p>"
+            f"<p class='note'>suppresses: {listed(output['suppressed'])}</p>")
+
+
+def dashboard_html(board: dict[str, Any], index: Any, output: dict[str, Any] | None = None) -> str:
     """One neuron's dashboard (:func:`neuroscope.dashboards.dashboard_record`) folded in a
-    ``details`` element: opened on a click, so the page stays short."""
+    ``details`` element: opened on a click, so the page stays short. ``output``: its
+    promoted and suppressed tokens (:func:`output_tokens_of`), where the run has them."""
     tags = ", ".join(board["tags"]) or "no tag"
     lines = []
     share = 100 / len(board["quantiles"])
@@ -156,6 +171,7 @@ def dashboard_html(board: dict[str, Any], index: Any) -> str:
     return (f"<details class='dashboard'><summary>{html.escape(tags)}; active {100 * board['active_share']:.0f} %"
             f"</summary>{density_svg(board['histogram']['centres'], board['histogram']['tokens'])}"
             f"<p class='note'>position r {board['position_correlation']:+.2f}; most correlated: {near or 'none'}</p>"
+            f"{output_tokens_html(output)}"
             f"<ul class='words'>{''.join(lines)}</ul></details>")
 
 
@@ -169,3 +185,27 @@ def rare_fold(rare: list[str], counts: dict[str, int], rows: list[str]) -> str:
     return (f"<details id='rare-labels'><summary>{len(rare)} rare label{'s' if len(rare) > 1 else ''}, fewer than "
             f"{RARE_TOKENS} train tokens each, folded away: their neurons rest on few examples. {names}</summary>"
             f"<table class='neurons'>{HEADER}{''.join(rows)}</table></details>")
+
+
+def dashboard_lines(board: dict[str, Any], index: Any) -> list[str]:
+    """One neuron's dashboard (:meth:`neuroscope.runs.Run.dashboards`) as plain text lines,
+    for ``neuroscope neurons --dashboard``: what report.html's folded dashboard shows."""
+    def context(e: dict[str, Any]) -> str:
+        p, ws = e["word"], e["words"]
+        return (f"{' '.join(ws[max(0, p - 3):p])} [{ws[p]}] {' '.join(ws[p + 1:p + 4])} ({e['label']}, "
+                f"{e['values'][p]:.2f})").strip()
+
+    near = ", ".join("{}:{} ({:+.2f})".format(*index.locate(c["neuron"]), c["r"]) for c in board["correlated"])
+    lines = [f"{board['name']}: {', '.join(board['tags']) or 'no tag'}; active {100 * board['active_share']:.1f} % of "
+             f"tokens; range [{board['min']:.3g}, {board['max']:.3g}]; position r {board['position_correlation']:+.2f}",
+             f"  most correlated: {near or 'none'}"]
+    share = 100 / len(board["quantiles"])
+    for q, rng in enumerate(board["quantiles"]):
+        for e in rng["examples"]:
+            lines.append(f"  {share * q:3.0f}-{share * (q + 1):3.0f} % [{rng['low']:+.2f}, {rng['high']:+.2f}]: {context(e)}")
+    output = board.get("output")
+    if output:
+        for what in ("promoted", "suppressed"):
+            tokens = ", ".join(f"{token!r} {value:+.2f}" for token, value in output[what])
+            lines.append(f"  {what} tokens (output weights x unembedding): {tokens}")
+    return lines

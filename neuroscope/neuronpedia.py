@@ -18,7 +18,10 @@ neuroscope's mapping:
 * each feature's dashboard (:mod:`neuroscope.dashboards`, on the train split): the
   density histogram (``freq_hist_data_*``), share active (``frac_nonzero``), the largest
   value (``maxActApprox``), its most correlated units of the layer
-  (``correlated_neurons_*``); activation records for its top words and for words at ten
+  (``correlated_neurons_*``); at the mlp site of a decoder the tokens its output weights
+  promote and suppress through the unembedding (``pos_str`` / ``pos_values``,
+  ``neg_str`` / ``neg_values``, 10 each) and the histogram of that logit effect over the
+  vocabulary (``logits_hist_data_*``); activation records for its top words and for words at ten
   quantile ranges (``binMin``, ``binMax``, ``binContains`` the range's share of tokens,
   ``qualifyingTokenIndex`` the word), each a whole sentence of words with the neuron's
   value on every word;
@@ -43,7 +46,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from neuroscope.dashboards import Dashboards, build_dashboards
+from neuroscope.dashboards import Dashboards, build_dashboards, output_tokens_of
 from neuroscope.errors import ValidationError
 from neuroscope.rundir import atomic_path
 from neuroscope.store import labels_to_ids
@@ -88,6 +91,7 @@ def export_neuronpedia(run: Any, out: Path, features: str = "all", creator: str 
         else np.arange(index.n_neurons)
     words = corpus.words()
     d = build_dashboards(X, ids, labels, words, neurons=chosen)
+    outputs = output_tokens_of(run, chosen)
     coef, _ = run.probe_weights(0)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
@@ -107,7 +111,7 @@ def export_neuronpedia(run: Any, out: Path, features: str = "all", creator: str 
             if rows is None:
                 members = np.flatnonzero(d.layers == layer)
                 feats = [feature_record(d, j, model_id, source, set_name, index.hidden_size, creator, created,
-                                        network) for j in members]
+                                        network, outputs.get(int(d.neurons[j]))) for j in members]
                 acts = [a for j in members
                         for a in activation_records(d, j, model_id, source, words, creator, created,
                                                     index.hidden_size)]
@@ -183,8 +187,11 @@ def source_record(model_id: str, source: str, set_name: str, results: dict[str, 
 
 
 def feature_record(d: Dashboards, j: int, model_id: str, source: str, set_name: str, hidden: int, creator: str,
-                   created: str, network_of: np.ndarray) -> dict[str, Any]:
+                   created: str, network_of: np.ndarray, output: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One neuron as a Neuronpedia feature; ``output`` its promoted and suppressed tokens
+    (pos_str / neg_str and the logits histogram) where the run has them."""
     high = float(d.stats.top_values[j][0])
+    output = output or {"promoted": [], "suppressed": [], "histogram": {"centres": [], "tokens": []}}
     near = [(int(network_of[c]), float(r)) for c, r in zip(d.correlated[j], d.correlated_r[j]) if c >= 0]
     return {"modelId": model_id, "layer": source, "index": str(int(d.network[j]) % hidden),
             "creatorId": creator, "createdAt": created, "maxActApprox": high, "hasVector": False, "vector": [],
@@ -193,11 +200,14 @@ def feature_record(d: Dashboards, j: int, model_id: str, source: str, set_name: 
             "neuron_alignment_l1": [], "correlated_neurons_indices": [c % hidden for c, _ in near],
             "correlated_neurons_pearson": [round(r, 5) for _, r in near], "correlated_neurons_l1": [],
             "correlated_features_indices": [], "correlated_features_pearson": [], "correlated_features_l1": [],
-            "neg_str": [], "neg_values": [], "pos_str": [], "pos_values": [],
+            "neg_str": [t for t, _ in output["suppressed"]], "neg_values": [round(v, 5) for _, v in output["suppressed"]],
+            "pos_str": [t for t, _ in output["promoted"]], "pos_values": [round(v, 5) for _, v in output["promoted"]],
             "frac_nonzero": float(d.stats.active_share()[j]),
             "freq_hist_data_bar_heights": [float(v) for v in d.density[j]],
             "freq_hist_data_bar_values": d.histogram_centres(j),
-            "logits_hist_data_bar_heights": [], "logits_hist_data_bar_values": [], "decoder_weights_dist": [],
+            "logits_hist_data_bar_heights": [float(v) for v in output["histogram"]["tokens"]],
+            "logits_hist_data_bar_values": [float(v) for v in output["histogram"]["centres"]],
+            "decoder_weights_dist": [],
             "sourceSetName": set_name}
 
 

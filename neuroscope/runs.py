@@ -434,6 +434,48 @@ class Run:
                                     f"neurons, the run's network had {self.index.full().n_neurons}")
         return adapter
 
+    def dashboards(self, neurons: Iterable[Any], split: str = "train", examples: int = 5,
+                   per_quantile: int = 1) -> list[dict[str, Any]]:
+        """Each neuron's dashboard (docs/results.md, "Neuron dashboards"), as plain data:
+        :func:`neuroscope.dashboards.dashboard_record` over ``split`` (tags, share active,
+        density, ``examples`` top and bottom words, ``per_quantile`` word per decile
+        range, correlated neurons, position correlation) and, under ``output``, the tokens
+        its output weights promote and suppress where the run has them (:meth:`output_tokens`;
+        None elsewhere). Four passes over the split's store entry."""
+        from neuroscope.dashboards import build_dashboards, dashboard_record, output_tokens_of
+        from neuroscope.store import labels_to_ids
+
+        ids = [self._as_neuron_id(n) for n in neurons]
+        if not ids:
+            return []
+        corpus = self.task().splits[split]
+        gold = [str(label) for label in corpus.labels()]
+        sentences = corpus.words()
+        unique = np.unique(ids)
+        boards = build_dashboards(self.activations(split), labels_to_ids(gold, list(self.labels)), self.labels, sentences,
+                                  neurons=unique, examples=examples, per_quantile=per_quantile)
+        where = {int(j): k for k, j in enumerate(unique)}
+        outputs = output_tokens_of(self, unique)
+        return [{**dashboard_record(boards, where[j], sentences, gold), "name": self.index.name(j),
+                 "output": outputs.get(j)} for j in ids]
+
+    def output_tokens(self, neurons: Iterable[Any], k: int = 10, device: str = "cpu") -> dict[int, dict[str, Any]] | None:
+        """Per neuron (run ids, "layer:unit" names or :class:`TopNeuron`) the tokens its
+        output weights promote and suppress through the model's unembedding, with the
+        histogram of that logit effect over the vocabulary (the adapter's
+        ``output_tokens``; docs/results.md, "Neuron dashboards"). Runs of ``--site mlp``
+        only, and only for models with an unembedding (decoder LMs); None otherwise. Loads
+        the model's weights (no forward pass)."""
+        if self.site != "mlp":
+            return None
+        ids = [self._as_neuron_id(n) for n in neurons]
+        if not ids:
+            return {}
+        names = self.index.layer_names
+        found = self.model(device).output_tokens([(names[self.index.locate(j)[0]], self.index.locate(j)[1])
+                                                   for j in ids], k)
+        return None if found is None else dict(zip(ids, found))
+
     def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",
              subwords: bool = False, site: str | None = None) -> HeatMap:
         """Extract ``sentence`` (split on whitespace, or a list of words) with the run's model

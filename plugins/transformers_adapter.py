@@ -56,6 +56,12 @@ CAUSAL_TYPES = frozenset({"gpt2", "gpt_neox", "llama", "qwen2", "qwen3", "mistra
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: share of word sub-tokens masked for the masked-LM objective (BERT's 15 %)
 MLM_RATE = 0.15
+#: tokens listed per neuron as promoted and as suppressed by its output weights (output_tokens)
+OUTPUT_TOKENS = 10
+#: bins of the histogram of a neuron's logit effect over the vocabulary
+OUTPUT_BINS = 40
+#: neurons per product with the unembedding (a (vocab x chunk) float32 block)
+OUTPUT_CHUNK = 64
 
 
 def plan_windows(counts: Sequence[int], budget: int) -> tuple[list[tuple[int, int]], list[int]]:
@@ -559,6 +565,44 @@ class TransformersAdapter(ModelAdapter):
             finally:
                 self._glu_read = None
         return list(zip(parts[0], parts[1]))
+
+    def output_tokens(self, neurons: Sequence[tuple[str, int]], k: int = OUTPUT_TOKENS,
+                      bins: int = OUTPUT_BINS) -> list[dict[str, Any]] | None:
+        """At the mlp site of a model with an unembedding (a decoder's LM head): per neuron
+        (layer name, unit) the tokens its output weights promote and suppress, the direct
+        logit effect ``W_U @ w_out`` (Geva et al. 2022; the "logits" of SAEDashboard and
+        Neuronpedia pages), ``w_out`` the neuron's column of its block's MLP output
+        projection and ``W_U`` the output embedding, with no final norm folded in (the norm
+        scales every direction of the residual stream, the order of a neuron's tokens
+        changes little). Each: ``promoted`` and ``suppressed``, ``k`` (token, logit)
+        pairs, largest effect first, and ``histogram`` of the effect over the whole
+        vocabulary (``bins`` bins: centres and token counts). None where the question has
+        no answer: another site, or no unembedding (an encoder)."""
+        unembed = self.lm.get_output_embeddings() if self.site == "mlp" and self.lm is not None else None
+        if unembed is None or getattr(unembed, "weight", None) is None:
+            return None
+        names = list(self._index.layer_names)
+        W_U = unembed.weight.detach().float()  # (vocab, hidden); float32 once, not per neuron
+        columns = []
+        for name, unit in neurons:
+            if name not in names or not 0 <= int(unit) < self._site_width:
+                raise NeuroscopeError(f"{self.path}: no mlp neuron {name}:{unit} (layers {names[0]} .. {names[-1]}, "
+                                      f"units 0 .. {self._site_width - 1})")
+            down = self._mlp[names.index(name)][0]
+            weight = down.weight.detach()
+            columns.append((weight[int(unit)] if type(down).__name__ == "Conv1D" else weight[:, int(unit)]).to(
+                W_U.device).float())
+        found = []
+        for start in range(0, len(columns), OUTPUT_CHUNK):
+            effects = (W_U @ torch.stack(columns[start:start + OUTPUT_CHUNK], dim=1)).cpu().double()  # (vocab, n)
+            for effect in effects.T:
+                order = torch.argsort(effect, descending=True, stable=True)
+                counts, edges = np.histogram(effect.numpy(), bins=bins)
+                found.append({
+                    "promoted": [(self.tokenizer.decode([int(t)]), float(effect[t])) for t in order[:k]],
+                    "suppressed": [(self.tokenizer.decode([int(t)]), float(effect[t])) for t in order.flip(0)[:k]],
+                    "histogram": {"centres": ((edges[:-1] + edges[1:]) / 2).tolist(), "tokens": counts.tolist()}})
+        return found
 
     @contextlib.contextmanager
     def _reading_mlp(self) -> Iterator[list[torch.Tensor] | None]:

@@ -10,6 +10,7 @@ import torch
 
 from decoders import save_decoder, save_random_bert
 from neuroscope.causal import Ablation
+from neuroscope.errors import NeuroscopeError
 from neuroscope_plugins.transformers_adapter import TransformersAdapter
 
 SENTENCES = [["The", "old", "man", "the", "boats", "."], ["Unbelievably", ",", "pieces", "!"]]
@@ -263,6 +264,35 @@ def test_a_gated_mlp_gives_its_gate_and_up_projections(models, kind):
         assert TransformersAdapter(checkpoint=str(models[plain]), device="cpu", site="mlp").glu_parts(SENTENCES) is None
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_output_tokens_are_the_output_weights_times_the_unembedding(models, kind):
+    """A decoder's mlp neuron promotes and suppresses the tokens of ``W_U @ w_out``, written
+    out here from the checkpoint's own LM head and MLP output projection (GPT-2's Conv1D
+    stores it input-first, Llama's Linear output-first); encoders and other sites: None."""
+    from transformers import AutoModelForCausalLM
+
+    adapter = TransformersAdapter(checkpoint=str(models[kind]), device="cpu", site="mlp")
+    found = adapter.output_tokens([("mlp1", 3), ("mlp2", 0)], k=4)
+    lm = AutoModelForCausalLM.from_pretrained(models[kind])
+    for (layer, unit), got in zip([(0, 3), (1, 0)], found):
+        if kind == "gpt2":
+            w_out = lm.transformer.h[layer].mlp.c_proj.weight[unit]
+        else:
+            w_out = lm.model.layers[layer].mlp.down_proj.weight[:, unit]
+        effect = (lm.get_output_embeddings().weight @ w_out).detach().double()
+        order = torch.argsort(effect, descending=True, stable=True)
+        assert [t for t, _ in got["promoted"]] == [adapter.tokenizer.decode([int(i)]) for i in order[:4]]
+        assert [t for t, _ in got["suppressed"]] == [adapter.tokenizer.decode([int(i)]) for i in order.flip(0)[:4]]
+        np.testing.assert_allclose([v for _, v in got["promoted"]], effect[order[:4]].numpy(), rtol=1e-5)
+        assert got["promoted"][0][1] > 0 > got["suppressed"][0][1]
+        assert sum(got["histogram"]["tokens"]) == effect.numel() and len(got["histogram"]["centres"]) == 40
+    with pytest.raises(NeuroscopeError, match="no mlp neuron mlp3:0"):
+        adapter.output_tokens([("mlp3", 0)])
+    assert TransformersAdapter(checkpoint=str(models["bert"]), device="cpu", site="mlp").output_tokens(
+        [("mlp1", 0)]) is None
+    assert TransformersAdapter(checkpoint=str(models[kind]), device="cpu").output_tokens([("1", 0)]) is None
+
+
 def test_the_explorer_shows_a_gated_neurons_gate_and_up_signs(models, tmp_path, data_dir, cache_dir, capsys):
     """`neurons --glu` on a Llama `--site mlp` run: every top word with GLUScope's case,
     act(gate) x up equal to the stored value; a site the run did not read is refused."""
@@ -292,6 +322,30 @@ def test_the_explorer_shows_a_gated_neurons_gate_and_up_signs(models, tmp_path, 
     assert "gate" not in run.neuron(top).top_words(1)[0].to_dict()
     assert main(["show", str(out), "--sentence", "The old man", "--neurons", "mlp1:3", "--site", "hidden"]) == 2
     assert "read the mlp site" in capsys.readouterr().err
+    # the dashboards: the tokens each neuron's output weights promote and suppress, as the model gives them
+    assert main(["neurons", str(out), "-k", "2", "--words", "0", "--dashboard"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("promoted tokens (output weights x unembedding)") == 2 and shown.count("most correlated") == 2
+    board = run.dashboards([top])[0]
+    expected = run.model().output_tokens([(run.index.layer_names[top.layer], top.unit)])[0]
+    assert board["output"] == expected and board["name"] == f"mlp{top.layer + 1}:{top.unit}"
+    assert len(board["quantiles"]) == 10 and 0 <= board["active_share"] <= 1
+    html = (out / "report.html").read_text()
+    assert html.count("output weights x unembedding, promotes:") == html.count("<details class='dashboard'>") > 0
+    # Neuronpedia's feature records carry them as pos_str / neg_str and the logits histogram
+    from test_python_api import neuronpedia_records
+
+    export = tmp_path / "np"
+    run.export("neuronpedia", export, features="top")
+    features = [f for f in neuronpedia_records(next(export.iterdir()))["features"]
+                if f["sourceSetName"] == "neuroscope-mlp"]
+    assert len(features) == round(0.2 * run.index.n_neurons)
+    vocab = sum(expected["histogram"]["tokens"])
+    for f in features:
+        assert len(f["pos_str"]) == len(f["neg_str"]) == 10 and f["pos_values"][0] > f["neg_values"][0]
+        assert sum(f["logits_hist_data_bar_heights"]) == vocab and len(f["logits_hist_data_bar_values"]) == 40
+    mine = next(f for f in features if f["layer"].startswith(f"{top.layer}-") and f["index"] == str(top.unit))
+    assert mine["pos_str"] == [t for t, _ in expected["promoted"]]
 
 
 @pytest.mark.parametrize("site", ["mlp", "attn"])
