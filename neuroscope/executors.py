@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import attrs
 
 from neuroscope.errors import NeuroscopeError
+from neuroscope.manifest import node_name
 from neuroscope.rundir import atomic_path
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class Unit:
     gpus: float = 0.0
     argv: tuple[str, ...] = ()
     seed: int | None = None
+    #: a cell's first unit: what its extract unit stored (each split's store entry and the
+    #: device), handed on by the executor so the unit opens those entries without loading
+    #: the model or hashing its checkpoint again (None: it extracts what it needs itself)
+    activations: dict | None = None
 
     @property
     def cell(self) -> str:
@@ -88,6 +93,24 @@ class UnitOutcome:
     error: Exception | None = attrs.field(default=None, eq=False, repr=False)
     #: not run because a unit it waits for failed
     skipped: bool = False
+    #: an extract unit's record of what it stored (:func:`neuroscope.orchestrator.activation_record`)
+    activations: dict | None = None
+    #: the node the unit ran on (:func:`node_name`)
+    node: str | None = None
+    #: why each earlier attempt of the unit ended (a worker or node that died), oldest first
+    retries: tuple[str, ...] = ()
+
+
+def handed_activations(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> dict | None:
+    """What a cell's first (search) unit is handed: the record of the extract unit it waits
+    for, when that unit ran in this plan and returned one."""
+    if unit.kind != "search":
+        return unit.activations
+    for before in unit.after:
+        outcome = outcomes.get(before)
+        if outcome is not None and outcome.activations is not None:
+            return outcome.activations
+    return unit.activations
 
 
 def extraction_key(config: Mapping[str, Any]) -> tuple:
@@ -103,7 +126,9 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
     """The graph of a planned run (``plan``: (RunConfig, run directory) per cell), in an
     order that runs every unit after the units it depends on: a cell's units together, as
     the local executor runs them. ``cpus_per_unit`` 0: the units take the whole machine's
-    threads (one at a time)."""
+    threads (one at a time). With a CUDA ``--device`` every unit asks for one GPU but the
+    finish unit, which needs one only for ``--causal`` (it reads steps and renders the
+    report otherwise)."""
     from neuroscope.orchestrator import cell_steps
 
     units: list[Unit] = []
@@ -121,7 +146,7 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
         seeds = [Unit(f"seed {seed} {name}", "seed", data, str(run_dir), True, (search.id,), cpus_per_unit, gpus,
                       tuple(argv), seed) for kind, seed in cell_steps(config) if kind == "seed"]
         finish = Unit(f"finish {name}", "finish", data, str(run_dir), True, tuple(u.id for u in seeds), cpus_per_unit,
-                      gpus, tuple(argv))
+                      gpus if config.causal else 0.0, tuple(argv))  # results and report: no GPU unless --causal
         units += [search, *seeds, finish]
     return units
 
@@ -178,15 +203,16 @@ def write_files(run_dir: Path, files: Mapping[str, bytes]) -> None:
 
 
 def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool = True,
-             reporter: Any = None, orchestrator: Any = None) -> UnitOutcome:
+             reporter: Any = None, orchestrator: Any = None, name_node: bool = False) -> UnitOutcome:
     """Run one unit here. ``files`` None: a cell's unit writes its run directory in place
     (the driver's own process); a mapping (possibly empty): it works in a private directory
     seeded with those files (the run directory's, at the time the unit was submitted) and
     returns what it wrote. A user error (bad data, a missing checkpoint, ...) is a failed
     outcome with its one-line message; anything else (a bug, a dying machine) propagates,
     so that the executor may retry. ``orchestrator``: one shared by the units an executor
-    runs in this process (it keeps the last corpus read), else a new one."""
-    from neuroscope.orchestrator import Orchestrator
+    runs in this process (it keeps the last corpus read), else a new one. ``name_node``: a
+    failed unit's message ends with the node it ran on (units run on a cluster's nodes)."""
+    from neuroscope.orchestrator import Orchestrator, activation_record
     from neuroscope.settings import RunConfig
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
@@ -200,27 +226,32 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
             if unit.kind == "extract":
                 task, _ = orchestrator.task_of(config)
                 with reporter.running():
-                    orchestrator.extract_activations(config, task)
-                return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start)
+                    adapter, acts = orchestrator.extract_activations(config, task)
+                return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start,
+                                   activations=activation_record(adapter, acts), node=node_name())
             if files is None:
                 with reporter.running():
-                    orchestrator.run_step(config, Path(unit.run_dir), unit.kind, unit.seed, resume=unit.resume)
+                    orchestrator.run_step(config, Path(unit.run_dir), unit.kind, unit.seed, resume=unit.resume,
+                                          activations=unit.activations)
                 return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start,
-                                   timings=dict(orchestrator.timings))
+                                   timings=dict(orchestrator.timings), node=node_name())
             work = Path(tempfile.mkdtemp(prefix="neuroscope-unit-"))
             try:
                 run_dir = work / Path(unit.run_dir).name
                 if files:
                     run_dir.mkdir()
                     write_files(run_dir, files)
-                orchestrator.run_step(config, run_dir, unit.kind, unit.seed, resume=unit.resume or bool(files))
+                orchestrator.run_step(config, run_dir, unit.kind, unit.seed, resume=unit.resume or bool(files),
+                                      activations=unit.activations)
                 written = {name: data for name, data in read_files(run_dir).items() if files.get(name) != data}
                 return UnitOutcome(unit.id, True, files=written, seconds=time.perf_counter() - start,
-                                   timings=dict(orchestrator.timings))
+                                   timings=dict(orchestrator.timings), node=node_name())
             finally:
                 shutil.rmtree(work, ignore_errors=True)
     except NeuroscopeError as exc:
-        return UnitOutcome(unit.id, False, message=str(exc), seconds=time.perf_counter() - start, error=exc)
+        message = f"{exc} (on node {node_name()})" if name_node else str(exc)
+        return UnitOutcome(unit.id, False, message=message, seconds=time.perf_counter() - start, error=exc,
+                           node=node_name())
 
 
 Report = Callable[[Unit, UnitOutcome], None]
@@ -254,6 +285,11 @@ class GraphProgress:
         if self.reporter is not None:
             self.reporter.log(f"started: {unit.id} ({unit.cpus} CPU{'s' if unit.cpus > 1 else ''}"
                               + (f", {unit.gpus:g} GPU" if unit.gpus else "") + ")")
+
+    def retried(self, unit: Unit, cause: str, attempt: int) -> None:
+        """A unit submitted again after its worker or node died: one warning naming the
+        unit, the attempt and the cause (shown by a --quiet run too)."""
+        log.warning("retrying %s (attempt %d): %s", unit.id, attempt, cause)
 
     def finished(self, unit: Unit, outcome: UnitOutcome, running: int, waiting: int) -> None:
         self.done[unit.run_dir] = self.done.get(unit.run_dir, 0) + 1
@@ -307,7 +343,9 @@ class LocalExecutor:
                     shared = Orchestrator(Registry(), reporter or Reporter(quiet=True), list(unit.argv))
                 except NeuroscopeError:
                     pass  # run_unit reports it as the unit's failure
-            outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter, orchestrator=shared)
+            outcome = not_run(unit, outcomes) or run_unit(
+                attrs.evolve(unit, activations=handed_activations(unit, outcomes)), None, reporter=reporter,
+                orchestrator=shared)
             outcomes[unit.id] = outcome
             report(unit, outcome)
         return outcomes
@@ -383,6 +421,17 @@ def worker_dies_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="neuroscope-parent-watch").start()
 
 
+@attrs.frozen
+class Retried:
+    """What an executor's ``wait`` gives for a unit whose worker or node died and that it
+    submitted again: the new handle, why the attempt ended, and the attempt now running
+    (2 for the first retry). :func:`run_graph` reports it and waits on the new handle."""
+
+    handle: Any
+    cause: str
+    attempt: int
+
+
 def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], Any],
               wait: Callable[[list], tuple[Any, "UnitOutcome | Exception"]], progress: GraphProgress,
               advance: Callable[[int], None] = lambda n: None) -> dict[str, UnitOutcome]:
@@ -390,10 +439,13 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
     (``submit(unit)`` -> a handle; units declaring no CPUs get 1, so that no unit takes a
     whole machine's threads) once the units it waits for have been reported, or reported
     not run when one of them failed; ``wait(handles)`` blocks until one has ended and gives
-    (its handle, its outcome or the exception it ended with). Returns every outcome."""
+    (its handle, its outcome, the exception it ended with, or :class:`Retried` when the
+    executor submitted it again). Returns every outcome, each with the causes of its
+    retries."""
     outcomes: dict[str, UnitOutcome] = {}
     pending = list(units)
     running: dict[Any, Unit] = {}
+    retries: dict[str, list[str]] = {}
     while pending or running:
         for unit in list(pending):
             if any(a not in outcomes for a in unit.after):
@@ -406,7 +458,7 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
                 progress.finished(unit, skipped, len(running), len(pending))
                 advance(1)
                 continue
-            unit = attrs.evolve(unit, cpus=unit.cpus or 1)
+            unit = attrs.evolve(unit, cpus=unit.cpus or 1, activations=handed_activations(unit, outcomes))
             running[submit(unit)] = unit
             progress.started(unit)
         if not running:
@@ -415,10 +467,15 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
             continue
         handle, ended = wait(list(running))
         unit = running.pop(handle)
+        if isinstance(ended, Retried):
+            retries.setdefault(unit.id, []).append(ended.cause)
+            running[ended.handle] = unit
+            progress.retried(unit, ended.cause, ended.attempt)
+            continue
         if not isinstance(ended, UnitOutcome):
             detail = str(ended).splitlines()[0] if str(ended) else "no detail"
             ended = UnitOutcome(unit.id, False, f"{type(ended).__name__}: {detail}")
-        outcome = ended
+        outcome = attrs.evolve(ended, retries=tuple(retries[unit.id])) if unit.id in retries else ended
         outcomes[unit.id] = outcome
         report(unit, outcome)
         progress.finished(unit, outcome, len(running), len(pending))

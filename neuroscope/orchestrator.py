@@ -40,7 +40,7 @@ from neuroscope.cell import (ACTIVATIONS, SEARCH_PROBE, TIMINGS_DIR, CellContext
                              searching_ranker, slug)
 from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, ValidationError
 from neuroscope.loading import check_task, load_model, load_task
-from neuroscope.manifest import build_manifest
+from neuroscope.manifest import build_manifest, node_name
 from neuroscope.minimal import MinimalScan
 from neuroscope.model import AttributionUnsupported, ModelAdapter
 from neuroscope.progress import Reporter
@@ -112,6 +112,15 @@ def check_activations_match(task: TaskData, acts: dict[str, Any]) -> None:
                              f"entry is damaged: `neuroscope cache remove {X.path.name}` and run again")
 
 
+def activation_record(adapter: ModelAdapter, acts: dict[str, Any]) -> dict[str, Any]:
+    """What a cell records of its activations (steps/activations.json) and an extract unit
+    hands on to the cell's first unit: per split the store entry's path, key, shape and
+    identity, and the device the model ran on."""
+    return {"device": adapter.device_name(),
+            "splits": {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
+                              "identity": a.manifest["identity"]} for name, a in acts.items()}}
+
+
 def save_probe(path: Path, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray | None = None) -> None:
     """A probe's weights as a step's ``.npz`` (``classes`` as strings where given), written
     under a temporary name and renamed: a full disk never leaves a truncated file."""
@@ -145,10 +154,12 @@ class Orchestrator:
         return results
 
     def run_step(self, config: RunConfig, run_dir: Path, kind: str, seed: int | None = None,
-                 resume: bool = False) -> dict[str, Any]:
+                 resume: bool = False, activations: dict[str, Any] | None = None) -> dict[str, Any]:
         """One unit of a cell (``kind`` of :data:`STEP_KINDS`; ``seed`` for a seed unit), with
         ``run_dir`` claimed while it writes; the units before it must have finished (their
-        files are in ``run_dir``). Returns the results for ``finish``, else {}."""
+        files are in ``run_dir``). ``activations``: for the search unit, the extract unit's
+        record (:func:`activation_record`), opened without loading the model. Returns the
+        results for ``finish``, else {}."""
         run_dir = Path(run_dir)
         check_choice("unit", kind, STEP_KINDS)
         started = time.perf_counter()
@@ -156,7 +167,8 @@ class Orchestrator:
         check_usable(run_dir, resume)
         task, data = self.task_of(config)
         with claim(run_dir):
-            cell = self.open_cell(config, run_dir, task, data, first=kind == "search", resume=resume)
+            cell = self.open_cell(config, run_dir, task, data, first=kind == "search", resume=resume,
+                                  activations=activations)
             if kind == "search":
                 self.search(cell)
                 self._write_timings(cell, "search", started)
@@ -326,17 +338,22 @@ class Orchestrator:
         return self._tasks[key]
 
     def open_cell(self, config: RunConfig, run_dir: Path, task: TaskData, data: dict[str, Any], first: bool,
-                  resume: bool) -> CellContext:
+                  resume: bool, activations: dict[str, Any] | None = None) -> CellContext:
         """The cell's context. The first unit writes config.json, steps/data.json and the
-        activations' handles (extracting what the store lacks); the others check that the
-        settings and data are the run's and open the activations by those handles."""
+        activations' handles: those its extract unit recorded (``activations``; the model
+        is then neither loaded nor hashed here), or its own, extracting what the store
+        lacks; the others check that the settings and data are the run's and open the
+        activations by those handles."""
         steps_dir = self._prepare(config, run_dir, resume, data, write=first)
         if first:
             warn_unseen_labels(config.task, data, config.unseen_labels)
-            adapter, acts = self.extract_activations(config, task)
-            handles = {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
-                              "identity": a.manifest["identity"]} for name, a in acts.items()}
-            device = adapter.device_name()
+            if activations is None:
+                adapter, acts = self.extract_activations(config, task)
+                record = activation_record(adapter, acts)
+            else:
+                record = activations
+                acts = self._open_activations(config, task, record["splits"])
+            handles, device = record["splits"], record["device"]
             write_json(steps_dir / ACTIVATIONS, {"device": device, "splits": handles})
         else:
             saved = read_json(steps_dir / ACTIVATIONS, "record of the run's activations")
@@ -396,8 +413,11 @@ class Orchestrator:
             return {name: IN_MEMORY[handle["key"]] for name, handle in handles.items()}
         if all((store.path_for(h["key"]) / "manifest.json").is_file() for h in handles.values()):
             return {name: store.open(handle["key"]) for name, handle in handles.items()}
-        self.reporter.log(f"activations of {config.model} x {config.task} are not in {store.root} here: extracting")
+        self.reporter.log(f"activations of {config.model} x {config.task} are not in {store.root} on node "
+                          f"{node_name()}: extracting them again")
+        start = time.perf_counter()
         _, acts = self.extract_activations(config, task)
+        self.timings["re-extraction"] = round(time.perf_counter() - start, 3)
         if {name: a.manifest["key"] for name, a in acts.items()} != {n: h["key"] for n, h in handles.items()}:
             raise RunDirectoryError(f"the activations of {config.model} x {config.task} extracted here differ from "
                                     "the run's (another model version or settings?); start a new run")
@@ -451,18 +471,26 @@ class Orchestrator:
     def _write_timings(self, c: CellContext, unit: str, started: float, merged: bool = False) -> None:
         """This unit's step timings and wall seconds to ``timings/UNIT.json``; ``merged``:
         every unit's, in ``timings.json``: a step's seconds from the unit that ran it (None:
-        reused from an earlier run), each unit's seconds, and their sum as ``total``."""
+        reused from an earlier run), each unit's seconds and the node it ran on
+        (:func:`neuroscope.manifest.node_name`), and the units' sum as ``total``; a step done
+        again (``re-extraction``: a node without the activations) adds its seconds."""
         folder = c.run_dir / TIMINGS_DIR
         folder.mkdir(exist_ok=True)
-        write_json(folder / f"{unit}.json", {**self.timings, "unit": round(time.perf_counter() - started, 3)})
+        write_json(folder / f"{unit}.json", {**self.timings, "unit": round(time.perf_counter() - started, 3),
+                                             "node": node_name()})
         if not merged:
             return
         steps: dict[str, float | None] = {}
         units: dict[str, float] = {}
+        nodes: dict[str, str | None] = {}
         for path in sorted(folder.glob("*.json")):
             saved = read_json(path, "timings")
             units[path.stem] = saved.pop("unit")
+            nodes[path.stem] = saved.pop("node", None)
             for step, seconds in saved.items():
-                if steps.get(step) is None:
+                if step == "re-extraction" and seconds is not None:
+                    steps[step] = round((steps.get(step) or 0.0) + seconds, 3)
+                elif steps.get(step) is None:
                     steps[step] = seconds
-        write_json(c.run_dir / "timings.json", {**steps, "units": units, "total": round(sum(units.values()), 3)})
+        write_json(c.run_dir / "timings.json", {**steps, "units": units, "nodes": nodes,
+                                                "total": round(sum(units.values()), 3)})

@@ -30,7 +30,7 @@ from neuroscope.registry import Registry
 from neuroscope.results import load_results
 from neuroscope.rundir import (State, check_usable, claim, free_name, read_json, settings_difference, state_of,
                                write_json)
-from neuroscope.settings import PlanOptions, RunConfig, RunRequest
+from neuroscope.settings import PlanOptions, RunConfig, RunRequest, runtime_env_of
 
 log = logging.getLogger("neuroscope")
 
@@ -146,15 +146,25 @@ def reuse_finished(plan: Plan) -> tuple[Plan, dict[str, Path]]:
     return attrs.evolve(plan, cells=todo, options=attrs.evolve(plan.options, resume=True)), finished
 
 
-def record_extraction(run_dir: Path, seconds: float) -> None:
+def record_extraction(run_dir: Path, seconds: float, node: str | None = None) -> None:
     """Put the seconds of the extract unit a cell waited for into its timings.json (the cell's
-    own units found the activations in the store): ``extraction`` and ``units.extract``,
-    added to ``total``. Cells sharing one extraction each show it."""
+    own units found the activations in the store): ``extraction``, ``units.extract`` and
+    the node it ran on, added to ``total``. Cells sharing one extraction each show it."""
     path = run_dir / "timings.json"
     timings = read_json(path, "timings")
     timings["extraction"] = seconds
     timings["units"] = {"extract": seconds, **timings["units"]}
+    timings["nodes"] = {"extract": node, **timings.get("nodes", {})}
     timings["total"] = round(sum(timings["units"].values()), 3)
+    write_json(path, timings)
+
+
+def record_retries(run_dir: Path, retries: dict[str, list[str]]) -> None:
+    """Put the cell's retried units into its timings.json: ``retries``, per unit (as named
+    under ``units``) why each earlier attempt ended (a worker or node that died)."""
+    path = run_dir / "timings.json"
+    timings = read_json(path, "timings")
+    timings["retries"] = retries
     write_json(path, timings)
 
 
@@ -169,14 +179,17 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
     cores = os.cpu_count() or 1
     if options.executor == "local" and options.cpus and options.cpus > cores:
         log.warning("--cpus %d is more than this machine's %d cores: the units will share them", options.cpus, cores)
-    executor = plan.registry.get("executors", options.executor).obj(address=options.address, cpus=options.cpus)
+    extra = {"runtime_env": runtime_env_of(options.runtime_env)} if options.runtime_env is not None else {}
+    executor = plan.registry.get("executors", options.executor).obj(address=options.address, cpus=options.cpus,
+                                                                    **extra)
     for _, run_dir in plan.cells:  # a directory that may not be used fails before anything runs
         check_usable(run_dir, options.resume)
     units = plan_units(plan.cells, options.resume, options.cpus_per_unit, sys.argv if argv is None else argv)
     by_dir = {str(run_dir): config for config, run_dir in plan.cells}
     failures: list[tuple[Unit, UnitOutcome]] = []
     done: list[tuple[Path, dict[str, Any]]] = []
-    extracted: dict[str, float] = {}  # extract unit -> its seconds, for its cells' timings.json
+    retried: dict[str, dict[str, list[str]]] = {}  # run directory -> unit -> why each earlier attempt ended
+    extracted: dict[str, tuple[float, str | None]] = {}  # extract unit -> its seconds and node, for timings.json
     extract_of = {u.run_dir: u.after[0] for u in units if u.kind == "search"}  # run directory -> its extract unit
     # units in parallel drive a live progress display: summaries after it
     immediate = options.executor == "local" and (options.cpus or 1) // max(1, options.cpus_per_unit) <= 1
@@ -186,16 +199,24 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
         reporter.summary(f"{config.model} x {config.task}", config.deltas, results, run_dir)
 
     def report(unit: Unit, outcome: UnitOutcome) -> None:
+        if outcome.retries:  # by the cell's unit name in timings.json; an extract unit's in each of its cells
+            name = "extract" if unit.kind == "extract" else (f"seed-{unit.seed}" if unit.kind == "seed" else unit.kind)
+            for cell in ([d for d, e in extract_of.items() if e == unit.id] if unit.kind == "extract"
+                         else [unit.run_dir]):
+                retried.setdefault(cell, {})[name] = list(outcome.retries)
         if outcome.ok and unit.kind != "extract" and outcome.files is not None:
             with claim(Path(unit.run_dir)):  # computed elsewhere: the driver writes the run directory
                 write_files(Path(unit.run_dir), outcome.files)
         if outcome.ok and unit.kind == "extract":
-            extracted[unit.id] = round(outcome.seconds, 3)
+            extracted[unit.id] = (round(outcome.seconds, 3), outcome.node)
         if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
             if extract_of[unit.run_dir] in extracted:
                 with claim(run_dir):
-                    record_extraction(run_dir, extracted[extract_of[unit.run_dir]])
+                    record_extraction(run_dir, *extracted[extract_of[unit.run_dir]])
+            if unit.run_dir in retried:
+                with claim(run_dir):
+                    record_retries(run_dir, retried[unit.run_dir])
             results = load_results(run_dir)
             if immediate:
                 summarise(run_dir, results)

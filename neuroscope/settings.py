@@ -641,6 +641,9 @@ class PlanOptions:
     cpus_per_unit: int = option("--cpus-per-unit", "CPUs each unit declares; torch and BLAS threads in the unit are "
                                 "limited to them", 0, kind="int", low=0, integer=True,
                                 doc_default="0: local, all of the machine's; ray, 1")
+    runtime_env: str | None = option("--runtime-env", "--executor ray: the units' Ray runtime environment, as JSON "
+                                     "or a JSON file (env_vars, pip, working_dir, ...; docs/distributed.md)", None,
+                                     optional=True, doc_default="none")
     quiet: bool = option("--quiet", "no progress bars or summaries", False, kind="flag", doc_default="off")
 
     def __attrs_post_init__(self) -> None:
@@ -652,9 +655,36 @@ class PlanOptions:
         if self.address is not None and not self.address.strip():
             raise ValidationError("--address: empty; expected HOST:PORT, ray://HOST:PORT or auto (or leave it out "
                                   "for a local Ray started for the run)")
+        if self.runtime_env is not None:
+            if self.executor != "ray":
+                raise ValidationError("--runtime-env is Ray's runtime environment: it needs --executor ray")
+            runtime_env_of(self.runtime_env)
         if self.out is not None and len(self.model) * len(self.task) * len(self.probe) * len(self.site) > 1:
             raise NeuroscopeError("--out names one run directory; with several models, tasks, probes or sites use "
                                   "--runs-dir")
+
+
+def runtime_env_of(value: str) -> dict[str, Any]:
+    """``--runtime-env``: a JSON object, given inline or as the path of a file holding one."""
+    import json
+
+    text, where = value, "--runtime-env"
+    if not value.lstrip().startswith(("{", "[")):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValidationError(f"--runtime-env {value!r}: neither a JSON object nor a file (expected e.g. "
+                                  "'{\"env_vars\": {\"HF_HOME\": \"/data/hf\"}}' or runtime_env.json)")
+        try:
+            text, where = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"--runtime-env: cannot read {path}: {exc}") from None
+    try:
+        env = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(env, dict):
+        raise ValidationError(f"{where}: expected a JSON object (Ray's runtime_env), got {type(env).__name__}")
+    return env
 
 
 def check_setting(name: str, value: Any, label: str | None = None) -> None:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from neuroscope.plugin import (GraphProgress, LocalExecutor, NeuroscopeError, Unit, UnitOutcome, cell_files, hookimpl,
-                               run_graph, run_unit)
+from neuroscope.plugin import (GraphProgress, LocalExecutor, NeuroscopeError, Retried, Unit, UnitOutcome, cell_files,
+                               hookimpl, run_graph, run_unit)
 
 log = logging.getLogger(__name__)
 
 
 def _run_remote(unit: Unit, files: dict | None) -> UnitOutcome:
-    return run_unit(unit, files, quiet=True)
+    return run_unit(unit, files, quiet=True, name_node=True)
 
 
 def reachable(address: str, timeout: float = 5.0) -> None:
@@ -71,7 +71,8 @@ def _read(connection: Any, n: int) -> bytes:
 class RayExecutor:
     """Units as Ray tasks, each submitted once the units it waits for have finished."""
 
-    def __init__(self, *, address: str | None = None, cpus: int | None = None, max_retries: int = 3, **_: Any):
+    def __init__(self, *, address: str | None = None, cpus: int | None = None, max_retries: int = 3,
+                 runtime_env: dict[str, Any] | None = None, **_: Any):
         try:
             import ray
         except ImportError:
@@ -80,12 +81,15 @@ class RayExecutor:
         self.address = address
         self.cpus = cpus
         self.max_retries = int(max_retries)
+        self.runtime_env = runtime_env
 
     def _start(self) -> bool:
         """Connect to ``address`` or start a local Ray; True when this executor started it."""
         if self.ray.is_initialized():
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
         if self.address and self.address != "auto":
             reachable(self.address)
         try:
@@ -95,8 +99,11 @@ class RayExecutor:
                 self.ray.init(num_cpus=self.cpus, **options)
         except Exception as exc:  # ConnectionError, RuntimeError, ... depending on how the address fails
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+            hint = ("; if the cluster uses token authentication (Ray 2.52+), this driver needs RAY_AUTH_MODE=token and "
+                    "the cluster's token too (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; "
+                    "docs/distributed.md)") if self.address and isinstance(exc, ConnectionError) else ""
             raise NeuroscopeError(f"--executor ray: cannot start or reach {where} ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}){hint}") from None
         return True
 
     def run(self, units: Sequence[Unit], report: Any, reporter: Any = None) -> dict[str, UnitOutcome]:
@@ -111,21 +118,32 @@ class RayExecutor:
                 self.ray.shutdown()
 
     def _run(self, units: Sequence[Unit], report: Any, reporter: Any, advance: Any) -> dict[str, UnitOutcome]:
-        """Submit each unit once its dependencies are done; report outcomes as they come."""
-        remote = self.ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_run_remote)
-        submitted: list = []
+        """Submit each unit once its dependencies are done; report outcomes as they come. A
+        unit whose worker or node died is submitted again, up to ``max_retries`` times, by
+        this driver (not by Ray), so that each retry is reported with its unit and cause
+        and recorded in the cell's timings.json."""
+        remote = self.ray.remote(max_retries=0, retry_exceptions=False)(_run_remote)
+        submitted: dict[Any, tuple[Unit, Any, int]] = {}  # handle -> (unit, its files, attempt)
+
+        def launch(unit: Unit, files: Any, attempt: int) -> Any:
+            ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus, name=unit.id).remote(unit, files)
+            submitted[ref] = (unit, files, attempt)
+            return ref
 
         def submit(unit: Unit) -> Any:
-            ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus, name=unit.id).remote(unit, cell_files(unit))
-            submitted.append(ref)
-            return ref
+            return launch(unit, cell_files(unit), 1)
 
         def wait(refs: list) -> tuple[Any, Any]:
             done, _ = self.ray.wait(refs, num_returns=1)
+            ref = done[0]
             try:
-                return done[0], self.ray.get(done[0])
-            except self.ray.exceptions.RayError as exc:  # the unit's worker died more often than retried
-                return done[0], getattr(exc, "cause", None) or exc
+                return ref, self.ray.get(ref)
+            except self.ray.exceptions.RayError as exc:
+                unit, files, attempt = submitted[ref]
+                cause = exc_line(exc)
+                if system_failure(self.ray, exc) and attempt <= self.max_retries:
+                    return ref, Retried(launch(unit, files, attempt + 1), cause, attempt + 1)
+                return ref, getattr(exc, "cause", None) or exc
 
         try:
             return run_graph(units, report, submit, wait, GraphProgress(units, reporter), advance)
@@ -133,6 +151,19 @@ class RayExecutor:
             for ref in submitted:
                 self.ray.cancel(ref, force=True)
             raise
+
+
+def system_failure(ray: Any, exc: BaseException) -> bool:
+    """Whether a Ray error is the machine's, not the unit's: a worker or node that died, an
+    object lost with it, memory that ran out. An exception raised by the unit's own code
+    (``RayTaskError``) or a cancellation is not retried."""
+    return not isinstance(exc, (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError))
+
+
+def exc_line(exc: BaseException) -> str:
+    """A Ray error in one line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
 @hookimpl

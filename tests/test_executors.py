@@ -98,6 +98,12 @@ def test_the_plan_is_a_graph_extracting_each_corpus_once(tmp_path):
     finish = next(u for u in by_kind["finish"] if u.run_dir == str(plan[0][1]))
     assert finish.after == tuple(u.id for u in seeds)
     assert RunConfig.from_json(by_kind["search"][0].config) == plan[0][0]
+    for causal in (False, True):  # on a GPU every unit asks for one, the finish unit only to run the model
+        config = RunConfig(model="minilm", task="pos", data_dir="d", cache_dir="c", causal=causal)
+        object.__setattr__(config, "device", "cuda")  # the plan of a GPU machine's run (this one has no CUDA)
+        cuda = plan_units([(config, tmp_path / "gpu")])
+        assert [(u.kind, u.gpus) for u in cuda] == [("extract", 1.0), ("search", 1.0), ("seed", 1.0), ("seed", 1.0),
+                                                    ("seed", 1.0), ("finish", 1.0 if causal else 0.0)]
 
 
 def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, capsys):
@@ -161,15 +167,37 @@ def local_matrix(tmp_path_factory, data_dir, cache_dir, random_bert):
 
 
 def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data_dir, random_bert):
+    """A local Ray started for the run gives the local executor's numbers; the runtime
+    environment (--runtime-env) reaches every unit's worker: the node name it sets is the
+    one each unit records in timings.json."""
     runs = tmp_path / "runs"
+    env = tmp_path / "runtime_env.json"
+    env.write_text(json.dumps({"env_vars": {"NEUROSCOPE_NODE_NAME": "named-by-runtime-env"}}))
     assert main(["run", "--model", f"minilm,hf:{random_bert}", "--task", "pos", "--data-dir", str(data_dir),
                  "--runs-dir", str(runs), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2",
-                 *SMALL]) == 0
+                 "--runtime-env", str(env), *SMALL]) == 0
     local = sorted(p.name for p in local_matrix.iterdir())
     assert sorted(p.name for p in runs.iterdir()) == local and len(local) == 2
     for name in local:
         assert_same_numbers(runs / name, local_matrix / name)
         assert not list((runs / name).glob("**/*.tmp"))
+        nodes = json.loads((runs / name / "timings.json").read_text())["nodes"]
+        assert set(nodes) == {"extract", "search", "seed-0", "finish"} and set(nodes.values()) == {
+            "named-by-runtime-env"}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{not json", "--runtime-env: not valid JSON (line 1, column 2"),
+    ("[1, 2]", "--runtime-env: expected a JSON object (Ray's runtime_env), got list"),
+    ("no-such-file.json", "--runtime-env 'no-such-file.json': neither a JSON object nor a file"),
+])
+def test_a_bad_runtime_env_is_one_line_before_anything_runs(value, message, tmp_path, capsys):
+    code = main(["run", "--model", "minilm", "--task", "pos", "--executor", "ray", "--runtime-env", value, "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err and not (tmp_path / "run").exists()
+    assert main(["run", "--runtime-env", "{}", "--out", str(tmp_path / "run")]) == 2
+    assert "--runtime-env is Ray's runtime environment: it needs --executor ray" in capsys.readouterr().err
 
 
 def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, data_dir, cache_dir):
@@ -182,6 +210,47 @@ def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, d
     assert sorted(timings["units"]) == ["extract", "finish", "search", "seed-0", "seed-1"]
     assert timings["seed-0-weight-mass"] > 0 and timings["seed-1-weight-mass"] > 0  # each seed's steps timed
     assert not list((tmp_path / "two").glob("**/*.tmp"))
+
+
+def test_the_extract_units_record_travels_so_the_cell_does_not_load_the_model_again(tmp_path, data_dir,
+                                                                                   monkeypatch):
+    """The search unit opens the entries its extract unit recorded: one model load (and one
+    checkpoint hash) per run, not one per unit that needs the activations. A node whose store
+    lacks them (an entry removed here) extracts them again, says so and records the seconds
+    and the node in timings.json."""
+    import shutil
+
+    import attrs
+
+    import neuroscope.orchestrator as orchestrator
+    from neuroscope.executors import run_unit
+
+    loads = []
+    real = orchestrator.load_model
+    monkeypatch.setattr(orchestrator, "load_model", lambda *a, **k: loads.append(a[1]) or real(*a, **k))
+    monkeypatch.setenv("NEUROSCOPE_NODE_NAME", "node-a")
+    args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--cache-dir",
+            str(tmp_path / "cache"), *SMALL, "--deltas", "100", "--scan-block", "1"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert loads == ["minilm"]  # the extract unit's; the search unit opened what it recorded
+    timings = json.loads((tmp_path / "one" / "timings.json").read_text())
+    assert timings["nodes"] == {"extract": "node-a", "search": "node-a", "seed-0": "node-a", "finish": "node-a"}
+    assert "re-extraction" not in timings
+    # the same cell's units by hand, its train entry gone from the store before the search unit runs
+    config = RunConfig.from_json(json.loads((tmp_path / "one" / "config.json").read_text()))
+    units = plan_units([(config, tmp_path / "two")])
+    extract = run_unit(units[0])
+    assert extract.ok and extract.node == "node-a" and set(extract.activations["splits"]) == {"train", "dev", "test"}
+    shutil.rmtree(extract.activations["splits"]["train"]["path"])
+    monkeypatch.setenv("NEUROSCOPE_NODE_NAME", "node-b")
+    loads.clear()
+    search = run_unit(attrs.evolve(units[1], activations=extract.activations))
+    assert search.ok and loads == ["minilm"]  # extracted again, here
+    for unit in units[2:]:
+        assert run_unit(unit).ok
+    again = json.loads((tmp_path / "two" / "timings.json").read_text())
+    assert again["re-extraction"] > 0 and again["nodes"]["search"] == "node-b"
+    assert_same_numbers(tmp_path / "two", tmp_path / "one")
 
 
 def _unit_processes(marker: str) -> list[int]:
@@ -198,9 +267,10 @@ def _unit_processes(marker: str) -> list[int]:
 
 
 def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, ray_head, tmp_path,
-                                                                            data_dir):
+                                                                            data_dir, capsys):
     """Through ``--address HEAD`` (a running cluster, the module's head): a seed unit's
-    worker killed with SIGKILL is retried, and the run still gives the local numbers."""
+    worker killed with SIGKILL is retried, the retry is reported with its unit and cause
+    and recorded in timings.json, and the run still gives the local numbers."""
     out = tmp_path / "run"
     killed: list[int] = []
 
@@ -223,6 +293,10 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
     assert killed, "no worker was running the seed unit"
     reference = next(p for p in local_matrix.iterdir() if "-minilm-pos-" in p.name)
     assert_same_numbers(out, reference)
+    retries = json.loads((out / "timings.json").read_text())["retries"]
+    assert list(retries) == ["seed-0"] and len(retries["seed-0"]) == 1 and "Error: " in retries["seed-0"][0]
+    err = capsys.readouterr().err
+    assert "retrying seed 0 " in err and "(attempt 2)" in err, err[-2000:]
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):
