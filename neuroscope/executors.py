@@ -99,6 +99,8 @@ class UnitOutcome:
     node: str | None = None
     #: why each earlier attempt of the unit ended (a worker or node that died), oldest first
     retries: tuple[str, ...] = ()
+    #: the executor's own id of where the unit ran (Ray's node id), for placing the units after it
+    placement: str | None = None
 
 
 def handed_activations(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> dict | None:

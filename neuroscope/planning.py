@@ -179,7 +179,9 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
     cores = os.cpu_count() or 1
     if options.executor == "local" and options.cpus and options.cpus > cores:
         log.warning("--cpus %d is more than this machine's %d cores: the units will share them", options.cpus, cores)
-    extra = {"runtime_env": runtime_env_of(options.runtime_env)} if options.runtime_env is not None else {}
+    extra: dict[str, Any] = {"runtime_env": runtime_env_of(options.runtime_env)} if options.runtime_env else {}
+    if options.placement != "data":
+        extra["placement"] = options.placement
     executor = plan.registry.get("executors", options.executor).obj(address=options.address, cpus=options.cpus,
                                                                     **extra)
     for _, run_dir in plan.cells:  # a directory that may not be used fails before anything runs
@@ -199,6 +201,9 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
         reporter.summary(f"{config.model} x {config.task}", config.deltas, results, run_dir)
 
     def report(unit: Unit, outcome: UnitOutcome) -> None:
+        if outcome.ok and (outcome.timings or {}).get("re-extraction"):  # workers run quietly: the driver says it
+            log.warning("%s extracted the activations again on node %s (%.0f s): that node's cache lacked them",
+                        unit.id, outcome.node, outcome.timings["re-extraction"])
         if outcome.retries:  # by the cell's unit name in timings.json; an extract unit's in each of its cells
             name = "extract" if unit.kind == "extract" else (f"seed-{unit.seed}" if unit.kind == "seed" else unit.kind)
             for cell in ([d for d, e in extract_of.items() if e == unit.id] if unit.kind == "extract"

@@ -641,6 +641,10 @@ class PlanOptions:
     cpus_per_unit: int = option("--cpus-per-unit", "CPUs each unit declares; torch and BLAS threads in the unit are "
                                 "limited to them", 0, kind="int", low=0, integer=True,
                                 doc_default="0: local, all of the machine's; ray, 1")
+    placement: str = option("--placement", "--executor ray: data (a cell's units prefer the node that extracted its "
+                            "activations, so node-local caches are not extracted into again; elsewhere only when "
+                            "that node is gone) or spread (Ray places every unit where it has room; with a shared "
+                            "cache); docs/distributed.md", "data", choices=("data", "spread"))
     runtime_env: str | None = option("--runtime-env", "--executor ray: the units' Ray runtime environment, as JSON "
                                      "or a JSON file (env_vars, pip, working_dir, ...; docs/distributed.md)", None,
                                      optional=True, doc_default="none")
@@ -655,6 +659,9 @@ class PlanOptions:
         if self.address is not None and not self.address.strip():
             raise ValidationError("--address: empty; expected HOST:PORT, ray://HOST:PORT or auto (or leave it out "
                                   "for a local Ray started for the run)")
+        if self.placement != "data" and self.executor != "ray":
+            raise ValidationError(f"--placement {self.placement}: the placement of units on a Ray cluster's nodes; it "
+                                  "needs --executor ray")
         if self.runtime_env is not None:
             if self.executor != "ray":
                 raise ValidationError("--runtime-env is Ray's runtime environment: it needs --executor ray")

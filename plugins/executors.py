@@ -6,9 +6,12 @@ running one). Written against ``neuroscope.plugin`` only, like a third-party exe
 
 Ray: each unit is a task declaring ``num_cpus`` (``--cpus-per-unit``) and ``num_gpus``
 (1 when the run's ``--device`` is CUDA); inside it torch's and the BLAS's threads are
-limited to those CPUs. A task whose worker or node dies is retried (``max_retries``,
-default 3): a retried unit starts from the run directory's files, the finished units'
-steps, which only the driver writes. A user error (bad data, a missing checkpoint) is
+limited to those CPUs. With ``--placement data`` (the default) a cell's units prefer the
+node its extract unit ran on (soft node affinity: its activations are in that node's
+cache even when caches are node-local). A task whose worker or node dies is submitted
+again by the driver (``max_retries``, default 3), reported with its cause: a retried unit
+starts from the run directory's files, the finished units' steps, which only the driver
+writes. A user error (bad data, a missing checkpoint) is
 not retried: its cell fails with its one-line message and the other cells go on. Ctrl-C
 cancels the tasks in flight; ``--resume`` continues.
 """
@@ -25,7 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def _run_remote(unit: Unit, files: dict | None) -> UnitOutcome:
-    return run_unit(unit, files, quiet=True, name_node=True)
+    import attrs
+    import ray
+
+    outcome = run_unit(unit, files, quiet=True, name_node=True)
+    return attrs.evolve(outcome, placement=ray.get_runtime_context().get_node_id())
 
 
 def reachable(address: str, timeout: float = 5.0) -> None:
@@ -72,7 +79,7 @@ class RayExecutor:
     """Units as Ray tasks, each submitted once the units it waits for have finished."""
 
     def __init__(self, *, address: str | None = None, cpus: int | None = None, max_retries: int = 3,
-                 runtime_env: dict[str, Any] | None = None, **_: Any):
+                 runtime_env: dict[str, Any] | None = None, placement: str = "data", **_: Any):
         try:
             import ray
         except ImportError:
@@ -82,6 +89,9 @@ class RayExecutor:
         self.cpus = cpus
         self.max_retries = int(max_retries)
         self.runtime_env = runtime_env
+        if placement not in ("data", "spread"):
+            raise NeuroscopeError(f"placement {placement!r}: expected data or spread")
+        self.placement = placement
 
     def _start(self) -> bool:
         """Connect to ``address`` or start a local Ray; True when this executor started it."""
@@ -122,11 +132,23 @@ class RayExecutor:
         unit whose worker or node died is submitted again, up to ``max_retries`` times, by
         this driver (not by Ray), so that each retry is reported with its unit and cause
         and recorded in the cell's timings.json."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         remote = self.ray.remote(max_retries=0, retry_exceptions=False)(_run_remote)
         submitted: dict[Any, tuple[Unit, Any, int]] = {}  # handle -> (unit, its files, attempt)
+        origin = {u.id: u.id for u in units if u.kind == "extract"}  # unit -> the extract unit of its activations
+        for u in units:
+            if u.kind != "extract" and u.after:
+                origin[u.id] = origin.get(u.after[0], u.after[0])
+        extracted_on: dict[str, str] = {}  # extract unit -> the Ray node it ran on
 
         def launch(unit: Unit, files: Any, attempt: int) -> Any:
-            ref = remote.options(num_cpus=unit.cpus, num_gpus=unit.gpus, name=unit.id).remote(unit, files)
+            options: dict[str, Any] = {"num_cpus": unit.cpus, "num_gpus": unit.gpus, "name": unit.id}
+            node = extracted_on.get(origin.get(unit.id, ""))
+            if self.placement == "data" and node is not None and unit.kind != "extract":
+                # soft: another node only where that one is gone or can never fit the unit
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+            ref = remote.options(**options).remote(unit, files)
             submitted[ref] = (unit, files, attempt)
             return ref
 
@@ -137,7 +159,11 @@ class RayExecutor:
             done, _ = self.ray.wait(refs, num_returns=1)
             ref = done[0]
             try:
-                return ref, self.ray.get(ref)
+                outcome = self.ray.get(ref)
+                unit = submitted[ref][0]
+                if unit.kind == "extract" and getattr(outcome, "placement", None):
+                    extracted_on[unit.id] = outcome.placement
+                return ref, outcome
             except self.ray.exceptions.RayError as exc:
                 unit, files, attempt = submitted[ref]
                 cause = exc_line(exc)
