@@ -41,8 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import attrs
 
 from neuroscope.errors import NeuroscopeError
-from neuroscope.manifest import node_name
-from neuroscope.rundir import atomic_path
+from neuroscope.rundir import atomic_path, node_name
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 import platform
-import socket
 import sys
 from typing import Any
 
@@ -26,13 +24,6 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def node_name() -> str:
-    """The name of the machine a unit runs on, for timings.json and errors from a node:
-    ``NEUROSCOPE_NODE_NAME`` where it is set (a lab's own node names, e.g. through
-    ``ray start`` or ``--runtime-env``), else the host name."""
-    return os.environ.get("NEUROSCOPE_NODE_NAME") or socket.gethostname()
 
 
 def device_info(device: str) -> dict[str, Any]:

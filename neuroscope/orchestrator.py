@@ -40,7 +40,7 @@ from neuroscope.cell import (ACTIVATIONS, SEARCH_PROBE, TIMINGS_DIR, CellContext
                              searching_ranker, slug)
 from neuroscope.errors import NeuroscopeError, RunDirectoryError, StoreError, ValidationError
 from neuroscope.loading import check_task, load_model, load_task
-from neuroscope.manifest import build_manifest, node_name
+from neuroscope.manifest import build_manifest
 from neuroscope.minimal import MinimalScan
 from neuroscope.model import AttributionUnsupported, ModelAdapter
 from neuroscope.progress import Reporter
@@ -48,7 +48,7 @@ from neuroscope.rankers import info_of
 from neuroscope.registry import Registry
 from neuroscope.report import render_report
 from neuroscope.results import check_results
-from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, read_arrays, read_json,
+from neuroscope.rundir import (State, atomic_path, check_usable, claim, free_name, node_name, read_arrays, read_json,
                                settings_difference, write_json)
 from neuroscope.settings import RunConfig
 from neuroscope.steps.ablation import SeedResult, ranking_step
@@ -472,7 +472,7 @@ class Orchestrator:
         """This unit's step timings and wall seconds to ``timings/UNIT.json``; ``merged``:
         every unit's, in ``timings.json``: a step's seconds from the unit that ran it (None:
         reused from an earlier run), each unit's seconds and the node it ran on
-        (:func:`neuroscope.manifest.node_name`), and the units' sum as ``total``; a step done
+        (:func:`neuroscope.rundir.node_name`), and the units' sum as ``total``; a step done
         again (``re-extraction``: a node without the activations) adds its seconds."""
         folder = c.run_dir / TIMINGS_DIR
         folder.mkdir(exist_ok=True)

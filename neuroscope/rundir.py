@@ -194,3 +194,12 @@ def write_json(path: Path, data: Any) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2)
         fh.write("\n")
+
+
+def node_name() -> str:
+    """The name of the machine a unit runs on, for timings.json and errors from a node:
+    ``NEUROSCOPE_NODE_NAME`` where it is set (a lab's own node names, e.g. through
+    ``ray start`` or ``--runtime-env``), else the host name."""
+    import socket
+
+    return os.environ.get("NEUROSCOPE_NODE_NAME") or socket.gethostname()

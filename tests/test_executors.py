@@ -230,7 +230,7 @@ def test_the_extract_units_record_travels_so_the_cell_does_not_load_the_model_ag
     monkeypatch.setattr(orchestrator, "load_model", lambda *a, **k: loads.append(a[1]) or real(*a, **k))
     monkeypatch.setenv("NEUROSCOPE_NODE_NAME", "node-a")
     args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--cache-dir",
-            str(tmp_path / "cache"), *SMALL, "--deltas", "100", "--scan-block", "1"]
+            str(tmp_path / "cache"), *SMALL, "--max-sentences", "60,20,20", "--deltas", "100", "--scan-block", "1"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert loads == ["minilm"]  # the extract unit's; the search unit opened what it recorded
     timings = json.loads((tmp_path / "one" / "timings.json").read_text())

@@ -48,30 +48,34 @@ print(json.dumps({"run": str(run.path), "stamp": (run.path / "results.json").sta
 
 def test_docs_python_md_runs_as_a_notebook_twice(data_dir, minilm_dir, cache_dir, tmp_path):
     """docs/python.md as a real Jupyter notebook (a code cell per ``python`` block, run by
-    nbclient in an IPython kernel), executed twice in a row as a user re-runs it: no cell
-    raises either time, and the second time the first cell returns the finished run
-    without computing anything (results.json untouched)."""
+    nbclient in an IPython kernel), executed twice in a row in one kernel, as a user runs
+    all cells again: no cell raises either time, and the second time the first cell
+    returns the finished run without computing anything (results.json untouched)."""
     import os
 
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 8
     cells = [nbformat.v4.new_code_cell(b.replace('"../shared/data"', repr(str(data_dir))).rstrip()) for b in blocks]
+    kernel = KernelManager(kernel_name="python3")
+    kernel.start_kernel(env={**os.environ, "NEUROSCOPE_CACHE": str(cache_dir), "MPLBACKEND": "agg"}, cwd=str(tmp_path))
     seen = []
-    for _ in range(2):
-        nb = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell(NOTEBOOK_CHECKS)])
-        env = {**os.environ, "NEUROSCOPE_CACHE": str(cache_dir), "MPLBACKEND": "agg"}
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
-                       allow_errors=True).execute(env=env)  # env: the kernel's own environment
-        errors = [(i, o.get("ename"), o.get("evalue", "")[:300]) for i, c in enumerate(nb.cells) for o in c.outputs
-                  if o.output_type == "error"]
-        assert not errors, errors
-        assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.outputs), "no cell showed a figure"
-        printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
-        seen.append(json.loads(printed.strip().splitlines()[-1]))
+    try:
+        for _ in range(2):
+            nb = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell(NOTEBOOK_CHECKS)])
+            NotebookClient(nb, km=kernel, timeout=600, allow_errors=True).execute()
+            errors = [(i, o.get("ename"), o.get("evalue", "")[:300]) for i, c in enumerate(nb.cells)
+                      for o in c.outputs if o.output_type == "error"]
+            assert not errors, errors
+            assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.outputs), "no cell showed a figure"
+            printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+            seen.append(json.loads(printed.strip().splitlines()[-1]))
+    finally:
+        kernel.shutdown_kernel(now=True)
     assert seen[1] == seen[0]  # the same run, its results.json not rewritten
 
 
