@@ -13,8 +13,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 DATA=$(cd "$DATA" && pwd)
+. bench/_ray_nodes.sh
 WORK=$(mktemp -d /tmp/nsnc-XXXX)
-GCS=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+GCS=$(free_port)
 export RAY_USAGE_STATS_ENABLED=0
 export RAY_AUTH_MODE=token   # the nodes and the driver share a token (Ray 2.59+ may otherwise generate one per node)
 RAY_AUTH_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
@@ -29,19 +30,11 @@ node() {  # NAME, then ray start's own arguments: a node whose cache path shows 
   echo $!
 }
 HEAD=$(node head --head --port "$GCS" --include-dashboard=false --temp-dir "$WORK/ray")
-for _ in $(seq 120); do python3 -c "import socket,sys; sys.exit(socket.socket().connect_ex(('127.0.0.1', $GCS)))" && break; sleep 1; done
+wait_for_head "$GCS"
 SECOND=$(node second --address "127.0.0.1:$GCS")
-cleanup() {
-  for pid in $SECOND $HEAD; do kill -TERM -- "-$pid" 2>/dev/null; done
-  for _ in $(seq 30); do kill -0 "$SECOND" 2>/dev/null || kill -0 "$HEAD" 2>/dev/null || break; sleep 1; done
-  for pid in $SECOND $HEAD; do kill -KILL -- "-$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$WORK"
-}
+cleanup() { stop_nodes "$SECOND" "$HEAD"; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 60); do
-  [ "$(ray status --address "127.0.0.1:$GCS" 2>/dev/null | grep -c 'node_')" -ge 2 ] && break; sleep 1
-done
+wait_for_nodes "$GCS" 2
 
 for placement in spread data; do
   rm -rf "$WORK"/cache-head/* "$WORK"/cache-second/*

@@ -15,8 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 DATA=$(cd "$DATA" && pwd)
+. bench/_ray_nodes.sh
 WORK=$(mktemp -d /tmp/nstok-XXXX)   # short: Ray's socket paths live under it
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 GCS=$(free_port); CLIENT=$(free_port); DASH=$(free_port)
 SMALL=(--max-sentences 150,50,50 --seeds 2 --l1 1e-4 --l2 1e-4 --no-control --deltas 100 --scan-block 1 --quiet
        --data-dir "$DATA" --cache-dir "$WORK/cache")
@@ -35,22 +35,14 @@ NEUROSCOPE_NODE_NAME=head setsid ray start --head --block --port "$GCS" --ray-cl
     --dashboard-host 127.0.0.1 --dashboard-port "$DASH" --num-cpus 1 --temp-dir "$WORK/ray" \
     --disable-usage-stats >"$WORK/head.log" 2>&1 &
 HEAD=$!
-for _ in $(seq 120); do python3 -c "import socket,sys; sys.exit(socket.socket().connect_ex(('127.0.0.1', $GCS)))" && break; sleep 1; done
+wait_for_head "$GCS"
 step "ray start --block --address 127.0.0.1:$GCS --num-cpus 1 &     # the second node"
 NEUROSCOPE_NODE_NAME=second setsid ray start --block --address "127.0.0.1:$GCS" --num-cpus 1 \
     --disable-usage-stats >"$WORK/node.log" 2>&1 &
 NODE=$!
-cleanup() {  # --block: `ray start` stops the processes it started on SIGTERM; what is left of its group after 30 s is killed
-  for pid in $NODE $HEAD; do kill -TERM -- "-$pid" 2>/dev/null; done
-  for _ in $(seq 30); do kill -0 "$NODE" 2>/dev/null || kill -0 "$HEAD" 2>/dev/null || break; sleep 1; done
-  for pid in $NODE $HEAD; do kill -KILL -- "-$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$WORK"
-}
+cleanup() { stop_nodes "$NODE" "$HEAD"; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 60); do
-  [ "$(ray status --address "127.0.0.1:$GCS" 2>/dev/null | grep -c 'node_')" -ge 2 ] && break; sleep 1
-done
+wait_for_nodes "$GCS" 2
 run ray status --address "127.0.0.1:$GCS"
 
 run neuroscope run --model minilm --task pos --executor ray --address "127.0.0.1:$GCS" --out "$WORK/on-cluster" "${SMALL[@]}"

@@ -422,6 +422,12 @@ def worker_dies_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="neuroscope-parent-watch").start()
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}"
+
+
 @attrs.frozen
 class Retried:
     """What an executor's ``wait`` gives for a unit whose worker or node died and that it
@@ -474,8 +480,7 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
             progress.retried(unit, ended.cause, ended.attempt)
             continue
         if not isinstance(ended, UnitOutcome):
-            detail = str(ended).splitlines()[0] if str(ended) else "no detail"
-            ended = UnitOutcome(unit.id, False, f"{type(ended).__name__}: {detail}")
+            ended = UnitOutcome(unit.id, False, error_line(ended))
         outcome = attrs.evolve(ended, retries=tuple(retries[unit.id])) if unit.id in retries else ended
         outcomes[unit.id] = outcome
         report(unit, outcome)

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from neuroscope.choices import RARE_TOKENS
-from neuroscope.dashboards import build_dashboards, dashboard_record, output_tokens_of
 from neuroscope.errors import NeuroscopeError
-from neuroscope.store import labels_to_ids
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +68,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
     where = {int(j): k for k, j in enumerate(ids)}
     gold = np.asarray(task.train.labels())
     sentences = task.train.words()
-    boards = build_dashboards(X, labels_to_ids(list(gold), run.labels), run.labels, sentences, neurons=ids,
-                              examples=words, per_quantile=1)
-    outputs = output_tokens_of(run, ids)
+    boards = {board["neuron"]: board for board in run.dashboards(ids, examples=words)}
     counts = {lab: int((gold == lab).sum()) for lab in run.labels}
     rows: list[str] = []
     rare_rows: list[str] = []
@@ -93,7 +89,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                             f"{html.escape(right)} <span class='note'>({html.escape(sentence.labels[p])}, "
                             f"{values[row]:.2f})</span></li>")
             name = f"{t.layer}:{t.unit}"
-            board = dashboard_record(boards, where[t.neuron], sentences, list(gold))
+            board = boards[t.neuron]
             found = " ".join(sorted({html.escape(sentences[e["sentence"]][e["word"]].lower())
                                      for e in board["top"]} | {html.escape(tag) for tag in board["tags"]}))
             (rare_rows if lab in rare else rows).append(
@@ -101,7 +97,7 @@ def top_neurons_section(run: Any, per_label: int = 3, words: int = 6) -> str:
                 f"<span class='note'>{counts[lab]:,} tokens</span></td><td>{name}</td><td>{t.rank}</td>"
                 f"<td>{t.weight:+.3f}</td><td>{'lowest' if bottom else 'highest'} 20: {100 * t.score:.0f} %</td>"
                 f"<td><ul class='words'>{''.join(hits)}</ul></td>"
-                f"<td>{histogram_svg(values, mask)}</td><td>{dashboard_html(board, run.index, outputs.get(t.neuron))}</td></tr>")
+                f"<td>{histogram_svg(values, mask)}</td><td>{dashboard_html(board, run.index)}</td></tr>")
     return (
         "<section id='top-neurons-section'><h2 id='top-neurons'>Top neurons</h2>"
         f"<p class='note'>For every label (most frequent first) {per_label} of its top neurons: of the 50 with the "
@@ -153,10 +149,10 @@ def output_tokens_html(output: dict[str, Any] | None) -> str:
             f"<p class='note'>suppresses: {listed(output['suppressed'])}</p>")
 
 
-def dashboard_html(board: dict[str, Any], index: Any, output: dict[str, Any] | None = None) -> str:
-    """One neuron's dashboard (:func:`neuroscope.dashboards.dashboard_record`) folded in a
-    ``details`` element: opened on a click, so the page stays short. ``output``: its
-    promoted and suppressed tokens (:func:`output_tokens_of`), where the run has them."""
+def dashboard_html(board: dict[str, Any], index: Any) -> str:
+    """One neuron's dashboard (:meth:`neuroscope.runs.Run.dashboards`) folded in a
+    ``details`` element: opened on a click, so the page stays short; its promoted and
+    suppressed tokens (``board["output"]``) where the run has them."""
     tags = ", ".join(board["tags"]) or "no tag"
     lines = []
     share = 100 / len(board["quantiles"])
@@ -171,7 +167,7 @@ def dashboard_html(board: dict[str, Any], index: Any, output: dict[str, Any] | N
     return (f"<details class='dashboard'><summary>{html.escape(tags)}; active {100 * board['active_share']:.0f} %"
             f"</summary>{density_svg(board['histogram']['centres'], board['histogram']['tokens'])}"
             f"<p class='note'>position r {board['position_correlation']:+.2f}; most correlated: {near or 'none'}</p>"
-            f"{output_tokens_html(output)}"
+            f"{output_tokens_html(board.get('output'))}"
             f"<ul class='words'>{''.join(lines)}</ul></details>")
 
 

@@ -35,8 +35,8 @@ _SOURCES: dict[str, str] = {
     "neuroscope.datasets": "sha256_of",
     "neuroscope.errors": "DataFormatError ModelLoadError NeuroscopeError RegistryError StoreError ValidationError",
     "neuroscope.executors": (
-        "GraphProgress LocalExecutor Retried Unit UnitOutcome cell_files limit_threads not_run read_files "
-        "run_graph run_unit write_files"),
+        "GraphProgress LocalExecutor Retried Unit UnitOutcome cell_files error_line limit_threads not_run "
+        "read_files run_graph run_unit write_files"),
     "neuroscope.hookspecs": "hookimpl",
     "neuroscope.lbfgs": "LbfgsProbe train_lbfgs",
     "neuroscope.loaded": "is_loaded_model loaded_model",

@@ -472,8 +472,8 @@ class Run:
         if not ids:
             return {}
         names = self.index.layer_names
-        found = self.model(device).output_tokens([(names[self.index.locate(j)[0]], self.index.locate(j)[1])
-                                                   for j in ids], k)
+        found = self.model(device).output_tokens([(names[layer], unit) for layer, unit in map(self.index.locate, ids)],
+                                                 k)
         return None if found is None else dict(zip(ids, found))
 
     def show(self, sentence: str | Sequence[str], neurons: Iterable[Any], device: str = "cpu",

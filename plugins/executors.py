@@ -22,7 +22,7 @@ import logging
 from typing import Any, Sequence
 
 from neuroscope.plugin import (GraphProgress, LocalExecutor, NeuroscopeError, Retried, Unit, UnitOutcome, cell_files,
-                               hookimpl, run_graph, run_unit)
+                               error_line, hookimpl, run_graph, run_unit)
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ class RayExecutor:
             hint = ("; if the cluster uses token authentication (Ray 2.52+), this driver needs RAY_AUTH_MODE=token and "
                     "the cluster's token too (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; "
                     "docs/distributed.md)") if self.address and isinstance(exc, ConnectionError) else ""
-            raise NeuroscopeError(f"--executor ray: cannot start or reach {where} ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}){hint}") from None
+            raise NeuroscopeError(f"--executor ray: cannot start or reach {where} ({error_line(exc)}){hint}") from None
         return True
 
     def run(self, units: Sequence[Unit], report: Any, reporter: Any = None) -> dict[str, UnitOutcome]:
@@ -166,7 +165,7 @@ class RayExecutor:
                 return ref, outcome
             except self.ray.exceptions.RayError as exc:
                 unit, files, attempt = submitted[ref]
-                cause = exc_line(exc)
+                cause = error_line(exc)
                 if system_failure(self.ray, exc) and attempt <= self.max_retries:
                     return ref, Retried(launch(unit, files, attempt + 1), cause, attempt + 1)
                 return ref, getattr(exc, "cause", None) or exc
@@ -184,12 +183,6 @@ def system_failure(ray: Any, exc: BaseException) -> bool:
     object lost with it, memory that ran out. An exception raised by the unit's own code
     (``RayTaskError``) or a cancellation is not retried."""
     return not isinstance(exc, (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError))
-
-
-def exc_line(exc: BaseException) -> str:
-    """A Ray error in one line: its type and the first line of its message."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
 @hookimpl
