@@ -234,6 +234,10 @@ def check_protocol_settings(**settings: Any) -> None:
             check_setting(name, settings[name])
     for name in ("fraction", "alpha", "beta", "epochs", "lr", "batch_size", "stride", "scan_step"):
         check_setting(name, settings[name])
+    check_setting("search_method", settings["search"], "search")
+    if settings["search"] == "halving" and settings["epochs"] == "auto":
+        raise ValidationError("search 'halving': needs a number of epochs (its rounds train the survivors shares "
+                              "of them), not auto")
     check_setting("deltas", tuple(settings["deltas"]) if settings["deltas"] is not None else ())
     if settings["alpha"] == 0 and settings["beta"] == 0:
         raise ValidationError("alpha and beta are both 0, so the lambda search's score S is always 0; give at "
@@ -258,7 +262,7 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
              l1: float | None = None, l2: float | None = None, fraction: float = 0.2,
              deltas: Sequence[float] = (0.5, 2.0), alpha: float = 0.5, beta: float = 0.5,
              epochs: int | str = 10, lr: float = 1e-3, batch_size: int = 512, stride: int = 100,
-             scan_step: float = 0.01, device: str = "cpu") -> dict[str, Any]:
+             scan_step: float = 0.01, device: str = "cpu", search: str = "grid") -> dict[str, Any]:
     """The paper's protocol on activations the user already has (arrays or memory-mapped
     ``.npy`` files; no model, no corpus): lambda search (section 2, unless ``l1``/``l2``
     are given), oracle probe, weight-mass ranking, top / random / bottom ablation (Table 1),
@@ -268,19 +272,21 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     ``y_*`` are labels (any hashable values); ``labels`` (optional) names the class order
     and must cover the training labels. ``layers`` (optional) names the layers when the
     columns are ``len(layers)`` equal blocks, which adds the per-layer distribution of the
-    minimal set. Accuracies are in percent. Returns a JSON-serialisable dict."""
+    minimal set. ``search`` is ``--search``'s method (grid, path or halving). Accuracies are
+    in percent. Returns a JSON-serialisable dict."""
     from neuroscope.ablation import ablation_sets, evaluate_ablations
     from neuroscope.control import selectivity
     from neuroscope.minimal import minimal_neuron_scan
     from neuroscope.features import check_features, n_columns, n_rows
     from neuroscope.probe import ElasticNetProbe, TrainSettings
     from neuroscope.ranking import weight_mass_ranking
-    from neuroscope.search import PAPER_VALUES, lambda_grid, lambda_search
+    from neuroscope.search import PAPER_VALUES, lambda_grid
+    from neuroscope.search_methods import search_lambdas
     from neuroscope.store import labels_to_ids
 
     check_protocol_settings(seed=seed, grid=grid, l1=l1, l2=l2, fraction=fraction, deltas=deltas, alpha=alpha,
                             beta=beta, epochs=epochs, lr=lr, batch_size=batch_size, stride=stride,
-                            scan_step=scan_step, device=device)
+                            scan_step=scan_step, device=device, search=search)
     y = {"train": np.asarray(y_train), "dev": np.asarray(y_dev), "test": np.asarray(y_test)}
     X = {"train": X_train, "dev": X_dev, "test": X_test}
     for split in SPLITS:
@@ -313,15 +319,15 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     def rank(coef: np.ndarray) -> Any:
         return weight_mass_ranking(coef, stride)
 
-    search = None
+    found = None
     if l1 is None and l2 is None:
         pairs = lambda_grid(tuple(PAPER_VALUES if grid is None else grid))
-        search = lambda_search(X["train"], gold["train"], X["dev"], gold["dev"], len(classes), pairs, settings,
-                               rank, {}, fraction, alpha, beta)
-        l1, l2 = search.best
+        found = search_lambdas(search, X["train"], gold["train"], X["dev"], gold["dev"], len(classes), pairs,
+                               settings, rank, {}, fraction, alpha, beta)
+        l1, l2 = found.best
     probe = ElasticNetProbe(l1=l1, l2=l2, seed=seed, **params)
-    if search is not None and search.best_probe is not None:
-        probe.set_fitted(classes, *search.best_probe)
+    if found is not None and found.best_probe is not None:
+        probe.set_fitted(classes, *found.best_probe)
     else:
         probe.fit(X["train"], classes[gold["train"]])
     ranking = rank(probe.coef_)
@@ -331,8 +337,8 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
                                len(classes), ranking, (l1, l2), settings, ablation["dev"]["all"], deltas, scan_step)
     out: dict[str, Any] = {
         "labels": [str(c) for c in classes],
-        "lambdas": {"l1": l1, "l2": l2, "chosen_by": "search" if search is not None else "fixed"},
-        "lambda_search": None if search is None else search.to_json(),
+        "lambdas": {"l1": l1, "l2": l2, "chosen_by": "search" if found is not None else "fixed"},
+        "lambda_search": None if found is None else found.to_json(),
         "ablation": ablation,
         "ranking": {"method": ranking.method, "order": ranking.order.tolist()},
         "minimal": scan.to_json(),

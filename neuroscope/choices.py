@@ -30,6 +30,9 @@ L2_FORMS = ("squared", "norm")
 PRECISION_NAMES = ("float32", "bfloat16")
 #: the paper's lambda values (section 2, "Search")
 PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+#: how the lambda search visits the grid (docs/protocol.md, "Faster lambda searches"): every
+#: setting fully trained; a warm-started path; successive halving
+SEARCH_METHODS = ("grid", "path", "halving")
 #: bytes of weights, gradients and Adam state of the settings trained together in the search
 DEFAULT_MEMORY = 2 * 2**30
 

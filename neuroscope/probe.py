@@ -262,6 +262,163 @@ def elastic_net_gradient(xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tenso
         weight.grad.addcmul_(weight, scale.view(1, -1, 1))
 
 
+class ElasticNetTraining:
+    """The state of G elastic-net settings trained together (:func:`train_elastic_net`),
+    advanced one epoch at a time, so that a search can look at the probes between epochs,
+    drop settings (:meth:`keep`) and continue the others exactly where they were.
+
+    Weights (width, G, labels), biases (G, labels) and torch's Adam state belong to the
+    training; the batch order of epoch e is the e-th permutation of ``settings.seed``'s
+    generator, whichever settings remain, and every setting follows the trajectory it
+    would follow alone (the module docstring). A setting kept from a group of 64 after 2
+    epochs and trained on to 10 is therefore the probe the full grid trains for it (the
+    same arithmetic, up to the last bits a matrix product of another width may differ in).
+
+    ``init`` (coef (G, labels, width), intercept (G, labels)), optional, starts the settings
+    from these weights instead of zero (a warm start, :mod:`neuroscope.lambda_path`); the
+    Adam moments start from zero either way.
+    """
+
+    def __init__(self, X: Features, y: np.ndarray, n_classes: int, lambdas: Sequence[tuple[float, float]],
+                 settings: TrainSettings = TrainSettings(), neurons: np.ndarray | None = None,
+                 progress: Callable[[int], None] | None = None, masks: np.ndarray | None = None,
+                 init: tuple[np.ndarray, np.ndarray] | None = None):
+        if len(lambdas) == 0:
+            raise ValidationError("lambdas: at least one (l1, l2) setting is needed")
+        total = n_rows(X)
+        check_training_labels("probe training", total, n_classes)
+        y = check_class_ids("y", y, total, n_classes)
+        check_settings(settings)
+        for l1, l2 in lambdas:
+            check_number("l1", l1, low=0)
+            check_number("l2", l2, low=0)
+        if not isinstance(X, ActivationSet):  # a store entry checks its own blocks when they are read
+            check_features("X", X)
+        device = resolve_device(settings.device)
+        compute = PRECISIONS[settings.precision]
+        if compute is torch.bfloat16 and not bfloat16_is_native(device):
+            log.warning("precision bfloat16 on %s without native bfloat16 support: the products are emulated "
+                        "and may be slower than float32", device)
+        width = n_columns(X) if neurons is None else len(neurons)
+        g = len(lambdas)
+        self.X, self.neurons, self.settings, self.progress = X, neurons, settings, progress
+        self.total, self.device, self.compute = total, device, compute
+        self.lambdas = [(float(a), float(b)) for a, b in lambdas]
+        self.rng = np.random.default_rng(settings.seed)
+        self.mask = None
+        if masks is not None:
+            masks = np.asarray(masks, dtype=bool)
+            if masks.shape != (g, width):
+                raise ValueError(f"masks have shape {masks.shape}, expected ({g}, {width})")
+            self.mask = torch.from_numpy(np.ascontiguousarray(masks.T, dtype=np.float32))[:, :, None].to(device)
+        if init is None:
+            weight = torch.zeros(width, g, n_classes, device=device)
+            bias = torch.zeros(g, n_classes, device=device)
+        else:
+            coef, intercept = (np.asarray(a, dtype=np.float32) for a in init)
+            if coef.shape != (g, n_classes, width) or intercept.shape != (g, n_classes):
+                raise ValueError(f"init has shapes {coef.shape} and {intercept.shape}, expected "
+                                 f"({g}, {n_classes}, {width}) and ({g}, {n_classes})")
+            weight = torch.from_numpy(np.ascontiguousarray(coef.transpose(2, 0, 1))).to(device)
+            bias = torch.from_numpy(intercept.copy()).to(device)
+        self._start(weight, bias)
+        self.y_all = torch.from_numpy(y)
+        self.window = convergence_window(total, settings.batch_size)
+        #: per setting, every epoch's mean training loss, and epochs in a row it has converged
+        self.losses: list[list[float]] = [[] for _ in range(g)]
+        self.calm = [0] * g
+        self.epochs = 0
+        self.held = resident_rows(X, neurons)  # read once for every epoch where the rows fit
+
+    def _start(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Take ``weight`` and ``bias`` as the trained tensors, with a new optimiser."""
+        self.weight, self.bias = weight, bias
+        weight.grad = torch.zeros_like(weight)
+        bias.grad = torch.zeros_like(bias)
+        device = self.device
+        self.l1 = (torch.tensor([a for a, _ in self.lambdas], device=device) if any(a for a, _ in self.lambdas)
+                   else None)
+        self.l2 = (torch.tensor([b for _, b in self.lambdas], device=device) if any(b for _, b in self.lambdas)
+                   else None)
+        # torch's fused Adam kernel (same update rule) where it exists; the default elsewhere
+        self.optimiser = torch.optim.Adam([weight, bias], lr=self.settings.lr,
+                                          fused=device.type in ("cpu", "cuda") or None)
+
+    def epoch(self) -> None:
+        """One more epoch over the data for every setting."""
+        settings, total = self.settings, self.total
+        epoch_loss = torch.zeros(len(self.lambdas), device=self.device, dtype=torch.float64)
+        order = self.rng.permutation(total) if settings.shuffle else np.arange(total)
+        batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
+        for idx, raw in batch_rows(self.X, batches, self.neurons, self.device, self.held):
+            elastic_net_gradient(raw.to(self.device, non_blocking=True).to(self.compute), self.y_all[idx].to(self.device),
+                                 self.weight, self.bias, self.l1, self.l2, settings.l2_form, self.compute, epoch_loss)
+            if self.mask is not None:
+                self.weight.grad.mul_(self.mask)
+            self.optimiser.step()
+            if self.progress:
+                self.progress(len(idx))
+        self.epochs += 1
+        losses = _epoch_loss(epoch_loss, total, self.weight, self.l1, self.l2, settings.l2_form)
+        log.debug("epoch %d of %s done, mean loss %s", self.epochs, settings.epochs, losses)
+        for k, value in enumerate(losses):
+            self.losses[k].append(float(value))
+            recent = self.losses[k][-1 - self.window:]
+            self.calm[k] = self.calm[k] + 1 if has_converged(recent, window=self.window) else 0
+
+    def settled(self, k: int) -> bool:
+        """Whether setting k has converged for :data:`PATIENCE` epochs in a row (``--epochs auto``'s rule)."""
+        return self.calm[k] >= PATIENCE
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Go on with only the settings at ``indices`` (in that order), each with its weights
+        and Adam state as they are."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
+        state = self.optimiser.state
+        old_weight, old_bias = self.weight, self.bias
+        self.lambdas = [self.lambdas[k] for k in indices]
+        self.losses = [self.losses[k] for k in indices]
+        self.calm = [self.calm[k] for k in indices]
+        if self.mask is not None:
+            self.mask = self.mask[:, idx].contiguous()
+        weight = old_weight.detach().index_select(1, idx).contiguous()
+        bias = old_bias.detach().index_select(0, idx).contiguous()
+        self._start(weight, bias)
+        for old, new, dim in ((old_weight, weight, 1), (old_bias, bias, 0)):
+            if old in state:
+                entry = state[old]
+                self.optimiser.state[new] = {"step": entry["step"].clone(),
+                                             "exp_avg": entry["exp_avg"].index_select(dim, idx).contiguous(),
+                                             "exp_avg_sq": entry["exp_avg_sq"].index_select(dim, idx).contiguous()}
+
+    def finite(self) -> np.ndarray:
+        """Per setting, whether its weights and biases are all finite."""
+        with torch.no_grad():
+            return (torch.isfinite(self.weight).all(dim=(0, 2)) & torch.isfinite(self.bias).all(dim=1)).cpu().numpy()
+
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """``coef`` (G, labels, width) and ``intercept`` (G, labels), float32, as they are now."""
+        return self.weight.detach().permute(1, 2, 0).contiguous().cpu().numpy(), self.bias.detach().cpu().numpy()
+
+    def record(self) -> list[tuple[bool, int, list[float]]]:
+        """One ``(converged, epochs, losses)`` per setting (:func:`train_elastic_net`'s ``report``)."""
+        return [(has_converged(curve, window=self.window), len(curve), list(curve)) for curve in self.losses]
+
+
+def max_epochs(settings: TrainSettings, rows: int) -> int:
+    """The epochs a training runs at most: ``settings.epochs``, or with "auto" at least
+    :data:`AUTO_MAX_EPOCHS` and as many as make :data:`AUTO_MAX_STEPS` optimiser steps."""
+    if settings.epochs == "auto":
+        return max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps_per_epoch(rows, settings.batch_size)))
+    return int(settings.epochs)
+
+
+def diverged_error(settings: TrainSettings) -> ValidationError:
+    """The error of a training whose weights became NaN or inf."""
+    return ValidationError(f"probe training diverged: the weights became NaN or inf (learning rate "
+                           f"{settings.lr:g}); lower the learning rate")
+
+
 def train_elastic_net(
     X: Features,
     y: np.ndarray,
@@ -281,7 +438,8 @@ def train_elastic_net(
     module docstring is written out (it is exact; no autograd graph is built),
     the penalties' gradients are added per setting, and Adam steps all
     settings; since the loss separates per setting and Adam is element-wise,
-    setting g follows the trajectory it would follow alone.
+    setting g follows the trajectory it would follow alone
+    (:class:`ElasticNetTraining` holds that state).
 
     ``masks`` (G, width) bool, optional, restricts setting g to the columns
     where ``masks[g]`` is true: the other weights stay exactly zero (zero
@@ -298,74 +456,16 @@ def train_elastic_net(
 
     Returns ``coef`` (G, labels, neurons) and ``intercept`` (G, labels) as float32.
     """
-    if len(lambdas) == 0:
-        raise ValidationError("lambdas: at least one (l1, l2) setting is needed")
-    total = n_rows(X)
-    check_training_labels("probe training", total, n_classes)
-    y = check_class_ids("y", y, total, n_classes)
-    check_settings(settings)
-    for l1, l2 in lambdas:
-        check_number("l1", l1, low=0)
-        check_number("l2", l2, low=0)
-    if not isinstance(X, ActivationSet):  # a store entry checks its own blocks when they are read
-        check_features("X", X)
-    device = resolve_device(settings.device)
-    compute = PRECISIONS[settings.precision]
-    if compute is torch.bfloat16 and not bfloat16_is_native(device):
-        log.warning("precision bfloat16 on %s without native bfloat16 support: the products are emulated "
-                    "and may be slower than float32", device)
-    width = n_columns(X) if neurons is None else len(neurons)
-    g = len(lambdas)
-    rng = np.random.default_rng(settings.seed)
-    mask = None
-    if masks is not None:
-        masks = np.asarray(masks, dtype=bool)
-        if masks.shape != (g, width):
-            raise ValueError(f"masks have shape {masks.shape}, expected ({g}, {width})")
-        mask = torch.from_numpy(np.ascontiguousarray(masks.T, dtype=np.float32))[:, :, None].to(device)
-    weight = torch.zeros(width, g, n_classes, device=device)
-    bias = torch.zeros(g, n_classes, device=device)
-    weight.grad = torch.zeros_like(weight)
-    bias.grad = torch.zeros_like(bias)
-    l1 = torch.tensor([float(a) for a, _ in lambdas], device=device) if any(a for a, _ in lambdas) else None
-    l2 = torch.tensor([float(b) for _, b in lambdas], device=device) if any(b for _, b in lambdas) else None
-    # torch's fused Adam kernel (same update rule) where it exists; the default elsewhere
-    optimiser = torch.optim.Adam([weight, bias], lr=settings.lr, fused=device.type in ("cpu", "cuda") or None)
-    y_all = torch.from_numpy(y)
-    auto = settings.epochs == "auto"
-    window = convergence_window(total, settings.batch_size)
-    max_epochs = (max(AUTO_MAX_EPOCHS, -(-AUTO_MAX_STEPS // steps_per_epoch(total, settings.batch_size))) if auto
-                  else int(settings.epochs))
-    losses: list[np.ndarray] = []
-    held = resident_rows(X, neurons)  # read once for every epoch where the rows fit
-    calm = 0  # epochs in a row in which every setting's loss fell by less than the tolerance
-    for epoch in range(max_epochs):
-        epoch_loss = torch.zeros(g, device=device, dtype=torch.float64)
-        order = rng.permutation(total) if settings.shuffle else np.arange(total)
-        batches = (np.sort(order[start : start + settings.batch_size]) for start in range(0, total, settings.batch_size))
-        for idx, raw in batch_rows(X, batches, neurons, device, held):
-            elastic_net_gradient(raw.to(device, non_blocking=True).to(compute), y_all[idx].to(device), weight, bias,
-                                 l1, l2, settings.l2_form, compute, epoch_loss)
-            if mask is not None:
-                weight.grad.mul_(mask)
-            optimiser.step()
-            if progress:
-                progress(len(idx))
-        losses.append(_epoch_loss(epoch_loss, total, weight, l1, l2, settings.l2_form))
-        log.debug("epoch %d of %s done, mean loss %s", epoch + 1, settings.epochs, losses[-1])
-        if auto:
-            recent = losses[-1 - window:]
-            calm = calm + 1 if all(has_converged([a[k] for a in recent], window=window) for k in range(g)) else 0
-            if calm >= PATIENCE:
-                break
+    training = ElasticNetTraining(X, y, n_classes, lambdas, settings, neurons, progress, masks)
+    for _ in range(max_epochs(settings, training.total)):
+        training.epoch()
+        if settings.epochs == "auto" and all(training.settled(k) for k in range(len(lambdas))):
+            break
     if report is not None:
-        curves = np.asarray(losses).T
-        report.extend((has_converged(curve, window=window), len(curve), curve.tolist()) for curve in curves)
-    coef = weight.permute(1, 2, 0).contiguous().cpu().numpy()
-    intercept = bias.cpu().numpy()
+        report.extend(training.record())
+    coef, intercept = training.weights()
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-        raise ValidationError(f"probe training diverged: the weights became NaN or inf (learning rate "
-                              f"{settings.lr:g}); lower the learning rate")
+        raise diverged_error(settings)
     return coef, intercept
 
 

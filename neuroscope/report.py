@@ -265,10 +265,15 @@ def run_tables(results: dict[str, Any], data_dir: str | None = None) -> list[Tab
     tables += sparse_tables(results)
     search = results.get("lambda_search")
     if search:
+        method = search.get("method", "grid")
+        epochs = method != "grid"
         rows = tuple((f"{p['l1']:g}", f"{p['l2']:g}", f"{p['top']:.2f}", f"{p['bottom']:.2f}", f"{p['all']:.2f}",
-                      f"{p['score']:.2f}") for p in sorted(search["points"], key=lambda p: -p["score"])[:10])
-        tables.append(Table("Lambda search on dev: the 10 best of the grid (S = a(At - Ab) - b(Az - Al))",
-                            ("L1", "L2", "At", "Ab", "Al", "S"), rows,
+                      f"{p['score']:.2f}") + ((str(p.get("epochs", "")),) if epochs else ())
+                     for p in sorted(search["points"], key=lambda p: -p["score"])[:10])
+        how = "" if not epochs else (f"; --search {method}: each setting's S after the epochs it got"
+                                     + (", the choice among the last round's" if search.get("finalists") else ""))
+        tables.append(Table(f"Lambda search on dev: the 10 best of the grid (S = a(At - Ab) - b(Az - Al)){how}",
+                            ("L1", "L2", "At", "Ab", "Al", "S") + (("epochs",) if epochs else ()), rows,
                             f"Az (unregularised) = {search['unregularised']:.2f}; alpha = {search['alpha']}, "
                             f"beta = {search['beta']}, M = {int(round(search['fraction'] * 100))}%, "
                             f"seed {search['seed']}; all {len(search['points'])} points are in results.json.",
@@ -407,8 +412,14 @@ def run_figures(results: dict[str, Any], run_dir: Path) -> dict[str, Path]:
         best = search["best"]
         ax.add_patch(Rectangle((l2s.index(best[1]) - 0.5, l1s.index(best[0]) - 0.5), 1, 1, fill=False,
                                    edgecolor="red", linewidth=2))
-        ax.set_title(f"{name}: selection score S on dev (seed {search['seed']})\nred: chosen "
-                     f"L1 = {best[0]:g}, L2 = {best[1]:g}", fontsize=9)
+        for p in search["points"]:  # --search path / halving: the epochs each setting got
+            if "epochs" in p:
+                ax.text(l2s.index(p["l2"]), l1s.index(p["l1"]), str(p["epochs"]), ha="center", va="center",
+                        fontsize=6, color="white")
+        method = search.get("method", "grid")
+        ax.set_title(f"{name}: selection score S on dev (seed {search['seed']}, {method})\nred: chosen "
+                     f"L1 = {best[0]:g}, L2 = {best[1]:g}" + ("" if method == "grid" else "; numbers: epochs"),
+                     fontsize=9)
         fig.colorbar(im, ax=ax, label="S")
         finish(fig, "lambda_grid")
 

@@ -31,7 +31,8 @@ import attrs
 import numpy as np
 
 from neuroscope.choices import (AGGREGATIONS, BASELINES, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_KS, DEFAULT_MEMORY,
-                                KEEP, L2_FORMS, PAPER_VALUES, PRECISION_NAMES, UNSEEN_RULES, parse_layers)
+                                KEEP, L2_FORMS, PAPER_VALUES, PRECISION_NAMES, SEARCH_METHODS, UNSEEN_RULES,
+                                parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
 from neuroscope.screening import parse_bytes, parse_screen
@@ -396,6 +397,9 @@ class RunConfig:
     alpha: float = option("--alpha", "weight of At - Ab in the search score S = alpha (At - Ab) - beta (Az - Al) "
                           "(paper)", 0.5, kind="float", low=0)
     beta: float = option("--beta", "weight of Az - Al in the search score S (paper)", 0.5, kind="float", low=0)
+    search_method: str = option("--search", "how the lambda search visits the grid: every pair trained fully "
+                                "(paper), a warm-started path, or successive halving (docs/protocol.md, \"Faster "
+                                "lambda searches\")", "grid", choices=SEARCH_METHODS, omit_default=True)
     fraction: float = option("--fraction", "M, the share of neurons kept by the top / random / bottom ablations "
                              "and in S (paper)", 0.2, kind="float", low=0, high=1, low_open=True, high_open=True)
     deltas: tuple[float, ...] = option("--deltas", "accuracy margins (points) to the oracle for the minimal neuron "
@@ -550,6 +554,16 @@ class RunConfig:
             raise ValidationError(f"--ranker: expected one or more different ranker names, got {list(self.rankers)}")
         if (self.l1 is None) != (self.l2 is None):
             raise ValidationError("give both --l1 and --l2 to fix the lambdas, or neither to search them")
+        if self.search_method != "grid":
+            if not self.search:
+                raise ValidationError(f"--search {self.search_method}: the lambdas are fixed by --l1 and --l2, so "
+                                      "there is no search; drop one or the other")
+            if self.probe != "elastic-net":
+                raise ValidationError(f"--search {self.search_method}: only the elastic-net probe continues its "
+                                      f"trainings epoch by epoch; probe {self.probe!r} takes --search grid")
+            if self.search_method == "halving" and self.epochs == "auto":
+                raise ValidationError("--search halving: needs a number of --epochs (its rounds train the "
+                                      "survivors shares of them), not auto")
         if self.alpha == 0 and self.beta == 0:
             raise ValidationError("--alpha and --beta are both 0, so the lambda search's score S is always 0; "
                                   "give at least one of them a positive weight")

@@ -17,7 +17,7 @@ import numpy as np
 
 from neuroscope.errors import RunDirectoryError
 from neuroscope.minimal import MinimalScan
-from neuroscope.search import LambdaSearch, selection_score
+from neuroscope.search import LambdaSearch, best_point, selection_score
 from neuroscope.steps.ablation import SeedResult
 
 
@@ -228,7 +228,7 @@ def search_record(data: dict[str, Any], grid: Sequence[tuple[float, float]], alp
                   fraction: float, seed: int) -> LambdaSearch:
     """``lambda-search.json``: a point for each pair of the run's ``grid``, each with its S
     (paper section 2, "Search") from the run's alpha, beta, M and first seed, and the
-    chosen pair: the point of highest S."""
+    chosen pair: the point of highest S (among the finalists, where the search names them)."""
     search = LambdaSearch.from_json(data)
     if [(p.l1, p.l2) for p in search.points] != [tuple(pair) for pair in grid]:
         raise StepFileError(f"points: not the run's grid of {len(grid)} (l1, l2) pairs")
@@ -244,9 +244,12 @@ def search_record(data: dict[str, Any], grid: Sequence[tuple[float, float]], alp
         score = selection_score(values[0], values[1], unregularised, values[2], alpha, beta)
         if not isinstance(point.score, (int, float)) or not math.isclose(point.score, score, abs_tol=1e-9):
             raise StepFileError(f"{where}.score: {point.score!r}, but S of its accuracies is {score}")
-    best = max(range(len(search.points)), key=lambda i: (search.points[i].score, -i))
+    if search.finalists is not None and not set(search.finalists) <= {(p.l1, p.l2) for p in search.points}:
+        raise StepFileError("finalists: pairs that are not points of the grid")
+    best = best_point(search.points, search.contenders())
     if list(search.best) != [search.points[best].l1, search.points[best].l2]:
-        raise StepFileError(f"best: {list(search.best)} is not the point of highest S")
+        raise StepFileError(f"best: {list(search.best)} is not the point of highest S"
+                            + ("" if search.finalists is None else " among the finalists"))
     training_record(search.best_training, "best_training")
     return search
 

@@ -12,7 +12,8 @@ import numpy as np
 from neuroscope.cell import CellContext
 from neuroscope.rankers import call_ranker
 from neuroscope.ranking import Ranking
-from neuroscope.search import LambdaSearch, group_size, lambda_grid, lambda_search
+from neuroscope.search import LambdaSearch, group_size, lambda_grid
+from neuroscope.search_methods import search_lambdas
 
 
 @attrs.frozen
@@ -35,8 +36,8 @@ def search_grid(c: CellContext) -> list[tuple[float, float]]:
 
 
 def lambda_search_step(c: CellContext, reporter: Any) -> LambdaSearch:
-    """The search over the grid's pairs (:func:`search_grid`); its ``best_probe`` is the
-    winner, the very oracle probe of the first seed."""
+    """The search over the grid's pairs (:func:`search_grid`) by ``--search``'s method; its
+    ``best_probe`` is the winner, the very oracle probe of the first seed."""
     config = c.config
     fn, options = c.rankers[c.searcher]  # type: ignore[index]
     n_classes = len(c.task.labels)
@@ -47,8 +48,10 @@ def lambda_search_step(c: CellContext, reporter: Any) -> LambdaSearch:
     grid = search_grid(c)
     n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
     n_groups = -(-n_settings // group_size(c.index.n_neurons, n_classes, n_settings, config.grid_memory))
-    rows = config.rows_trained(c.acts["train"].n_tokens, n_groups)
-    with reporter.task(f"lambda grid ({len(grid)} pairs)", rows) as advance:
-        return lambda_search(c.acts["train"], c.gold["train"], c.acts["dev"], c.gold["dev"], n_classes, grid,
-                             config.settings(config.seeds[0]), coef_ranker, {}, config.fraction, config.alpha,
-                             config.beta, config.unseen_labels, config.grid_memory, advance, c.trainer)
+    # the grid's rows are known; the path's and halving's depend on what the settings do
+    rows = config.rows_trained(c.acts["train"].n_tokens, n_groups) if config.search_method == "grid" else None
+    with reporter.task(f"lambda {config.search_method} ({len(grid)} pairs)", rows) as advance:
+        return search_lambdas(config.search_method, c.acts["train"], c.gold["train"], c.acts["dev"],
+                              c.gold["dev"], n_classes, grid, config.settings(config.seeds[0]), coef_ranker, {},
+                              config.fraction, config.alpha, config.beta, config.unseen_labels, config.grid_memory,
+                              advance, c.trainer)
