@@ -37,7 +37,7 @@ from neuroscope.errors import ValidationError
 from neuroscope.features import Features, n_columns
 from neuroscope.probe import ElasticNetTraining, TrainSettings, diverged_error, training_record
 from neuroscope.ranking import Ranking
-from neuroscope.search import (DevScores, LambdaSearch, dev_scores, group_size, searched, selection_score,
+from neuroscope.search import (DevScores, LambdaSearch, dev_scores, group_size, score_order, searched,
                                with_unregularised)
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,7 @@ def halving_search(
         alive = [pair for training in trainings for pair in training.lambdas if pair in position]
         if r == len(ladder) - 1:
             break
-        az = scores[reference].all
-
-        def key(pair: tuple[float, float]) -> tuple[float, int]:
-            s = scores[pair]
-            return selection_score(s.top, s.bottom, az, s.all, alpha, beta), -position[pair]
-
+        key = score_order(scores, scores[reference].all, position, alpha, beta)
         others = [pair for pair in alive if pair != reference]
         survivors = set(sorted(others, key=key, reverse=True)[: max(MIN_FINALISTS, -(-len(others) // 2))])
         survivors |= {reference}

@@ -117,8 +117,7 @@ def path_search(
         starts = {chain[step]: chain[step - 1] if step else None for chain in paths if step < len(chain)}
         for i in range(0, len(pairs), size):
             group = pairs[i : i + size]
-            inits = [warm_start(probes.get(starts[pair]) if starts[pair] else None, n_classes, width)
-                     for pair in group]
+            inits = [warm_start(probes.get(starts[pair]), n_classes, width) for pair in group]
             done = train_until_settled(X_train, y_train, n_classes, group, settings, progress,
                                        (np.stack([c for c, _ in inits]), np.stack([b for _, b in inits])))
             again = [pair for pair in group if starts[pair] is not None and diverged(

@@ -170,6 +170,16 @@ def searched(grid: Sequence[tuple[float, float]], scores: dict[tuple[float, floa
     return attrs.evolve(record, best=pair, best_probe=probes.get(pair), best_training=records.get(pair))
 
 
+def score_order(scores: dict[tuple[float, float], DevScores], unregularised: float,
+                position: dict[tuple[float, float], int], alpha: float, beta: float) -> Callable[[tuple[float, float]], tuple[float, int]]:
+    """The sort key that ranks pairs by S (from ``scores`` and A_z = ``unregularised``), ties
+    to the pair listed first in the grid (``position``)."""
+    def key(pair: tuple[float, float]) -> tuple[float, int]:
+        s = scores[pair]
+        return selection_score(s.top, s.bottom, unregularised, s.all, alpha, beta), -position[pair]
+    return key
+
+
 def with_unregularised(grid: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """The settings a search trains: the grid's, and (0, 0) for A_z where the grid lacks it."""
     return list(grid) if (0.0, 0.0) in grid else list(grid) + [(0.0, 0.0)]
@@ -224,10 +234,7 @@ def lambda_search(
                                             fraction, unseen, settings.device)))
         kept.update({pair: (coef[k].copy(), intercept[k].copy()) for k, pair in enumerate(group) if pair in position})
         if (0.0, 0.0) in scores:  # S is computable: keep only the best probe so far
-            def key(pair: tuple[float, float]) -> tuple[float, int]:
-                s = scores[pair]
-                return selection_score(s.top, s.bottom, scores[(0.0, 0.0)].all, s.all, alpha, beta), -position[pair]
-            leader = max(kept, key=key)
+            leader = max(kept, key=score_order(scores, scores[(0.0, 0.0)].all, position, alpha, beta))
             kept = {leader: kept[leader]}
     return searched(grid, scores, {}, alpha, beta, fraction, settings.seed, "grid", kept, records)
 

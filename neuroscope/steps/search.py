@@ -12,7 +12,7 @@ import numpy as np
 from neuroscope.cell import CellContext
 from neuroscope.rankers import call_ranker
 from neuroscope.ranking import Ranking
-from neuroscope.search import LambdaSearch, group_size, lambda_grid
+from neuroscope.search import LambdaSearch, group_size, lambda_grid, with_unregularised
 from neuroscope.search_methods import search_lambdas
 
 
@@ -46,7 +46,7 @@ def lambda_search_step(c: CellContext, reporter: Any) -> LambdaSearch:
         return call_ranker(fn, c.ranker_inputs(config.seeds[0], GridProbe(coef)), **options)
 
     grid = search_grid(c)
-    n_settings = len(grid) + (0 if (0.0, 0.0) in grid else 1)
+    n_settings = len(with_unregularised(grid))
     n_groups = -(-n_settings // group_size(c.index.n_neurons, n_classes, n_settings, config.grid_memory))
     # the grid's rows are known; the path's and halving's depend on what the settings do
     rows = config.rows_trained(c.acts["train"].n_tokens, n_groups) if config.search_method == "grid" else None
