@@ -18,7 +18,14 @@ the module instead.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Intel MKL's strict conditional numerical reproducibility: its matrix products then give
+# the same bits whatever the thread count, so a unit run by a 1-CPU worker gives exactly the
+# numbers of the same unit in a 2-thread process (docs/distributed.md). Read when MKL first
+# runs, so it is set before anything here imports torch; a value the user set stays.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from neuroscope.errors import DataFormatError, ModelLoadError, NeuroscopeError, RegistryError, StoreError
 from neuroscope.hookspecs import hookimpl
