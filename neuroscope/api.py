@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from neuroscope.choices import auto_search
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.model import resolve_device
 from neuroscope.planning import execute, plan_runs, reuse_finished
@@ -262,7 +263,7 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
              l1: float | None = None, l2: float | None = None, fraction: float = 0.2,
              deltas: Sequence[float] = (0.5, 2.0), alpha: float = 0.5, beta: float = 0.5,
              epochs: int | str = 10, lr: float = 1e-3, batch_size: int = 512, stride: int = 100,
-             scan_step: float = 0.01, device: str = "cpu", search: str = "grid") -> dict[str, Any]:
+             scan_step: float = 0.01, device: str = "cpu", search: str = "auto") -> dict[str, Any]:
     """The paper's protocol on activations the user already has (arrays or memory-mapped
     ``.npy`` files; no model, no corpus): lambda search (section 2, unless ``l1``/``l2``
     are given), oracle probe, weight-mass ranking, top / random / bottom ablation (Table 1),
@@ -272,7 +273,8 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     ``y_*`` are labels (any hashable values); ``labels`` (optional) names the class order
     and must cover the training labels. ``layers`` (optional) names the layers when the
     columns are ``len(layers)`` equal blocks, which adds the per-layer distribution of the
-    minimal set. ``search`` is ``--search``'s method (grid, path or halving). Accuracies are
+    minimal set. ``search`` is ``--search``'s method (auto, grid, path or halving; auto:
+    halving, or the grid with ``epochs="auto"``). Accuracies are
     in percent. Returns a JSON-serialisable dict."""
     from neuroscope.ablation import ablation_sets, evaluate_ablations
     from neuroscope.control import selectivity
@@ -322,7 +324,8 @@ def protocol(X_train: Any, y_train: Sequence[Any], X_dev: Any, y_dev: Sequence[A
     found = None
     if l1 is None and l2 is None:
         pairs = lambda_grid(tuple(PAPER_VALUES if grid is None else grid))
-        found = search_lambdas(search, X["train"], gold["train"], X["dev"], gold["dev"], len(classes), pairs,
+        method = auto_search(True, "elastic-net", epochs) if search == "auto" else search
+        found = search_lambdas(method, X["train"], gold["train"], X["dev"], gold["dev"], len(classes), pairs,
                                settings, rank, {}, fraction, alpha, beta)
         l1, l2 = found.best
     probe = ElasticNetProbe(l1=l1, l2=l2, seed=seed, **params)

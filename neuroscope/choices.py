@@ -33,8 +33,23 @@ PAPER_VALUES = (0.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 #: how the lambda search visits the grid (docs/protocol.md, "Faster lambda searches"): every
 #: setting fully trained; a warm-started path; successive halving
 SEARCH_METHODS = ("grid", "path", "halving")
+#: ``--search``'s values: a method, or auto (the default): halving where it applies (the
+#: elastic-net probe, a number of epochs, lambdas searched), the grid elsewhere
+SEARCH_CHOICES = ("auto", *SEARCH_METHODS)
+#: how the minimal-set scan's probes start (``--scan-start``; :mod:`neuroscope.minimal`):
+#: from zero as the paper trains them, from the oracle probe's weights, or each block from
+#: the previous block's largest probe
+SCAN_STARTS = ("cold", "oracle", "previous")
 #: bytes of weights, gradients and Adam state of the settings trained together in the search
 DEFAULT_MEMORY = 2 * 2**30
+
+
+def auto_search(searched: bool, probe: str, epochs: int | str) -> str:
+    """The method ``--search auto`` stands for: successive halving, which chose the grid's
+    lambdas, or a pair within the grid's seed spread of S, on MiniLM x POS (also on the
+    whole PTB sample), chunking, SEM and CCG over 3 seeds (docs/protocol.md), wherever it
+    can run; else the paper's grid."""
+    return "halving" if searched and probe == "elastic-net" and epochs != "auto" else "grid"
 
 
 def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:

@@ -11,14 +11,19 @@ on until the last round, whose settings get their full training and are chosen a
 Rounds (:func:`rungs`): with E epochs, the survivors are trained up to ceil(E / 2^j)
 epochs for j = ceil(log2 E), ..., 1, 0 (E = 10: 1, 2, 3, 5, 10), and after each round but
 the last the best half (rounded up, at least :data:`MIN_FINALISTS`) of the other
-contenders is kept. The unregularised setting (0, 0) is trained through every round
-whatever its S, as A_z needs it (and, where it is a grid pair, it competes in the last
-round). A survivor is continued, not retrained: its weights and Adam state go on from
+contenders is kept. The first round is not judged before every setting has had
+:data:`MIN_ROUND_STEPS` optimiser steps: on a small corpus an epoch is a dozen
+mini-batches, and probes that young rank the lambdas at random (MiniLM x PMB sem tags,
+1,000 sentences, 13 steps an epoch: after 13 and 26 steps the grid's final three best
+pairs stood 25th-42nd of 65 by their partial S, after 39 steps 1st-6th; bench/RESULTS.md).
+Rounds that would end earlier are merged into the first that does not. The unregularised
+setting (0, 0) is trained through every round whatever its S, as A_z needs it (and,
+where it is a grid pair, it competes in the last round). A survivor is continued, not retrained: its weights and Adam state go on from
 where the round left them (:class:`neuroscope.probe.ElasticNetTraining`), and the batch
 order of each epoch is that of the grid's training with the same seed, so a finalist is
 the grid's probe for its pair. With the paper's 64 pairs and 10 epochs the settings get
-157 setting-epochs (:func:`halving_epochs` of the 63 pairs besides (0, 0): 63 + 32 + 16 +
-2 x 8 + 5 x 4 = 147, and (0, 0)'s 10) instead of 640.
+233 setting-epochs (:func:`halving_epochs` of the 63 pairs besides (0, 0): 63 + 32 +
+16 x 8 = 223, and (0, 0)'s 10) instead of 640.
 
 Every setting's record (:class:`neuroscope.search.GridPoint`) keeps the epochs it got and
 the S of its last round; ``finalists`` names the last round's settings.
@@ -34,38 +39,51 @@ import numpy as np
 
 from neuroscope.choices import DEFAULT_MEMORY
 from neuroscope.errors import ValidationError
-from neuroscope.features import Features, n_columns
-from neuroscope.probe import ElasticNetTraining, TrainSettings, diverged_error, training_record
+from neuroscope.features import Features, n_columns, n_rows
+from neuroscope.probe import ElasticNetTraining, TrainSettings, diverged_error, steps_per_epoch, training_record
 from neuroscope.ranking import Ranking
 from neuroscope.search import (DevScores, LambdaSearch, dev_scores, group_size, score_order, searched,
                                with_unregularised)
 
 log = logging.getLogger(__name__)
 
+#: the fewest optimiser steps a setting has had when the first round is judged (module docstring)
+MIN_ROUND_STEPS = 40
 #: the fewest settings (besides (0, 0)) halving keeps: the last cuts, made on probes trained
-#: half their epochs or less, are where the partial S misjudges most (docs/protocol.md)
-MIN_FINALISTS = 2
+#: half their epochs or less, are where the partial S misjudges most. On the whole PTB sample
+#: (MiniLM, 64 pairs) 2 finalists let the grid's choice be cut at 3 or 5 epochs on seeds 0
+#: and 2 (chosen pairs 2.1 and 5.1 below the grid's best S), 8 on seed 2, 16 on neither
+#: (docs/protocol.md): with the paper's grid, a quarter of the settings train fully
+MIN_FINALISTS = 16
 
 
-def rungs(epochs: int) -> list[int]:
+def rungs(epochs: int, first: int = 1) -> list[int]:
     """The epochs the survivors have after each round: ceil(E / 2^j), j = ceil(log2 E) .. 0,
-    each once (E = 10: [1, 2, 3, 5, 10])."""
+    each once (E = 10: [1, 2, 3, 5, 10]); no round before ``first`` epochs (rounds that
+    would end earlier become one round at ``first``, at most E)."""
     if epochs < 1:
         raise ValueError(f"epochs {epochs}: expected at least 1")
+    first = min(max(1, int(first)), epochs)
     top = math.ceil(math.log2(epochs)) if epochs > 1 else 0
     out: list[int] = []
     for j in range(top, -1, -1):
-        e = -(-epochs // 2 ** j)
+        e = max(first, -(-epochs // 2 ** j))
         if not out or e > out[-1]:
             out.append(e)
     return out
 
 
-def halving_epochs(n_settings: int, epochs: int) -> int:
+def first_round(rows: int, batch_size: int) -> int:
+    """The epochs after which every setting has had :data:`MIN_ROUND_STEPS` optimiser steps."""
+    return max(1, -(-MIN_ROUND_STEPS // steps_per_epoch(rows, batch_size)))
+
+
+def halving_epochs(n_settings: int, epochs: int, first: int = 1) -> int:
     """Setting-epochs successive halving trains for ``n_settings`` contenders (the
-    unregularised reference not counted): what the module docstring adds up."""
+    unregularised reference not counted) with its first round at ``first`` epochs or
+    later: what the module docstring adds up."""
     total, alive, done = 0, n_settings, 0
-    ladder = rungs(epochs)
+    ladder = rungs(epochs, first)
     for r, e in enumerate(ladder):
         total += alive * (e - done)
         done = e
@@ -111,7 +129,7 @@ def halving_search(
                                     progress=progress) for i in range(0, len(settings_list), size)]
     scores: dict[tuple[float, float], DevScores] = {}
     epochs_of: dict[tuple[float, float], int] = {}
-    ladder = rungs(int(settings.epochs))
+    ladder = rungs(int(settings.epochs), first_round(n_rows(X_train), settings.batch_size))
     for r, target in enumerate(ladder):
         for training in trainings:
             while training.epochs < target:

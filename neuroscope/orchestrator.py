@@ -229,7 +229,7 @@ class Orchestrator:
                 f"{name} ranking seed {seed}", parse=lambda d: ranking_record(d, seed, c.index.n_neurons))
             scan: MinimalScan = step(
                 steps_dir / f"seed-{seed}-{slug(name)}-minimal.json",
-                lambda: minimal_step(c, lambdas, seed, name, ranked, self.reporter).to_json(),
+                lambda: minimal_step(c, lambdas, seed, name, ranked, self.reporter, probe).to_json(),
                 f"minimal set {name} seed {seed}",
                 parse=lambda d: minimal_record(d, c.config.deltas, c.index.n_neurons))
             selected[name] = np.asarray(scan.for_delta(c.config.deltas[0]).neurons, dtype=np.int64)

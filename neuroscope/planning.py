@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import attrs
 
+from neuroscope.choices import auto_search
 from neuroscope.errors import NeuroscopeError, RunDirectoryError
 from neuroscope.executors import Unit, UnitOutcome, plan_units, write_files
 from neuroscope.cell import resolve_rankers
@@ -47,10 +48,15 @@ def settings_name(config: RunConfig) -> str:
     or ``-epochs-auto-seeds-1``, or, when that would be long, ``-s`` and 8 hex digits of
     their hash. Runs with different settings thus never share a default directory."""
     default = RunConfig(model=config.model, task=config.task, data_dir=config.data_dir, probe=config.probe,
-                        site=config.site, cache_dir=config.cache_dir)
+                        site=config.site, cache_dir=config.cache_dir, search_method="auto")
     mine, theirs = config.to_json(), default.to_json()
     changed = {k: mine.get(k) for k in sorted(set(mine) | set(theirs))
                if k not in NAMING_FIELDS and mine.get(k) != theirs.get(k)}
+    # the method --search auto gives these settings is not a setting of its own
+    if config.search_method == auto_search(config.search, config.probe, config.epochs):
+        changed.pop("search_method", None)
+    elif "search_method" in changed:
+        changed["search_method"] = config.search_method
     if not changed:
         return ""
 

@@ -165,6 +165,10 @@ SCHEMA: list[tuple[str, Any, str, str]] = [
     ("per_seed[].minimal.sizes", INT_LIST, "count", "scan sizes tried, in order"),
     ("per_seed[].minimal.dev_accuracies", NUMBER_LIST, "percent", "dev accuracy of the probe retrained on each size"),
     ("per_seed[].minimal.oracle_dev", NUM, "percent", "oracle's dev accuracy"),
+    ("per_seed[].minimal.start?", str, "", "with a warm-started scan (--scan-start): oracle or previous; absent "
+                                           "for the paper's cold scan"),
+    ("per_seed[].minimal.epochs?", int, "", "with a warm-started scan: the epochs each warm-started size was "
+                                           "trained (--scan-epochs)"),
     ("per_seed[].minimal.sets[].delta", NUM, "percent", "the margin"),
     ("per_seed[].minimal.sets[].n_neurons", int, "count", "size of the minimal set (paper Table 2 Neu_t)"),
     ("per_seed[].minimal.sets[].share", NUM, "percent", "its share of the network"),

@@ -31,8 +31,8 @@ import attrs
 import numpy as np
 
 from neuroscope.choices import (AGGREGATIONS, BASELINES, CAUSAL_MODES, CAUSAL_POSITIONS, DEFAULT_KS, DEFAULT_MEMORY,
-                                KEEP, L2_FORMS, PAPER_VALUES, PRECISION_NAMES, SEARCH_METHODS, UNSEEN_RULES,
-                                parse_layers)
+                                KEEP, L2_FORMS, PAPER_VALUES, PRECISION_NAMES, SCAN_STARTS, SEARCH_CHOICES,
+                                UNSEEN_RULES, auto_search, parse_layers)
 from neuroscope.errors import NeuroscopeError, ValidationError
 from neuroscope.validation import check_choice, check_number, describe_range
 from neuroscope.screening import parse_bytes, parse_screen
@@ -397,9 +397,11 @@ class RunConfig:
     alpha: float = option("--alpha", "weight of At - Ab in the search score S = alpha (At - Ab) - beta (Az - Al) "
                           "(paper)", 0.5, kind="float", low=0)
     beta: float = option("--beta", "weight of Az - Al in the search score S (paper)", 0.5, kind="float", low=0)
-    search_method: str = option("--search", "how the lambda search visits the grid: every pair trained fully "
-                                "(paper), a warm-started path, or successive halving (docs/protocol.md, \"Faster "
-                                "lambda searches\")", "grid", choices=SEARCH_METHODS, omit_default=True)
+    search_method: str = option("--search", "how the lambda search visits the grid: grid, every pair trained "
+                                "fully (paper); halving, successive halving; path, a warm-started path; auto: "
+                                "halving where it applies (the elastic-net probe, a number of --epochs), else grid "
+                                "(docs/protocol.md, \"Faster lambda searches\")", "grid", choices=SEARCH_CHOICES,
+                                omit_default=True, cli_default="auto")
     fraction: float = option("--fraction", "M, the share of neurons kept by the top / random / bottom ablations "
                              "and in S (paper)", 0.2, kind="float", low=0, high=1, low_open=True, high_open=True)
     deltas: tuple[float, ...] = option("--deltas", "accuracy margins (points) to the oracle for the minimal neuron "
@@ -409,6 +411,13 @@ class RunConfig:
                               kind="float", low=0, high=1, low_open=True)
     scan_block: int = option("--scan-block", "scan sizes trained together over one data read", 8, kind="int", low=1,
                              integer=True)
+    scan_start: str = option("--scan-start", "how the minimal-set scan's probes start: cold, from zero (paper); "
+                             "oracle, from the oracle probe's weights on their neurons; previous, each block after "
+                             "the first from the previous block's largest probe; warm starts train --scan-epochs "
+                             "(docs/protocol.md, \"Minimal neuron set\")", "cold", choices=SCAN_STARTS,
+                             omit_default=True)
+    scan_epochs: int = option("--scan-epochs", "epochs of each warm-started scan probe (--scan-start oracle or "
+                              "previous)", 3, kind="int", low=1, integer=True, omit_default=True)
     control: bool = option("--no-control", "skip the control task and selectivity", True, kind="flag",
                            cli_default=False, to_field=lambda off: not off, doc_default="off")
     aggregation: str = option("--aggregation", "sub-words to word (paper: last)", "last", choices=AGGREGATIONS)
@@ -506,6 +515,8 @@ class RunConfig:
                                            "GiB, TiB)")
 
     def __attrs_post_init__(self) -> None:
+        if self.search_method == "auto":  # what it stands for is recorded, so config.json says it
+            object.__setattr__(self, "search_method", auto_search(self.search, self.probe, self.epochs))
         self.validate()
 
     def validate(self) -> None:
@@ -564,6 +575,12 @@ class RunConfig:
             if self.search_method == "halving" and self.epochs == "auto":
                 raise ValidationError("--search halving: needs a number of --epochs (its rounds train the "
                                       "survivors shares of them), not auto")
+        if self.scan_start != "cold" and self.probe != "elastic-net":
+            raise ValidationError(f"--scan-start {self.scan_start}: only the elastic-net probe continues given "
+                                  f"weights; probe {self.probe!r} takes --scan-start cold")
+        if self.scan_start == "cold" and self.scan_epochs != attrs.fields(RunConfig).scan_epochs.default:
+            raise ValidationError("--scan-epochs: applies to --scan-start oracle or previous (the cold scan trains "
+                                  "--epochs)")
         if self.alpha == 0 and self.beta == 0:
             raise ValidationError("--alpha and --beta are both 0, so the lambda search's score S is always 0; "
                                   "give at least one of them a positive weight")

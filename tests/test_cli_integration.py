@@ -91,6 +91,11 @@ def test_full_protocol_outcomes(pos_run):
     search = results["lambda_search"]
     assert len(search["points"]) == 9
     assert (results["lambdas"]["l1"], results["lambdas"]["l2"]) != (0.0, 0.0)
+    # the default search is successive halving (--search auto): the best S among its finalists,
+    # here every pair (a 9-pair grid is below MIN_FINALISTS), all fully trained
+    assert search["method"] == "halving" and len(search["finalists"]) == 9
+    assert json.loads((pos_run / "config.json").read_text())["search_method"] == "halving"
+    assert all(p["epochs"] == 10 for p in search["points"])
     best = max(search["points"], key=lambda p: p["score"])
     assert (best["l1"], best["l2"]) == (results["lambdas"]["l1"], results["lambdas"]["l2"])
     summary = results["summary"]
