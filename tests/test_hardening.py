@@ -54,7 +54,7 @@ def numeric_options() -> list[str]:
 
 #: values that must be refused, beyond nan, inf and -1 (refused for every option)
 MORE_BAD = {"--seeds": ["0"], "--l1": ["10"], "--l2": ["10"], "--grid": ["0,2"], "--fraction": ["0", "1"],
-            "--deltas": ["101"], "--scan-step": ["0", "1.5"], "--scan-block": ["0"], "--grid-memory": ["0"],
+            "--deltas": ["101"], "--scan-step": ["0", "1.5"], "--scan-block": ["0"], "--scan-epochs": ["0", "1.5"], "--grid-memory": ["0"],
             "--epochs": ["0"], "--lr": ["0", "5"], "--batch-size": ["0"], "--extract-batch-size": ["0"],
             "--extract-batch-tokens": ["2.5"], "--stride": ["0"], "--max-sentences": ["0", "5,0,5"], "--alpha": [], "--beta": [],
             "--cpus": ["0"], "--cpus-per-unit": [], "--ksparse-k": ["0", "1.5"], "--ksparse-rows": ["1"],
