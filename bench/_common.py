@@ -88,6 +88,13 @@ class Timer:
 
 def minilm_pos_store(cache: Path, max_sentences: int | None = None):
     """Activations and label ids of MiniLM x PTB sample (train, dev, test), extracted once into ``cache``."""
+    return minilm_store(cache, "pos", max_sentences, max_sentences, max_sentences)
+
+
+def minilm_store(cache: Path, task_name: str, train: int | None = None, dev: int | None = None,
+                 test: int | None = None):
+    """(task, activations, label ids, labels) of MiniLM x a registered task, the first
+    ``train`` / ``dev`` / ``test`` sentences of each split (None: all), extracted once into ``cache``."""
     from neuroscope.progress import Reporter
     from neuroscope.registry import Registry
     from neuroscope.loading import load_model, load_task
@@ -95,7 +102,7 @@ def minilm_pos_store(cache: Path, max_sentences: int | None = None):
     from neuroscope.store import ActivationStore, labels_to_ids
 
     registry = Registry()
-    task = load_task(registry, "pos", DATA).head(max_sentences, max_sentences, max_sentences)
+    task = load_task(registry, task_name, DATA).head(train, dev, test)
     adapter = load_model(registry, "minilm", "cpu", "last", 32)
     acts = extract(ActivationStore(cache / "activations"), adapter, task, Reporter(quiet=True).task)
     classes = np.asarray(task.labels)

@@ -10,10 +10,12 @@ task the spread of the grid's best S over the seeds, the issue's yardstick ("a p
 lies within the spread of S across seeds at the grid's choice").
 
     python bench/search_fidelity.py [--tasks pos,chunk,sem,ccg-pmb] [--max-sentences 1000]
-        [--seeds 0,1,2] [--methods halving]
+        [--seeds 0,1,2] [--methods halving] [--name search_fidelity]
+
+(the whole PTB sample: ``--tasks pos --max-sentences 100000 --name search_fidelity_pos_full``)
 
 Activations are extracted once into the bench cache (NEUROSCOPE_BENCH_CACHE). Writes
-bench/results/search_fidelity.json.
+bench/results/NAME.json.
 """
 
 from __future__ import annotations
@@ -26,25 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_CACHE, DATA, write_results  # noqa: E402
-
-
-def task_store(name: str, max_sentences: int):
-    """MiniLM activations of the task's first ``max_sentences`` train sentences (a quarter as
-    many of dev and test), with label ids."""
-    from neuroscope.loading import load_model, load_task
-    from neuroscope.progress import Reporter
-    from neuroscope.registry import Registry
-    from neuroscope.steps.extraction import extract
-    from neuroscope.store import ActivationStore, labels_to_ids
-
-    registry = Registry()
-    task = load_task(registry, name, DATA).head(max_sentences, max_sentences // 4, max_sentences // 4)
-    adapter = load_model(registry, "minilm", "cpu", "last", 32)
-    acts = extract(ActivationStore(BENCH_CACHE / "activations"), adapter, task, Reporter(quiet=True).task)
-    classes = np.asarray(task.labels)
-    gold = {split: labels_to_ids(task.splits[split].labels(), classes) for split in task.splits}
-    return acts, gold, len(classes)
+from _common import BENCH_CACHE, minilm_store, write_results  # noqa: E402
 
 
 def outcome(acts, gold, n_classes: int, found, settings) -> dict:
@@ -72,6 +56,7 @@ def main() -> int:
     parser.add_argument("--max-sentences", type=int, default=1000)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default="halving", help="compared with the grid, comma-separated")
+    parser.add_argument("--name", default="search_fidelity", help="bench/results/NAME.json")
     args = parser.parse_args()
     from neuroscope.choices import PAPER_VALUES
     from neuroscope.probe import TrainSettings
@@ -84,7 +69,9 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     table = {}
     for task in args.tasks.split(","):
-        acts, gold, n_classes = task_store(task, args.max_sentences)
+        n = args.max_sentences
+        _, acts, gold, classes = minilm_store(BENCH_CACHE, task, n, n // 4, n // 4)
+        n_classes = len(classes)
         rows = []
         for seed in seeds:
             settings = TrainSettings(seed=seed)
@@ -113,10 +100,11 @@ def main() -> int:
         print(f"{task}: the grid's best S over seeds {min(best):.2f} .. {max(best):.2f} (std {spread['std']:.2f})")
         for method in methods[1:]:
             gaps = [r["grid"]["grid_score"] - r[method]["grid_score"] for r in rows]
+            span = spread["max"] - spread["min"]
             print(f"{task} {method}: grid's S below the grid's best by {', '.join(f'{g:.2f}' for g in gaps)}; "
-                  f"within the seed range ({max(best) - min(best):.2f}): {all(g <= max(best) - min(best) for g in gaps)}")
+                  f"within the seed range ({span:.2f}): {all(g <= span for g in gaps)}")
         table[task] = {"rows": rows, "grid_best_s": spread}
-    write_results("search_fidelity", {"settings": vars(args), "tasks": table})
+    write_results(args.name, {"settings": vars(args), "tasks": table})
     return 0
 
 

@@ -18,12 +18,13 @@ mini-batches, and probes that young rank the lambdas at random (MiniLM x PMB sem
 pairs stood 25th-42nd of 65 by their partial S, after 39 steps 1st-6th; bench/RESULTS.md).
 Rounds that would end earlier are merged into the first that does not. The unregularised
 setting (0, 0) is trained through every round whatever its S, as A_z needs it (and,
-where it is a grid pair, it competes in the last round). A survivor is continued, not retrained: its weights and Adam state go on from
-where the round left them (:class:`neuroscope.probe.ElasticNetTraining`), and the batch
-order of each epoch is that of the grid's training with the same seed, so a finalist is
-the grid's probe for its pair. With the paper's 64 pairs and 10 epochs the settings get
-233 setting-epochs (:func:`halving_epochs` of the 63 pairs besides (0, 0): 63 + 32 +
-16 x 8 = 223, and (0, 0)'s 10) instead of 640.
+where it is a grid pair, it competes in the last round). A survivor is continued, not
+retrained: its weights and Adam state go on from where the round left them
+(:class:`neuroscope.probe.ElasticNetTraining`), and the batch order of each epoch is that
+of the grid's training with the same seed, so a finalist is the grid's probe for its pair.
+With the paper's 64 pairs and 10 epochs the settings get 233 setting-epochs
+(:func:`halving_epochs` of the 63 pairs besides (0, 0): 63 + 32 + 16 x 8 = 223, and
+(0, 0)'s 10) instead of 640.
 
 Every setting's record (:class:`neuroscope.search.GridPoint`) keeps the epochs it got and
 the S of its last round; ``finalists`` names the last round's settings.

@@ -175,7 +175,7 @@ def minimal_neuron_scan(
         else:
             coef, intercept = train_from(X_train, y_train, n_classes, lambdas, settings, columns, masks, begin,
                                          epochs, progress)  # type: ignore[arg-type]
-        previous = (coef[-1][:, : chunk[-1]], intercept[-1])
+        previous = (coef[-1], intercept[-1])  # the block's largest size: all its columns
         models = [LinearModel(coef[g][:, :n], intercept[g], columns[:n]) for g, n in enumerate(chunk)]
         predictions = predict_many(X_dev, models, settings.device)
         for g, n in enumerate(chunk):
