@@ -68,8 +68,14 @@ class Unit:
     seed: int | None = None
     #: a cell's first unit: what its extract unit stored (each split's store entry and the
     #: device), handed on by the executor so the unit opens those entries without loading
-    #: the model or hashing its checkpoint again (None: it extracts what it needs itself)
+    #: the model or hashing its checkpoint again (None: it extracts what it needs itself);
+    #: an extract unit after shards: the shards' records (``{"shards": [...]}``)
     activations: dict | None = None
+    #: an extraction shard (``--extract-shards``): (shard, shards), 0-based
+    shard: tuple[int, int] | None = None
+    #: bytes of memory it declares (0: none); None: estimated once its cell's stored shapes are
+    #: known (:func:`sized`, :mod:`neuroscope.resources`)
+    memory: int | None = 0
 
     @property
     def cell(self) -> str:
@@ -104,7 +110,13 @@ class UnitOutcome:
 
 def handed_activations(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> dict | None:
     """What a cell's first (search) unit is handed: the record of the extract unit it waits
-    for, when that unit ran in this plan and returned one."""
+    for, when that unit ran in this plan and returned one; what an extract unit after
+    shards is handed: every shard's record, when all returned one."""
+    if unit.kind == "extract" and unit.shard is None and unit.after:
+        shards = [outcomes[a].activations for a in unit.after if a in outcomes]
+        if len(shards) == len(unit.after) and all(r is not None and "keys" in r for r in shards):
+            return {"shards": shards}
+        return unit.activations
     if unit.kind != "search":
         return unit.activations
     for before in unit.after:
@@ -112,6 +124,22 @@ def handed_activations(unit: Unit, outcomes: Mapping[str, UnitOutcome]) -> dict 
         if outcome is not None and outcome.activations is not None:
             return outcome.activations
     return unit.activations
+
+
+def sized(unit: Unit, units: Mapping[str, Unit], outcomes: Mapping[str, UnitOutcome]) -> Unit:
+    """``unit`` with the memory it declares where that waited for its cell's stored shapes
+    (``memory`` None): estimated from the record of the extract unit before it
+    (:func:`neuroscope.resources.estimate_memory`), or none where that is not known."""
+    if unit.memory is not None:
+        return unit
+    from neuroscope.resources import estimate_memory
+
+    before = unit
+    while before.kind != "extract" and before.after and before.after[0] in units:
+        before = units[before.after[0]]
+    outcome = outcomes.get(before.id)
+    record = outcome.activations if outcome is not None and before.kind == "extract" else None
+    return attrs.evolve(unit, memory=estimate_memory(unit.kind, unit.config, record=record) if record else 0)
 
 
 def extraction_key(config: Mapping[str, Any]) -> tuple:
@@ -123,31 +151,44 @@ def extraction_key(config: Mapping[str, Any]) -> tuple:
 
 
 def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_unit: int = 0,
-               argv: Sequence[str] = ()) -> list[Unit]:
+               argv: Sequence[str] = (), shards: int = 1, model_gpus: float = 1.0,
+               memory: Callable[[str, Any], int] | None = None) -> list[Unit]:
     """The graph of a planned run (``plan``: (RunConfig, run directory) per cell), in an
     order that runs every unit after the units it depends on: a cell's units together, as
     the local executor runs them. ``cpus_per_unit`` 0: the units take the whole machine's
-    threads (one at a time). With a CUDA ``--device`` every unit asks for one GPU but the
-    finish unit, which needs one only for ``--causal`` (it reads steps and renders the
-    report otherwise)."""
+    threads (one at a time). With a CUDA ``--device`` the units that run the model (the
+    extraction, the finish unit with ``--causal``) ask for ``model_gpus`` GPUs, the probes'
+    units (search, seeds) for one, the finish unit otherwise for none (it reads steps and
+    renders the report). ``shards`` > 1 (``--extract-shards``): each extraction is that
+    many shard units, then an extract unit that seals the store entries they wrote (no
+    model, no GPU). ``memory(kind, config)``: the bytes a unit declares, or None for
+    search and seed units whose estimate waits for the stored shapes (:func:`sized`)."""
     from neuroscope.orchestrator import cell_steps
 
     units: list[Unit] = []
     extracts: dict[tuple, str] = {}
     for config, run_dir in plan:
         data = config.to_json()
-        gpus = 1.0 if str(config.device).startswith("cuda") else 0.0
+        cuda = str(config.device).startswith("cuda")
+        gpus, model = (1.0, float(model_gpus)) if cuda else (0.0, 0.0)
         key = extraction_key(data)
         if key not in extracts:
             extracts[key] = f"extract {config.model} x {config.task}"
-            units.append(Unit(extracts[key], "extract", data, cpus=cpus_per_unit, gpus=gpus, argv=tuple(argv)))
+            mem = memory("extract", config) if memory else 0
+            parts = [Unit(f"{extracts[key]} shard {i + 1}/{shards}", "extract", data, cpus=cpus_per_unit, gpus=model,
+                          argv=tuple(argv), shard=(i, shards), memory=mem) for i in range(shards)] if shards > 1 else []
+            units += parts
+            units.append(Unit(extracts[key], "extract", data, after=tuple(u.id for u in parts), cpus=cpus_per_unit,
+                              gpus=0.0 if parts else model, argv=tuple(argv), memory=0 if parts else mem))
         name = Path(run_dir).name
         search = Unit(f"search {name}", "search", data, str(run_dir), resume, (extracts[key],), cpus_per_unit, gpus,
-                      tuple(argv))
+                      tuple(argv), memory=memory("search", config) if memory else 0)
         seeds = [Unit(f"seed {seed} {name}", "seed", data, str(run_dir), True, (search.id,), cpus_per_unit, gpus,
-                      tuple(argv), seed) for kind, seed in cell_steps(config) if kind == "seed"]
+                      tuple(argv), seed, memory=memory("seed", config) if memory else 0)
+                 for kind, seed in cell_steps(config) if kind == "seed"]
         finish = Unit(f"finish {name}", "finish", data, str(run_dir), True, tuple(u.id for u in seeds), cpus_per_unit,
-                      gpus if config.causal else 0.0, tuple(argv))  # results and report: no GPU unless --causal
+                      model if config.causal else 0.0, tuple(argv),  # results and report: no GPU unless --causal
+                      memory=memory("finish", config) if memory else 0)
         units += [search, *seeds, finish]
     return units
 
@@ -227,9 +268,15 @@ def run_unit(unit: Unit, files: Mapping[str, bytes] | None = None, quiet: bool =
             if unit.kind == "extract":
                 task, _ = orchestrator.task_of(config)
                 with reporter.running():
-                    adapter, acts = orchestrator.extract_activations(config, task)
-                return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start,
-                                   activations=activation_record(adapter, acts), node=node_name())
+                    if unit.shard is not None:
+                        record = orchestrator.extract_shard(config, task, *unit.shard)
+                    elif unit.activations and "shards" in unit.activations:
+                        record = orchestrator.seal_shards(config, task, unit.activations["shards"])
+                    else:
+                        adapter, acts = orchestrator.extract_activations(config, task)
+                        record = activation_record(adapter, acts, task)
+                return UnitOutcome(unit.id, True, seconds=time.perf_counter() - start, activations=record,
+                                   node=node_name())
             if files is None:
                 with reporter.running():
                     orchestrator.run_step(config, Path(unit.run_dir), unit.kind, unit.seed, resume=unit.resume,
@@ -285,7 +332,8 @@ class GraphProgress:
     def started(self, unit: Unit) -> None:
         if self.reporter is not None:
             self.reporter.log(f"started: {unit.id} ({unit.cpus} CPU{'s' if unit.cpus > 1 else ''}"
-                              + (f", {unit.gpus:g} GPU" if unit.gpus else "") + ")")
+                              + (f", {unit.gpus:g} GPU" if unit.gpus else "")
+                              + (f", {unit.memory / 1e9:.1f} GB" if unit.memory else "") + ")")
 
     def retried(self, unit: Unit, cause: str, attempt: int) -> None:
         """A unit submitted again after its worker or node died: one warning naming the
@@ -337,6 +385,7 @@ class LocalExecutor:
         from neuroscope.registry import Registry
 
         outcomes: dict[str, UnitOutcome] = {}
+        by_id = {u.id: u for u in units}
         shared = None  # one orchestrator for every unit: a cell's units read its corpus once
         for unit in units:
             if shared is None:
@@ -344,9 +393,8 @@ class LocalExecutor:
                     shared = Orchestrator(Registry(), reporter or Reporter(quiet=True), list(unit.argv))
                 except NeuroscopeError:
                     pass  # run_unit reports it as the unit's failure
-            outcome = not_run(unit, outcomes) or run_unit(
-                attrs.evolve(unit, activations=handed_activations(unit, outcomes)), None, reporter=reporter,
-                orchestrator=shared)
+            unit = sized(attrs.evolve(unit, activations=handed_activations(unit, outcomes)), by_id, outcomes)
+            outcome = not_run(unit, outcomes) or run_unit(unit, None, reporter=reporter, orchestrator=shared)
             outcomes[unit.id] = outcome
             report(unit, outcome)
         return outcomes
@@ -451,6 +499,7 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
     retries."""
     outcomes: dict[str, UnitOutcome] = {}
     pending = list(units)
+    by_id = {u.id: u for u in units}
     running: dict[Any, Unit] = {}
     retries: dict[str, list[str]] = {}
     while pending or running:
@@ -465,7 +514,8 @@ def run_graph(units: Sequence[Unit], report: Report, submit: Callable[[Unit], An
                 progress.finished(unit, skipped, len(running), len(pending))
                 advance(1)
                 continue
-            unit = attrs.evolve(unit, cpus=unit.cpus or 1, activations=handed_activations(unit, outcomes))
+            unit = sized(attrs.evolve(unit, cpus=unit.cpus or 1, activations=handed_activations(unit, outcomes)),
+                         by_id, outcomes)
             running[submit(unit)] = unit
             progress.started(unit)
         if not running:

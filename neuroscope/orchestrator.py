@@ -65,7 +65,7 @@ from neuroscope.steps.rotation import rotation_step
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.sparse import sparse_ceiling_step
 from neuroscope.steps.summary import results_record
-from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
+from neuroscope.store import IN_MEMORY, ActivationStore, check_space, labels_to_ids
 from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice
 
@@ -112,11 +112,14 @@ def check_activations_match(task: TaskData, acts: dict[str, Any]) -> None:
                              f"entry is damaged: `neuroscope cache remove {X.path.name}` and run again")
 
 
-def activation_record(adapter: ModelAdapter, acts: dict[str, Any]) -> dict[str, Any]:
+def activation_record(adapter: ModelAdapter | str, acts: dict[str, Any], task: TaskData | None = None
+                      ) -> dict[str, Any]:
     """What a cell records of its activations (steps/activations.json) and an extract unit
     hands on to the cell's first unit: per split the store entry's path, key, shape and
-    identity, and the device the model ran on."""
-    return {"device": adapter.device_name(),
+    identity, and the device the model ran on (``adapter``'s, or its name); with ``task``
+    its number of labels too (what the units after it declare depends on it)."""
+    device = adapter if isinstance(adapter, str) else adapter.device_name()
+    return {"device": device, **({"labels": len(task.labels)} if task is not None else {}),
             "splits": {name: {"path": str(a.path), "key": a.manifest["key"], "shape": list(a.shape),
                               "identity": a.manifest["identity"]} for name, a in acts.items()}}
 
@@ -349,7 +352,7 @@ class Orchestrator:
             warn_unseen_labels(config.task, data, config.unseen_labels)
             if activations is None:
                 adapter, acts = self.extract_activations(config, task)
-                record = activation_record(adapter, acts)
+                record = activation_record(adapter, acts)  # the record steps/activations.json keeps
             else:
                 record = activations
                 acts = self._open_activations(config, task, record["splits"])
@@ -404,6 +407,44 @@ class Orchestrator:
                        config.keep)
         self.timings["extraction"] = round(time.perf_counter() - start, 3)
         return adapter, acts
+
+    def extract_shard(self, config: RunConfig, task: TaskData, shard: int, shards: int) -> dict[str, Any]:
+        """Step 2 split over units (``--extract-shards``): this shard's rows of every split's
+        store entry (:meth:`ActivationStore.extract_shard`); returns the device and each
+        split's key, for the unit that seals them (:meth:`seal_shards`)."""
+        adapter = self.load_adapter(config)
+        check_causal_support(config, adapter)
+        check_model_rankers(self.registry, config, adapter)
+        store = ActivationStore(Path(config.cache_dir) / "activations")
+        missing = [c for c in task.splits.values() if store.stored(adapter, c) is None]
+        if missing:
+            check_space(store.root, sum(c.n_tokens for c in missing), adapter.neuron_index.n_neurons)
+        start = time.perf_counter()
+        keys = {}
+        for name, corpus in task.splits.items():
+            with self.reporter.task(f"extract {name} (shard {shard + 1} of {shards})", len(corpus),
+                                    "sentences") as advance:
+                keys[name] = store.extract_shard(adapter, corpus, shard, shards, advance)
+        self.timings["extraction"] = round(time.perf_counter() - start, 3)
+        return {"device": adapter.device_name(), "keys": keys, "shard": [shard, shards]}
+
+    def seal_shards(self, config: RunConfig, task: TaskData, shards: list[dict[str, Any]]) -> dict[str, Any]:
+        """The activation record of an extraction its shards wrote (``shards``: their
+        records): every split's entry sealed (:meth:`ActivationStore.seal`) and opened,
+        without loading the model. Shards that wrote other entries (another model version
+        on one node) or a store that lacks their rows (node-local caches) are errors."""
+        keys = shards[0]["keys"]
+        if any(r["keys"] != keys for r in shards):
+            raise StoreError(f"the extraction shards of {config.model} x {config.task} wrote different store entries "
+                             "(another model version or settings on some node?); every node needs the same model "
+                             "files and environment")
+        store = ActivationStore(Path(config.cache_dir) / "activations")
+        try:
+            acts = {name: store.seal(key) for name, key in keys.items()}
+        except StoreError as exc:
+            raise StoreError(f"{exc} (the {len(shards)} extraction shards write one entry of the store: they need a "
+                             f"--cache-dir every node shares; {store.root} on node {node_name()})") from None
+        return activation_record(shards[0]["device"], acts, task)
 
     def _open_activations(self, config: RunConfig, task: TaskData, handles: dict[str, Any]) -> dict[str, Any]:
         """The activations the cell's first unit recorded, from this machine's store; a store

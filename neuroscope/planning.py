@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 
@@ -152,17 +152,56 @@ def reuse_finished(plan: Plan) -> tuple[Plan, dict[str, Path]]:
     return attrs.evolve(plan, cells=todo, options=attrs.evolve(plan.options, resume=True)), finished
 
 
-def record_extraction(run_dir: Path, seconds: float, node: str | None = None) -> None:
-    """Put the seconds of the extract unit a cell waited for into its timings.json (the cell's
-    own units found the activations in the store): ``extraction``, ``units.extract`` and
-    the node it ran on, added to ``total``. Cells sharing one extraction each show it."""
+def unit_name(unit: Unit) -> str:
+    """A unit's name in its cell's timings.json: ``extract`` (``extract-shard-2`` for the
+    second shard), ``search``, ``seed-N``, ``finish``."""
+    if unit.kind == "extract":
+        return "extract" if unit.shard is None else f"extract-shard-{unit.shard[0] + 1}"
+    return f"seed-{unit.seed}" if unit.kind == "seed" else unit.kind
+
+
+def record_extraction(run_dir: Path, units: dict[str, tuple[float, str | None]]) -> None:
+    """Put the seconds of the extract unit a cell waited for (and of its shards, with
+    ``--extract-shards``: ``units`` maps each unit's name to its seconds and node) into
+    its timings.json (the cell's own units found the activations in the store):
+    ``extraction`` (their sum: the work, not the wall time), ``units`` and the ``nodes``
+    they ran on, added to ``total``. Cells sharing one extraction each show it."""
     path = run_dir / "timings.json"
     timings = read_json(path, "timings")
-    timings["extraction"] = seconds
-    timings["units"] = {"extract": seconds, **timings["units"]}
-    timings["nodes"] = {"extract": node, **timings.get("nodes", {})}
+    timings["extraction"] = round(sum(seconds for seconds, _ in units.values()), 3)
+    names = sorted(units, key=lambda n: (n == "extract", len(n), n))  # the shards in order, then the extract unit
+    timings["units"] = {**{name: units[name][0] for name in names}, **timings["units"]}
+    timings["nodes"] = {**{name: units[name][1] for name in names}, **timings.get("nodes", {})}
     timings["total"] = round(sum(timings["units"].values()), 3)
     write_json(path, timings)
+
+
+def record_resources(run_dir: Path, units: dict[str, dict[str, Any]]) -> None:
+    """Put what each of the cell's units declared to the executor into its timings.json:
+    ``resources``, per unit its CPUs, GPUs and bytes of memory (docs/distributed.md)."""
+    path = run_dir / "timings.json"
+    timings = read_json(path, "timings")
+    timings["resources"] = units
+    write_json(path, timings)
+
+
+def unit_memory(plan: Plan) -> Callable[[str, RunConfig], int | None]:
+    """What each kind of unit of ``plan`` declares as memory (``--unit-memory``; estimated
+    from the model's weight files for extraction and ``--causal``; None for the search
+    and seed units whose estimate waits for the stored shapes)."""
+    from neuroscope.resources import declared_memory, model_weight_bytes, parse_unit_memory
+
+    overrides = parse_unit_memory(plan.options.unit_memory)
+    weights: dict[str, int | None] = {}
+
+    def memory(kind: str, config: RunConfig) -> int | None:
+        if kind in ("search", "seed"):
+            return overrides.get(kind)
+        if kind not in overrides and config.model not in weights:
+            weights[config.model] = model_weight_bytes(plan.registry, config.model)
+        return declared_memory(kind, config.to_json(), overrides, weights.get(config.model))
+
+    return memory
 
 
 def record_retries(run_dir: Path, retries: dict[str, list[str]]) -> None:
@@ -192,13 +231,16 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
                                                                     **extra)
     for _, run_dir in plan.cells:  # a directory that may not be used fails before anything runs
         check_usable(run_dir, options.resume)
-    units = plan_units(plan.cells, options.resume, options.cpus_per_unit, sys.argv if argv is None else argv)
+    units = plan_units(plan.cells, options.resume, options.cpus_per_unit, sys.argv if argv is None else argv,
+                       options.extract_shards, options.model_gpus, unit_memory(plan))
     by_dir = {str(run_dir): config for config, run_dir in plan.cells}
     failures: list[tuple[Unit, UnitOutcome]] = []
     done: list[tuple[Path, dict[str, Any]]] = []
     retried: dict[str, dict[str, list[str]]] = {}  # run directory -> unit -> why each earlier attempt ended
-    extracted: dict[str, tuple[float, str | None]] = {}  # extract unit -> its seconds and node, for timings.json
+    extracted: dict[str, dict[str, tuple[float, str | None]]] = {}  # extract unit -> its (and its shards') seconds
     extract_of = {u.run_dir: u.after[0] for u in units if u.kind == "search"}  # run directory -> its extract unit
+    shard_of = {u.id: e.id for e in units if e.kind == "extract" for u in units if u.id in e.after}
+    declared: dict[str, dict[str, dict[str, Any]]] = {}  # extract unit or run directory -> unit -> its resources
     # units in parallel drive a live progress display: summaries after it
     immediate = options.executor == "local" and (options.cpus or 1) // max(1, options.cpus_per_unit) <= 1
 
@@ -211,20 +253,26 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
             log.warning("%s extracted the activations again on node %s (%.0f s): that node's cache lacked them",
                         unit.id, outcome.node, outcome.timings["re-extraction"])
         if outcome.retries:  # by the cell's unit name in timings.json; an extract unit's in each of its cells
-            name = "extract" if unit.kind == "extract" else (f"seed-{unit.seed}" if unit.kind == "seed" else unit.kind)
-            for cell in ([d for d, e in extract_of.items() if e == unit.id] if unit.kind == "extract"
+            extract = shard_of.get(unit.id, unit.id)
+            for cell in ([d for d, e in extract_of.items() if e == extract] if unit.kind == "extract"
                          else [unit.run_dir]):
-                retried.setdefault(cell, {})[name] = list(outcome.retries)
+                retried.setdefault(cell, {})[unit_name(unit)] = list(outcome.retries)
         if outcome.ok and unit.kind != "extract" and outcome.files is not None:
             with claim(Path(unit.run_dir)):  # computed elsewhere: the driver writes the run directory
                 write_files(Path(unit.run_dir), outcome.files)
+        name = unit_name(unit)
+        declared.setdefault(shard_of.get(unit.id, unit.id) if unit.kind == "extract" else unit.run_dir, {})[name] = {
+            "cpus": unit.cpus, "gpus": unit.gpus, "memory": unit.memory or 0}
         if outcome.ok and unit.kind == "extract":
-            extracted[unit.id] = (round(outcome.seconds, 3), outcome.node)
+            extracted.setdefault(shard_of.get(unit.id, unit.id), {})[name] = (round(outcome.seconds, 3), outcome.node)
         if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
-            if extract_of[unit.run_dir] in extracted:
+            extract = extract_of[unit.run_dir]
+            if extract in extracted:
                 with claim(run_dir):
-                    record_extraction(run_dir, *extracted[extract_of[unit.run_dir]])
+                    record_extraction(run_dir, extracted[extract])
+            with claim(run_dir):
+                record_resources(run_dir, {**declared.get(extract, {}), **declared.get(unit.run_dir, {})})
             if unit.run_dir in retried:
                 with claim(run_dir):
                     record_retries(run_dir, retried[unit.run_dir])

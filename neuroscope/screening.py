@@ -54,20 +54,20 @@ def parse_screen(value: str) -> str:
                           "share of them (e.g. 25%)")
 
 
-def parse_bytes(value: str) -> int | None:
-    """``--store-budget``: ``auto`` (None) or a size, e.g. 500GB, 20 GiB, 1e9."""
+def parse_bytes(value: str, flag: str = "--store-budget") -> int | None:
+    """``--store-budget`` (or ``flag``): ``auto`` (None) or a size, e.g. 500GB, 20 GiB, 1e9."""
     text = str(value).strip()
     if text.lower() == "auto":
         return None
     match = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]i?b?|b)?", text.lower())
     if not match:
-        raise ValidationError(f"--store-budget {value!r}: expected auto or a size such as 500GB or 20GiB")
+        raise ValidationError(f"{flag} {value!r}: expected auto or a size such as 500GB or 20GiB")
     unit = (match.group(2) or "b").rstrip("b") or ""
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
              "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}[unit]
     size = int(float(match.group(1)) * scale)
     if size < 1:
-        raise ValidationError(f"--store-budget {value!r}: expected a size of at least one byte")
+        raise ValidationError(f"{flag} {value!r}: expected a size of at least one byte")
     return size
 
 

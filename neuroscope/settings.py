@@ -672,6 +672,19 @@ class PlanOptions:
     cpus_per_unit: int = option("--cpus-per-unit", "CPUs each unit declares; torch and BLAS threads in the unit are "
                                 "limited to them", 0, kind="int", low=0, integer=True,
                                 doc_default="0: local, all of the machine's; ray, 1")
+    extract_shards: int = option("--extract-shards", "split each model's extraction of a corpus into this many "
+                                 "units (contiguous runs of the same batches, e.g. one per GPU with --executor ray), "
+                                 "written into one store entry, byte for byte the unsplit extraction's; the shards "
+                                 "need a --cache-dir they all share (docs/distributed.md)", 1, kind="int", low=1,
+                                 integer=True, doc_default="1: one extract unit")
+    model_gpus: float = option("--model-gpus", "GPUs each unit that runs the model (extraction and its shards, "
+                               "--causal's finish unit) declares with a CUDA --device: more than 1 for a model placed "
+                               "over several GPUs by its device_map option (docs/models.md)", 1.0, kind="float",
+                               low=0, low_open=True, doc_default="1")
+    unit_memory: str = option("--unit-memory", "memory each kind of unit declares to the executor: auto (estimated "
+                              "from the model's weight files and the store's sizes) or KIND=SIZE pairs, e.g. "
+                              "extract=40GB,seed=8GB (KIND extract, search, seed or finish; 0: none; the kinds not "
+                              "named are estimated); docs/distributed.md", "auto", kind="text")
     placement: str = option("--placement", "--executor ray: data (a cell's units prefer the node that extracted its "
                             "activations, so node-local caches are not extracted into again; elsewhere only when "
                             "that node is gone) or spread (Ray places every unit where it has room; with a shared "
@@ -693,6 +706,9 @@ class PlanOptions:
         if self.placement != "data" and self.executor != "ray":
             raise ValidationError(f"--placement {self.placement}: the placement of units on a Ray cluster's nodes; it "
                                   "needs --executor ray")
+        from neuroscope.resources import parse_unit_memory
+
+        parse_unit_memory(self.unit_memory)
         if self.runtime_env is not None:
             if self.executor != "ray":
                 raise ValidationError("--runtime-env is Ray's runtime environment: it needs --executor ray")
@@ -795,8 +811,27 @@ class RunRequest:
 
     def configs(self) -> list[RunConfig]:
         """One validated :class:`RunConfig` per model x task x probe x site, in that order."""
-        return [RunConfig(model=m, task=t, probe=p, site=s, **self.cell)
-                for m in self.plan.model for t in self.plan.task for p in self.plan.probe for s in self.plan.site]
+        configs = [RunConfig(model=m, task=t, probe=p, site=s, **self.cell)
+                   for m in self.plan.model for t in self.plan.task for p in self.plan.probe for s in self.plan.site]
+        if self.plan.extract_shards > 1:
+            check_shardable(configs[0])
+        if self.plan.model_gpus != 1 and not str(configs[0].device).startswith("cuda"):
+            raise ValidationError(f"--model-gpus {self.plan.model_gpus:g}: GPUs for the model, which needs a CUDA "
+                                  f"--device (here {configs[0].device})")
+        return configs
+
+
+def check_shardable(config: RunConfig) -> None:
+    """``--extract-shards`` writes one store entry from several units: refused where the
+    activations are not the store's (``--keep memory``) or depend on a pass over train
+    before anything is stored (``--screen``)."""
+    if config.keep == "memory":
+        raise ValidationError("--extract-shards: the shards write the activation store; --keep memory keeps the "
+                              "activations in one process's memory (use --keep disk or auto)")
+    if config.screen != "off":
+        raise ValidationError(f"--extract-shards with --screen {config.screen}: a screened run chooses its neurons "
+                              "from one streamed pass over train before anything is stored, which is not split "
+                              "into shards; use one extract unit (--extract-shards 1)")
 
 
 def request_from_values(values: Mapping[str, Any]) -> RunRequest:

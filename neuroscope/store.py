@@ -23,7 +23,11 @@ Extraction writes into ``<key>.partial`` with a per-sentence "done" mask,
 saved every ``flush_every`` batches and at least every ``flush_seconds``, so
 an interrupted extraction resumes where it stopped, in the same batches as an
 uninterrupted one (so with identical values); the directory is renamed to
-``<key>`` only when every sentence is written. Consumers read rows in chunks;
+``<key>`` only when every sentence is written. An extraction split over several
+devices or nodes (``--extract-shards``) writes the same partial entry: each shard a
+contiguous run of the same batches, its own rows and its own "done" mask, under a
+shared lock (an unsharded extraction holds it alone); the entry is checked and renamed (:meth:`ActivationStore.seal`) once all
+are written, byte for byte what one extraction writes. Consumers read rows in chunks;
 nothing here loads the whole tokens x neurons matrix.
 """
 
@@ -489,10 +493,12 @@ class ActivationStore:
                              "--cache-dir ~/neuroscope-cache")
 
     @contextlib.contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
+    def _lock(self, key: str, shared: bool = False) -> Iterator[None]:
+        """The extraction lock of ``key``: exclusive (one extraction, or making and sealing a
+        sharded one's partial entry), or ``shared`` by the shards writing their rows."""
         lock_path = self.root / f"{key}.lock"
-        with open(lock_path, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -522,62 +528,154 @@ class ActivationStore:
         flush_every: int,
         flush_seconds: float,
     ) -> None:
+        words = corpus.words()
+        partial, offsets, done = self._partial(adapter, corpus, identity, extraction, key)
+        if done.any():
+            log.info("resuming extraction in %s: %d of %d sentences done", partial, int(done.sum()), len(words))
+            if progress:
+                progress(int(done.sum()))
+        # the batches of an uninterrupted extraction; a resumed one skips those already written
+        # (also by shards, --extract-shards), so every sentence is embedded in the same batch,
+        # with the same padding, either way
+        batches = [b for b in adapter.batches(words) if not done[b].all()]
+        self._write_batches(adapter, corpus, partial, offsets, done, partial / "done.npy", batches, progress,
+                            flush_every, flush_seconds)
+        self._seal(key)
+
+    def _partial(self, adapter: ModelAdapter, corpus: Corpus, identity: dict[str, Any], extraction: dict[str, Any],
+                 key: str) -> tuple[Path, np.ndarray, np.ndarray]:
+        """``<key>.partial``, created (its zeroed rows, an empty "done" mask, the manifest
+        to be and the sentences' rows) or continued where its layout is the entry's; with
+        the sentences done so far (its own mask and every shard's). Called under the key's
+        exclusive lock, or by a shard under the shared one and the making lock."""
         index = adapter.neuron_index
         words = corpus.words()
-        lengths = np.array([len(w) for w in words], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum([len(w) for w in words])]).astype(np.int64)
         n_tokens = int(offsets[-1])
         partial = self.path_for(key + ".partial")
-        done_path = partial / "done.npy"
-        array_path = partial / "activations.npy"
         layout = {"n_tokens": n_tokens, "n_neurons": index.n_neurons, "n_sentences": len(words)}
-        resumed = False
         if partial.is_dir():
             try:
                 with open(partial / "layout.json", encoding="utf-8") as fh:
                     resumed = json.load(fh) == layout
-                done = np.load(done_path)
-                resumed = resumed and done.shape == (len(words),) and done.dtype == bool
-                writer = _RowWriter.open(array_path, (n_tokens, index.n_neurons))
+                done = _done_so_far(partial, len(words))
+                _RowWriter.open(partial / "activations.npy", (n_tokens, index.n_neurons)).close()
             except (OSError, ValueError, StoreError):
                 resumed = False
-            if not resumed:
-                shutil.rmtree(partial)
-        if not resumed:
-            partial.mkdir(parents=True)
-            _write_json_atomic(partial / "layout.json", layout)
-            writer = _RowWriter.create(array_path, (n_tokens, index.n_neurons))
-            done = np.zeros(len(words), dtype=bool)
+            if resumed:
+                _save_atomic(partial / "offsets.npy", offsets)
+                _write_json_atomic(partial / PENDING, entry_manifest(key, identity, extraction, corpus, n_tokens,
+                                                                     index))
+                return partial, offsets, done
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        _write_json_atomic(partial / "layout.json", layout)
+        _RowWriter.create(partial / "activations.npy", (n_tokens, index.n_neurons)).close()
+        _save_atomic(partial / "done.npy", np.zeros(len(words), dtype=bool))
+        _save_atomic(partial / "offsets.npy", offsets)
+        _write_json_atomic(partial / PENDING, entry_manifest(key, identity, extraction, corpus, n_tokens, index))
+        return partial, offsets, np.zeros(len(words), dtype=bool)
+
+    def _write_batches(self, adapter: ModelAdapter, corpus: Corpus, partial: Path, offsets: np.ndarray,
+                       done: np.ndarray, done_path: Path, batches: Sequence[Sequence[int]],
+                       progress: Callable[[int], None] | None, flush_every: int, flush_seconds: float) -> None:
+        """Embed ``batches`` into the partial entry's rows, saving ``done`` (the sentences
+        written) at ``done_path`` every ``flush_every`` batches and ``flush_seconds``, after
+        the rows it marks are on disk."""
+        words = corpus.words()
+        writer = _RowWriter.open(partial / "activations.npy", (int(offsets[-1]), adapter.neuron_index.n_neurons))
+        try:
+            last_flush = time.monotonic()
+            for n_batch, ids in enumerate(batches):
+                for sid, rows in stored_rows(adapter, corpus.name, words, ids):
+                    writer.write(int(offsets[sid]), rows)
+                done[ids] = True
+                if progress:
+                    progress(len(ids))
+                if (n_batch + 1) % flush_every == 0 or time.monotonic() - last_flush >= flush_seconds:
+                    writer.sync()
+                    _save_atomic(done_path, done)
+                    last_flush = time.monotonic()
+            writer.sync()
             _save_atomic(done_path, done)
-        else:
-            log.info("resuming extraction in %s: %d of %d sentences done", partial, int(done.sum()), len(words))
-            if progress:
-                progress(int(done.sum()))
-        # the batches of an uninterrupted extraction; a resumed one skips those already written,
-        # so every sentence is embedded in the same batch, with the same padding, either way
-        batches = [b for b in adapter.batches(words) if not done[b].all()]
-        last_flush = time.monotonic()
-        for n_batch, ids in enumerate(batches):
-            for sid, rows in stored_rows(adapter, corpus.name, words, ids):
-                writer.write(int(offsets[sid]), rows)
-            done[ids] = True
-            if progress:
-                progress(len(ids))
-            if (n_batch + 1) % flush_every == 0 or time.monotonic() - last_flush >= flush_seconds:
-                writer.sync()
-                _save_atomic(done_path, done)
-                last_flush = time.monotonic()
-        writer.sync()
-        writer.close()
-        np.save(partial / "offsets.npy", offsets)
-        manifest = {**entry_manifest(key, identity, extraction, corpus, n_tokens, index),
-                    "checksums": _checksums(array_path, (n_tokens, index.n_neurons))}
-        os.remove(done_path)
+        finally:
+            writer.close()
+
+    def _seal(self, key: str) -> None:
+        """Finish ``<key>.partial`` once every sentence is written (by one extraction or by
+        all its shards): the block checksums into its manifest, the masks removed, the
+        directory renamed to ``<key>``. Needs no model: what the manifest says was written
+        when the partial entry was made. Called under the key's exclusive lock."""
+        partial = self.path_for(key + ".partial")
+        try:
+            with open(partial / PENDING, encoding="utf-8") as fh:
+                manifest = json.load(fh)
+            n_tokens, n_neurons = int(manifest["n_tokens"]), NeuronIndex.from_json(manifest["neuron_index"]).n_neurons
+            done = _done_so_far(partial, int(manifest["n_sentences"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{partial}: not a partial activation store entry that can be finished "
+                             f"({type(exc).__name__}: {exc}); " + WAY_OUT.format(key=key + ".partial")) from None
+        if not done.all():
+            missing = np.flatnonzero(~done)
+            raise StoreError(f"{partial}: {len(missing):,} of {len(done):,} sentences are not extracted yet (the "
+                             f"first: sentence {int(missing[0])}); an extraction shard did not finish: run again to "
+                             "extract the rest")
+        manifest["checksums"] = _checksums(partial / "activations.npy", (n_tokens, n_neurons))
+        for mask in [partial / "done.npy", *partial.glob(f"{SHARD_DONE}*.npy")]:
+            mask.unlink(missing_ok=True)
         os.remove(partial / "layout.json")
+        os.remove(partial / PENDING)
         _write_json_atomic(partial / "manifest.json", manifest)
         os.replace(partial, self.path_for(key))
-        log.info("stored activations of %s (%d tokens x %d neurons) in %s", corpus.name, n_tokens,
-                 index.n_neurons, self.path_for(key))
+        log.info("stored activations of %s (%d tokens x %d neurons) in %s", manifest["corpus"]["name"], n_tokens,
+                 n_neurons, self.path_for(key))
+
+    def extract_shard(self, adapter: ModelAdapter, corpus: Corpus, shard: int, shards: int,
+                      progress: Callable[[int], None] | None = None, flush_every: int = 50,
+                      flush_seconds: float = 10.0) -> str:
+        """Write shard ``shard`` (0-based) of ``shards`` of ``corpus``'s extraction into
+        ``<key>.partial`` and return the entry's key (``--extract-shards``,
+        docs/distributed.md). The shards are contiguous runs of the batches an unsharded
+        extraction makes (:func:`shard_batches`), so every sentence is embedded in the same
+        batch with the same padding and the finished entry is byte for byte a one-device
+        extraction's. Shards write their own rows concurrently, each its own "done" mask,
+        under a shared lock (``cache list`` shows the entry as being extracted); nothing is
+        renamed into place here: :meth:`seal` does that once every shard has finished. A
+        stored entry: nothing to do."""
+        identity = adapter.identity()
+        extraction = extraction_settings(adapter)
+        key = store_key(identity, corpus.text_checksum(), extraction)
+        if (self.path_for(key) / "manifest.json").is_file():
+            if progress:
+                progress(len(corpus))
+            return key
+        self._make_root()
+        partial = self.path_for(key + ".partial")
+        # shared with the other shards (an unsharded extraction or the seal holds it alone);
+        # the first shard in makes the partial entry, under a lock of its own, that the
+        # others check, so that no shard waits for another's writing
+        with self._lock(key, shared=True), naming(partial):
+            if (self.path_for(key) / "manifest.json").is_file():
+                return key
+            with self._lock(key + MAKING):
+                partial, offsets, done = self._partial(adapter, corpus, identity, extraction, key)
+            words = corpus.words()
+            mine = shard_batches(adapter.batches(words), words, shard, shards)
+            if progress:  # the other shards' sentences and this one's written already count as done
+                progress(len(words) - sum(len(b) for b in mine if not done[b].all()))
+            self._write_batches(adapter, corpus, partial, offsets, done, partial / f"{SHARD_DONE}{shard}-of-{shards}.npy",
+                                [b for b in mine if not done[b].all()], progress, flush_every, flush_seconds)
+        return key
+
+    def seal(self, key: str) -> ActivationSet:
+        """The entry ``key`` whose shards (:meth:`extract_shard`) have all been written, made
+        complete and opened; an error naming what is missing where a shard did not finish."""
+        final = self.path_for(key)
+        if not (final / "manifest.json").is_file():
+            with self._lock(key), naming(self.path_for(key + ".partial")):
+                if not (final / "manifest.json").is_file():
+                    self._seal(key)
+        return ActivationSet(final)
 
     def add_entry(self, manifest: dict[str, Any], offsets: np.ndarray, blocks: Iterator[np.ndarray],
                   source: str) -> ActivationSet:
@@ -694,10 +792,45 @@ class ActivationStore:
         path = self.path_for(key)
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         shutil.rmtree(path)
-        lock = self.root / f"{base}.lock"
-        if lock.exists() and not any(self.path_for(k).exists() for k in (base, base + ".partial")):
-            lock.unlink()
+        if not any(self.path_for(k).exists() for k in (base, base + ".partial")):
+            for lock in (self.root / f"{base}.lock", self.root / f"{base}{MAKING}.lock"):
+                lock.unlink(missing_ok=True)
         return size
+
+
+#: the manifest a partial entry will have, its checksums aside (what sealing it needs)
+PENDING = "manifest.pending.json"
+#: the suffix of the lock a sharded extraction's first shard makes the partial entry under
+MAKING = ".making"
+#: the start of a shard's "done" mask's name: ``done-shard-<i>-of-<n>.npy``
+SHARD_DONE = "done-shard-"
+
+
+def _done_so_far(partial: Path, n_sentences: int) -> np.ndarray:
+    """The sentences a partial entry holds: its own "done" mask and every shard's, or'ed."""
+    done = np.zeros(n_sentences, dtype=bool)
+    for path in [partial / "done.npy", *sorted(partial.glob(f"{SHARD_DONE}*.npy"))]:
+        if path.is_file():
+            mask = np.load(path)
+            if mask.shape != (n_sentences,) or mask.dtype != bool:
+                raise StoreError(f"{path}: a mask of {mask.dtype} {mask.shape}, expected bool ({n_sentences},)")
+            done |= mask
+    return done
+
+
+def shard_batches(batches: Sequence[Sequence[int]], words: Sequence[Sequence[str]], shard: int, shards: int
+                  ) -> list[Sequence[int]]:
+    """Shard ``shard`` (0-based) of ``shards``: a contiguous run of ``batches`` (in their
+    order), the runs cut where the padded words (a batch's sentences x its longest) reach
+    each ``shard / shards`` of the total, so that shards take about the same time."""
+    if not 0 <= shard < shards:
+        raise StoreError(f"extraction shard {shard} of {shards}: expected 0 <= shard < shards")
+    cost = np.array([len(b) * max(len(words[i]) for i in b) for b in batches], dtype=np.float64)
+    ends = np.cumsum(cost)
+    total = ends[-1] if len(ends) else 0.0
+    # batch j belongs to the shard its cost's midpoint falls in
+    owner = np.minimum((shards * (ends - cost / 2) / max(total, 1.0)).astype(np.int64), shards - 1)
+    return [b for b, o in zip(batches, owner) if o == shard]
 
 
 def _checksums(array_path: Path, shape: tuple[int, int]) -> dict[str, Any]:

@@ -4,9 +4,11 @@ parallel on a Ray cluster: a local one started for the run, or ``--address`` of 
 running one). Written against ``neuroscope.plugin`` only, like a third-party executor
 (docs/plugins.md, docs/distributed.md).
 
-Ray: each unit is a task declaring ``num_cpus`` (``--cpus-per-unit``) and ``num_gpus``
-(1 when the run's ``--device`` is CUDA); inside it torch's and the BLAS's threads are
-limited to those CPUs. With ``--placement data`` (the default) a cell's units prefer the
+Ray: each unit is a task declaring ``num_cpus`` (``--cpus-per-unit``), ``num_gpus`` (with
+a CUDA ``--device``: ``--model-gpus`` for the units that run the model, 1 for the probes'
+units, none for the finish unit without ``--causal``) and ``memory`` (``--unit-memory``,
+estimated by default; never more than the largest node offers); inside it torch's and
+the BLAS's threads are limited to those CPUs. With ``--placement data`` (the default) a cell's units prefer the
 node its extract unit ran on (soft node affinity: its activations are in that node's
 cache even when caches are node-local). A task whose worker or node dies is submitted
 again by the driver (``max_retries``, default 3), reported with its cause: a retried unit
@@ -141,8 +143,18 @@ class RayExecutor:
                 origin[u.id] = origin.get(u.after[0], u.after[0])
         extracted_on: dict[str, str] = {}  # extract unit -> the Ray node it ran on
 
+        largest = largest_node_memory(self.ray)
+        warned: set[str] = set()
+
         def launch(unit: Unit, files: Any, attempt: int) -> Any:
             options: dict[str, Any] = {"num_cpus": unit.cpus, "num_gpus": unit.gpus, "name": unit.id}
+            if unit.memory:
+                options["memory"] = min(int(unit.memory), largest) if largest else int(unit.memory)
+                if largest and unit.memory > largest and unit.kind not in warned:
+                    warned.add(unit.kind)
+                    log.warning("%s declares %.1f GB of memory, more than any node of the cluster offers (%.1f GB): "
+                                "it asks for that node's whole memory; --unit-memory %s=SIZE sets it", unit.id,
+                                unit.memory / 1e9, largest / 1e9, unit.kind)
             node = extracted_on.get(origin.get(unit.id, ""))
             if self.placement == "data" and node is not None and unit.kind != "extract":
                 # soft: another node only where that one is gone or can never fit the unit
@@ -176,6 +188,15 @@ class RayExecutor:
             for ref in submitted:
                 self.ray.cancel(ref, force=True)
             raise
+
+
+def largest_node_memory(ray: Any) -> int:
+    """The largest ``memory`` resource of the cluster's live nodes, in bytes (0: none says):
+    a unit declaring more would wait for a node that never comes, so it asks for this."""
+    try:
+        return int(max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0))
+    except Exception:  # a Ray Client connection or an older Ray without the node table: nothing capped
+        return 0
 
 
 def system_failure(ray: Any, exc: BaseException) -> bool:

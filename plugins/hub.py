@@ -63,6 +63,28 @@ def package_model_dir(spec: str) -> Path:
     return path
 
 
+def local_checkpoint(checkpoint: str, revision: str | None = None) -> Path | None:
+    """The local directory of ``checkpoint`` (as :func:`resolve_checkpoint` finds it) where
+    it is on this machine already, else None; nothing is downloaded or imported."""
+    if not checkpoint:
+        return None
+    try:
+        if checkpoint.startswith("package:"):
+            return package_model_dir(checkpoint[len("package:") :])
+    except ModelLoadError:
+        return None
+    path = Path(checkpoint).expanduser()
+    if path.exists():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(checkpoint, revision=revision, local_files_only=True,
+                                      ignore_patterns=IGNORED_HUB_FILES))
+    except Exception:  # not a hub id, or not in the local cache
+        return None
+
+
 def resolve_checkpoint(checkpoint: str, revision: str | None = None) -> Path:
     """A local directory holding the checkpoint named by ``checkpoint``.
 

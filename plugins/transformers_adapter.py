@@ -43,7 +43,7 @@ import torch
 
 from neuroscope.plugin import (AGGREGATIONS, AttributionUnsupported, InterventionRecord, ModelAdapter, ModelLoadError,
                                NeuronIndex, NeuroscopeError, edit_hidden, is_loaded_model, loaded_model, resolve_device)
-from neuroscope_plugins.hub import checkpoint_sha256, resolve_checkpoint
+from neuroscope_plugins.hub import checkpoint_sha256, local_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -931,3 +931,15 @@ def transformers_model(*, device: str = "auto", aggregation: str = "last", batch
         raise ModelLoadError("the transformers adapter needs a checkpoint: --model hf:NAME-OR-PATH")
     return TransformersAdapter(checkpoint=checkpoint, device=device, aggregation=aggregation, batch_size=batch_size,
                                **options)
+
+
+def weight_files(options: dict[str, Any]) -> Path | None:
+    """Where the weights of the checkpoint ``options`` name lie on this machine, found
+    without loading or downloading anything (a ``package:`` model, a directory, a hub model
+    in the local cache), or None: what a unit running this model declares as memory is
+    estimated from their size (``--unit-memory``, docs/distributed.md)."""
+    return local_checkpoint(str(options.get("location") or options.get("checkpoint") or ""),
+                            options.get("revision"))
+
+
+transformers_model.weight_files = weight_files  # type: ignore[attr-defined]

