@@ -129,9 +129,10 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path, data_dir, cache_dir, 
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A Ray head started for this module (``ray start --head --block`` on its own port and
-    temporary directory, in its own session), and stopped by signalling that process group
-    alone: other Ray clusters on the machine are left alone. Token authentication on (the
+    """A two-node Ray cluster started for this module: a head (``ray start --head --block``
+    on its own port and temporary directory, in its own session) and a second node joining
+    it, one CPU and a name each, both stopped by signalling their process groups alone:
+    other Ray clusters on the machine are left alone. Token authentication on (the
     head's and this process's ``RAY_AUTH_MODE``, both reading the user's Ray token, which
     the head creates where there is none): a head started with the mode unset turns it on
     by itself where ``~/.ray/auth_token`` exists, and a driver that has not then fails with
@@ -152,10 +153,17 @@ def _ray_head():
     temp = tempfile.mkdtemp(prefix="nsray-")  # short: Ray's socket paths live under it
     ray = Path(sys.executable).with_name("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen([str(ray), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
-                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        node = subprocess.Popen([str(ray), "start", "--block", "--num-cpus", "1", "--disable-usage-stats", *args],
+                                env={**env, "NEUROSCOPE_NODE_NAME": name}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        started.append(node)
+        return node
+
     try:
+        head = start(HEAD_NODE, "--head", "--port", str(port), "--include-dashboard=false", f"--temp-dir={temp}")
         deadline = time.time() + 120
         while time.time() < deadline:
             if head.poll() is not None:
@@ -166,17 +174,33 @@ def _ray_head():
             time.sleep(0.5)
         else:
             pytest.fail("the Ray head did not listen within 120 s")
+        second = start(SECOND_NODE, "--address", f"127.0.0.1:{port}")
+        while time.time() < deadline:
+            if second.poll() is not None:
+                pytest.fail(f"ray start --address failed: {second.stderr.read().decode(errors='replace')[-2000:]}")
+            status = subprocess.run([str(ray), "status", "--address", f"127.0.0.1:{port}"], env=env,
+                                    capture_output=True, text=True)
+            if status.stdout.count("node_") >= 2:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the second Ray node did not join within 120 s")
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
-        try:
-            head.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):  # what is left of this group alone
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
+        for node in reversed(started):
+            os.killpg(node.pid, signal.SIGTERM)  # --block: ray start stops the processes it started
+            try:
+                node.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):  # what is left of this group alone
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+#: the names (NEUROSCOPE_NODE_NAME) of the module's two Ray nodes, one CPU each
+HEAD_NODE, SECOND_NODE = "head-node", "second-node"
 
 
 @pytest.fixture(scope="module")
@@ -366,13 +390,18 @@ def _unit_processes(marker: str) -> list[int]:
 
 def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local_matrix, ray_head, tmp_path,
                                                                             data_dir, cache_dir, capsys):
-    """Through ``--address HEAD`` (a running cluster, the module's head), the extraction in
-    two shards: the worker of the first shard and then a seed unit's, each killed with
-    SIGKILL, are retried, the retries are reported with their unit and cause and recorded
-    in timings.json, the store entries are byte for byte those of one extraction, and the
-    run still gives the local numbers."""
+    """Through ``--address HEAD`` (the module's two-node cluster, one CPU a node), the
+    extraction in two shards, one on each node at once, writing one entry of the shared
+    cache: the worker of the first shard and then a seed unit's, each killed with SIGKILL,
+    are retried, the retries are reported with their unit and cause and recorded in
+    timings.json, the store entries are byte for byte those of one extraction, and the run
+    still gives the local numbers."""
     out = tmp_path / "run"
-    killed: dict[str, int] = {}
+    killed: dict[str, str] = {}  # process title -> the node its worker ran on
+
+    def node_of(pid: int) -> str:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return next((v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"NEUROSCOPE_NODE_NAME=")), "?")
 
     def kill(title: str) -> None:
         deadline = time.time() + 240
@@ -380,8 +409,9 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
             if _unit_processes(title):
                 time.sleep(0.5)  # inside the unit: it loads the model or reads, and works for seconds more
                 for pid in _unit_processes(title):
-                    os.kill(pid, signal.SIGKILL)
-                    killed[title] = pid
+                    with contextlib.suppress(OSError):
+                        killed[title] = node_of(pid)
+                        os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
 
     def kill_both() -> None:
@@ -401,7 +431,12 @@ def test_a_worker_killed_mid_unit_is_retried_and_the_numbers_do_not_change(local
         stored = tmp_path / "cache" / "activations" / handle["key"]
         assert (stored / "activations.npy").read_bytes() == (cache_dir / "activations" / handle["key"] /
                                                              "activations.npy").read_bytes()
-    retries = json.loads((out / "timings.json").read_text())["retries"]
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings["nodes"].values()) <= {HEAD_NODE, SECOND_NODE}
+    # the first shard's killed worker and the second shard ran at once, so on the two nodes
+    assert {killed["ray::extract minilm x pos shard 1/2"], timings["nodes"]["extract-shard-2"]} == {
+        HEAD_NODE, SECOND_NODE}
+    retries = timings["retries"]
     assert sorted(retries) == ["extract-shard-1", "seed-0"]
     assert all(len(causes) == 1 and "Error: " in causes[0] for causes in retries.values())
     err = capsys.readouterr().err
