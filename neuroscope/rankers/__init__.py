@@ -121,8 +121,7 @@ class RankerInputs:
             squares = np.zeros_like(sums)
             for start, block in self.chunks():
                 y = self.labels[start : start + len(block)]
-                _add_by_class(sums, y, block)
-                _add_by_class(squares, y, np.square(block, dtype=np.float64))
+                _add_by_class(sums, y, block, squares)
             self.shared[key] = (counts, sums, squares)
         return self.shared[key]
 
@@ -149,12 +148,20 @@ class RankerInputs:
         return (counts[:, None] * np.nan_to_num(means)).sum(axis=0) / max(int(counts.sum()), 1)
 
 
-def _add_by_class(sums: np.ndarray, y: np.ndarray, block: np.ndarray) -> None:
-    """sums[c] += sum of the rows of class c (a one-hot matrix product, float64)."""
+def _add_by_class(sums: np.ndarray, y: np.ndarray, block: np.ndarray, square: np.ndarray | None = None) -> None:
+    """sums[c] += sum of the rows of class c (a one-hot matrix product, float64), and with
+    ``square`` square[c] += the sum of their squares. The rows are widened to float64 (and
+    squared: exact, a float32's square fits a float64) by torch: numpy's values, several
+    times faster."""
+    import torch
+
     keep = y >= 0
     onehot = np.zeros((int(keep.sum()), sums.shape[0]), dtype=np.float64)
     onehot[np.arange(len(onehot)), y[keep]] = 1.0
-    sums += onehot.T @ block[keep].astype(np.float64)
+    rows = torch.from_numpy(np.ascontiguousarray(block if keep.all() else block[keep])).double()
+    sums += onehot.T @ rows.numpy()
+    if square is not None:
+        square += onehot.T @ rows.square_().numpy()
 
 
 @attrs.frozen
