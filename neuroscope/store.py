@@ -26,9 +26,10 @@ uninterrupted one (so with identical values); the directory is renamed to
 ``<key>`` only when every sentence is written. An extraction split over several
 devices or nodes (``--extract-shards``) writes the same partial entry: each shard a
 contiguous run of the same batches, its own rows and its own "done" mask, under a
-shared lock (an unsharded extraction holds it alone); the entry is checked and renamed (:meth:`ActivationStore.seal`) once all
-are written, byte for byte what one extraction writes. Consumers read rows in chunks;
-nothing here loads the whole tokens x neurons matrix.
+shared lock (an unsharded extraction holds it alone); the entry is checked and renamed
+(:meth:`ActivationStore.seal`) once all are written, byte for byte what one extraction
+writes. Consumers read rows in chunks; nothing here loads the whole tokens x neurons
+matrix.
 """
 
 from __future__ import annotations
@@ -663,8 +664,9 @@ class ActivationStore:
             mine = shard_batches(adapter.batches(words), words, shard, shards)
             if progress:  # the other shards' sentences and this one's written already count as done
                 progress(len(words) - sum(len(b) for b in mine if not done[b].all()))
-            self._write_batches(adapter, corpus, partial, offsets, done, partial / f"{SHARD_DONE}{shard}-of-{shards}.npy",
-                                [b for b in mine if not done[b].all()], progress, flush_every, flush_seconds)
+            mask = partial / f"{SHARD_DONE}{shard}-of-{shards}.npy"
+            self._write_batches(adapter, corpus, partial, offsets, done, mask, [b for b in mine if not done[b].all()],
+                                progress, flush_every, flush_seconds)
         return key
 
     def seal(self, key: str) -> ActivationSet:

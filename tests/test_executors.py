@@ -109,7 +109,8 @@ def test_the_plan_is_a_graph_extracting_each_corpus_once(tmp_path):
         sharded = plan_units([(config, tmp_path / "gpu")], shards=2, model_gpus=2.0,
                              memory=lambda kind, c: {"extract": 7, "finish": 9}.get(kind))
         assert [(u.id.split(" gpu")[0], u.shard, u.after, u.gpus, u.memory) for u in sharded[:3]] == [
-            ("extract minilm x pos shard 1/2", (0, 2), (), 2.0, 7), ("extract minilm x pos shard 2/2", (1, 2), (), 2.0, 7),
+            ("extract minilm x pos shard 1/2", (0, 2), (), 2.0, 7),
+            ("extract minilm x pos shard 2/2", (1, 2), (), 2.0, 7),
             ("extract minilm x pos", None, (sharded[0].id, sharded[1].id), 0.0, 0)]
         assert [(u.kind, u.gpus, u.memory) for u in sharded[3:]] == [
             ("search", 1.0, None), ("seed", 1.0, None), ("seed", 1.0, None), ("seed", 1.0, None),
@@ -303,7 +304,8 @@ def test_local_parallel_runs_the_seeds_at_once_with_the_same_numbers(tmp_path, d
     assert main([*args, "--cache-dir", str(sharded), "--out", str(tmp_path / "two"), "--cpus", "2",
                  "--extract-shards", "2"]) == 0  # two worker processes
     assert_same_numbers(tmp_path / "two", tmp_path / "one")
-    keys = [h["key"] for h in json.loads((tmp_path / "two" / "steps" / "activations.json").read_text())["splits"].values()]
+    handles = json.loads((tmp_path / "two" / "steps" / "activations.json").read_text())["splits"]
+    keys = [handle["key"] for handle in handles.values()]
     for key in keys:
         files = sorted(p.name for p in (sharded / "activations" / key).iterdir())
         assert files == ["activations.npy", "manifest.json", "offsets.npy"]

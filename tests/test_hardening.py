@@ -57,7 +57,8 @@ MORE_BAD = {"--seeds": ["0"], "--l1": ["10"], "--l2": ["10"], "--grid": ["0,2"],
             "--deltas": ["101"], "--scan-step": ["0", "1.5"], "--scan-block": ["0"], "--scan-epochs": ["0", "1.5"], "--grid-memory": ["0"],
             "--epochs": ["0"], "--lr": ["0", "5"], "--batch-size": ["0"], "--extract-batch-size": ["0"],
             "--extract-batch-tokens": ["2.5"], "--stride": ["0"], "--max-sentences": ["0", "5,0,5"], "--alpha": [], "--beta": [],
-            "--cpus": ["0"], "--cpus-per-unit": [], "--extract-shards": ["0", "1.5"], "--model-gpus": ["0"], "--ksparse-k": ["0", "1.5"], "--ksparse-rows": ["1"],
+            "--cpus": ["0"], "--cpus-per-unit": [], "--extract-shards": ["0", "1.5"], "--model-gpus": ["0"],
+            "--ksparse-k": ["0", "1.5"], "--ksparse-rows": ["1"],
             "--ksparse-l2": ["0"], "--ksparse-ceiling": ["5"], "--ksparse-pool": ["0", "201"]}
 
 
