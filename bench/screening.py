@@ -9,11 +9,13 @@ accuracies (all / top / random / bottom), Neu_t (delta 0.5) with its Acc_t, and 
 wall time of each run. Prints a Markdown table and writes bench/results/screening.json.
 
     python bench/screening.py [--max-sentences 1000,200,200] [--seeds 1] [--l1 1e-4 --l2 1e-5]
-                              [--sites hidden,mlp] [--tasks pos,sem] [--shares 50,25,10]
+                              [--sites hidden,mlp] [--tasks pos,sem] [--shares 50,25,10] [--name screening]
 
 Fixed lambdas (one pair for every run) and a slice keep it to minutes per run on two
 cores; ``--l1 search`` runs each cell's own lambda search instead (the default
-protocol's, ~4x the time).
+protocol's, ~4x the time). ``--name`` names the results file (bench/results/NAME.json):
+the default protocol on the whole corpora is ``--max-sentences 100000 --seeds 3 --l1
+search --name screening_full``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="pos,sem")
     parser.add_argument("--shares", default="50,25,10")
     parser.add_argument("--work", type=Path, default=None, help="run directories and cache (default: a temp dir)")
+    parser.add_argument("--name", default="screening", help="the results file: bench/results/NAME.json")
     opts = parser.parse_args()
     work = opts.work or Path(tempfile.mkdtemp(prefix="neuroscope-screening-"))
     lambdas = [] if opts.l1 == "search" else ["--l1", opts.l1, "--l2", opts.l2]
@@ -98,7 +101,7 @@ def main() -> None:
     print("| task | site | kept | Jaccard top 20 % | same size | all | top | random | bottom | Neu_t (Acc_t) | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    write_results("screening", {"settings": vars(opts) | {"work": str(work)}, "runs": records})
+    write_results(opts.name, {"settings": vars(opts) | {"work": str(work)}, "runs": records})
 
 
 if __name__ == "__main__":
