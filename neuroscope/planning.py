@@ -160,28 +160,27 @@ def unit_name(unit: Unit) -> str:
     return f"seed-{unit.seed}" if unit.kind == "seed" else unit.kind
 
 
-def record_extraction(run_dir: Path, units: dict[str, tuple[float, str | None]]) -> None:
-    """Put the seconds of the extract unit a cell waited for (and of its shards, with
-    ``--extract-shards``: ``units`` maps each unit's name to its seconds and node) into
-    its timings.json (the cell's own units found the activations in the store):
-    ``extraction`` (their sum: the work, not the wall time), ``units`` and the ``nodes``
-    they ran on, added to ``total``. Cells sharing one extraction each show it."""
+def record_driver_timings(run_dir: Path, extraction: dict[str, tuple[float, str | None]] | None,
+                          resources: dict[str, dict[str, Any]], retries: dict[str, list[str]] | None) -> None:
+    """Put into a finished cell's timings.json what only the driver knows, in one update:
+    the extract unit the cell waited for (``extraction``: each unit's name, ``extract`` and
+    with ``--extract-shards`` its shards ``extract-shard-N``, with its seconds and node; the
+    cell's own units found the activations in the store) as ``extraction`` (their sum: the
+    work, not the wall time), ``units`` and ``nodes``, added to ``total``; what each unit
+    declared to the executor as ``resources`` (CPUs, GPUs, bytes of memory); and the
+    retried units as ``retries``, per unit (as named under ``units``) why each earlier
+    attempt ended (a worker or node that died). Cells sharing one extraction each show it."""
     path = run_dir / "timings.json"
     timings = read_json(path, "timings")
-    timings["extraction"] = round(sum(seconds for seconds, _ in units.values()), 3)
-    names = sorted(units, key=lambda n: (n == "extract", len(n), n))  # the shards in order, then the extract unit
-    timings["units"] = {**{name: units[name][0] for name in names}, **timings["units"]}
-    timings["nodes"] = {**{name: units[name][1] for name in names}, **timings.get("nodes", {})}
-    timings["total"] = round(sum(timings["units"].values()), 3)
-    write_json(path, timings)
-
-
-def record_resources(run_dir: Path, units: dict[str, dict[str, Any]]) -> None:
-    """Put what each of the cell's units declared to the executor into its timings.json:
-    ``resources``, per unit its CPUs, GPUs and bytes of memory (docs/distributed.md)."""
-    path = run_dir / "timings.json"
-    timings = read_json(path, "timings")
-    timings["resources"] = units
+    if extraction:
+        names = sorted(extraction, key=lambda n: (n == "extract", len(n), n))  # the shards in order, then extract
+        timings["extraction"] = round(sum(seconds for seconds, _ in extraction.values()), 3)
+        timings["units"] = {**{name: extraction[name][0] for name in names}, **timings["units"]}
+        timings["nodes"] = {**{name: extraction[name][1] for name in names}, **timings.get("nodes", {})}
+        timings["total"] = round(sum(timings["units"].values()), 3)
+    timings["resources"] = resources
+    if retries:
+        timings["retries"] = retries
     write_json(path, timings)
 
 
@@ -202,15 +201,6 @@ def unit_memory(plan: Plan) -> Callable[[str, RunConfig], int | None]:
         return declared_memory(kind, config.to_json(), overrides, weights.get(config.model))
 
     return memory
-
-
-def record_retries(run_dir: Path, retries: dict[str, list[str]]) -> None:
-    """Put the cell's retried units into its timings.json: ``retries``, per unit (as named
-    under ``units``) why each earlier attempt ended (a worker or node that died)."""
-    path = run_dir / "timings.json"
-    timings = read_json(path, "timings")
-    timings["retries"] = retries
-    write_json(path, timings)
 
 
 def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -> list[tuple[Path, dict[str, Any]]]:
@@ -268,14 +258,10 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
         if outcome.ok and unit.kind == "finish":
             run_dir = Path(unit.run_dir)
             extract = extract_of[unit.run_dir]
-            if extract in extracted:
-                with claim(run_dir):
-                    record_extraction(run_dir, extracted[extract])
             with claim(run_dir):
-                record_resources(run_dir, {**declared.get(extract, {}), **declared.get(unit.run_dir, {})})
-            if unit.run_dir in retried:
-                with claim(run_dir):
-                    record_retries(run_dir, retried[unit.run_dir])
+                record_driver_timings(run_dir, extracted.get(extract),
+                                      {**declared.get(extract, {}), **declared.get(unit.run_dir, {})},
+                                      retried.get(unit.run_dir))
             results = load_results(run_dir)
             if immediate:
                 summarise(run_dir, results)
