@@ -224,3 +224,34 @@ def test_a_shard_that_did_not_finish_is_named_and_the_rest_extracted_on_the_next
     whole.get_or_extract(WordHashAdapter(), corp)
     assert entry_files(store.root, key) == entry_files(whole.root, key)
     np.testing.assert_array_equal(np.asarray(acts.array), expected_rows(rest, corp))
+
+
+def test_sealing_shards_without_a_model_and_what_a_seal_refuses(tmp_path):
+    """The unit after the shards seals their entries from the shards' records alone (no
+    adapter: the model is not loaded) into the record a cell opens; shards that wrote other
+    entries, or a store that lacks some of their rows (node-local caches), are one line."""
+    from neuroscope import TaskData
+    from neuroscope.orchestrator import Orchestrator
+    from neuroscope.progress import Reporter
+    from neuroscope.registry import Registry
+    from neuroscope.settings import RunConfig
+
+    task = TaskData("toy", corpus(9), Corpus("dev", corpus(4).sentences), Corpus("test", corpus(5).sentences))
+    store = ActivationStore(tmp_path / "activations")
+    records = [{"device": "cpu", "keys": {name: store.extract_shard(WordHashAdapter(), c, i, 2)
+                                          for name, c in task.splits.items()}, "shard": [i, 2]} for i in range(2)]
+    config = RunConfig(model="m", task="toy", data_dir="d", cache_dir=str(tmp_path))
+    orchestrator = Orchestrator(Registry(), Reporter(quiet=True), [])
+    record = orchestrator.seal_shards(config, task, records)
+    assert record["device"] == "cpu" and record["labels"] == len(task.labels)
+    assert {n: h["key"] for n, h in record["splits"].items()} == records[0]["keys"]
+    np.testing.assert_array_equal(np.asarray(store.open(records[0]["keys"]["train"]).array),
+                                  expected_rows(WordHashAdapter(), task.train))
+    other = [records[0], {**records[1], "keys": {**records[1]["keys"], "train": "0" * 32}}]
+    with pytest.raises(StoreError, match="wrote different store entries"):
+        orchestrator.seal_shards(config, task, other)
+    lone = ActivationStore(tmp_path / "node-b" / "activations")  # a node whose cache saw one shard only
+    keys = {name: lone.extract_shard(WordHashAdapter(), c, 0, 2) for name, c in task.splits.items()}
+    node_b = RunConfig(model="m", task="toy", data_dir="d", cache_dir=str(tmp_path / "node-b"))
+    with pytest.raises(StoreError, match="sentences are not extracted yet .* need a --cache-dir every node shares"):
+        orchestrator.seal_shards(node_b, task, [{"device": "cpu", "keys": keys, "shard": [0, 2]}] * 2)
