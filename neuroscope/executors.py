@@ -152,7 +152,7 @@ def extraction_key(config: Mapping[str, Any]) -> tuple:
 
 def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_unit: int = 0,
                argv: Sequence[str] = (), shards: int = 1, model_gpus: float = 1.0,
-               memory: Callable[[str, Any], int] | None = None) -> list[Unit]:
+               memory: Callable[[str, Any], int | None] | None = None) -> list[Unit]:
     """The graph of a planned run (``plan``: (RunConfig, run directory) per cell), in an
     order that runs every unit after the units it depends on: a cell's units together, as
     the local executor runs them. ``cpus_per_unit`` 0: the units take the whole machine's
@@ -165,6 +165,7 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
     search and seed units whose estimate waits for the stored shapes (:func:`sized`)."""
     from neuroscope.orchestrator import cell_steps
 
+    declare = memory or (lambda kind, config: 0)
     units: list[Unit] = []
     extracts: dict[tuple, str] = {}
     for config, run_dir in plan:
@@ -174,7 +175,7 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
         key = extraction_key(data)
         if key not in extracts:
             extracts[key] = f"extract {config.model} x {config.task}"
-            mem = memory("extract", config) if memory else 0
+            mem = declare("extract", config)
             parts = [Unit(f"{extracts[key]} shard {i + 1}/{shards}", "extract", data, cpus=cpus_per_unit, gpus=model,
                           argv=tuple(argv), shard=(i, shards), memory=mem) for i in range(shards)] if shards > 1 else []
             units += parts
@@ -182,13 +183,13 @@ def plan_units(plan: Sequence[tuple[Any, Path]], resume: bool = False, cpus_per_
                               gpus=0.0 if parts else model, argv=tuple(argv), memory=0 if parts else mem))
         name = Path(run_dir).name
         search = Unit(f"search {name}", "search", data, str(run_dir), resume, (extracts[key],), cpus_per_unit, gpus,
-                      tuple(argv), memory=memory("search", config) if memory else 0)
+                      tuple(argv), memory=declare("search", config))
         seeds = [Unit(f"seed {seed} {name}", "seed", data, str(run_dir), True, (search.id,), cpus_per_unit, gpus,
-                      tuple(argv), seed, memory=memory("seed", config) if memory else 0)
+                      tuple(argv), seed, memory=declare("seed", config))
                  for kind, seed in cell_steps(config) if kind == "seed"]
         finish = Unit(f"finish {name}", "finish", data, str(run_dir), True, tuple(u.id for u in seeds), cpus_per_unit,
                       model if config.causal else 0.0, tuple(argv),  # results and report: no GPU unless --causal
-                      memory=memory("finish", config) if memory else 0)
+                      memory=declare("finish", config))
         units += [search, *seeds, finish]
     return units
 

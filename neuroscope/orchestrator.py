@@ -56,7 +56,7 @@ from neuroscope.steps.analyses import seed_record, task_accuracies
 from neuroscope.steps.causal import causal_step
 from neuroscope.steps.control import control_task_step
 from neuroscope.steps.data import data_summary, split_checksums, warn_unseen_labels
-from neuroscope.steps.extraction import check_screen, extract, screen, screened
+from neuroscope.steps.extraction import check_screen, extract, screen, screened, stored_or_room
 from neuroscope.steps.files import (StepFileError, ceiling_record, control_record, minimal_record, oracle_record,
                                     probe_arrays, ranking_record, read_step, rotation_record, search_record)
 from neuroscope.steps.minimal import minimal_step
@@ -65,7 +65,7 @@ from neuroscope.steps.rotation import rotation_step
 from neuroscope.steps.search import lambda_search_step, search_grid, searches
 from neuroscope.steps.sparse import sparse_ceiling_step
 from neuroscope.steps.summary import results_record
-from neuroscope.store import IN_MEMORY, ActivationStore, check_space, labels_to_ids
+from neuroscope.store import IN_MEMORY, ActivationStore, labels_to_ids
 from neuroscope.types import NeuronIndex, TaskData
 from neuroscope.validation import check_choice
 
@@ -352,7 +352,7 @@ class Orchestrator:
             warn_unseen_labels(config.task, data, config.unseen_labels)
             if activations is None:
                 adapter, acts = self.extract_activations(config, task)
-                record = activation_record(adapter, acts)  # the record steps/activations.json keeps
+                record = activation_record(adapter, acts)
             else:
                 record = activations
                 acts = self._open_activations(config, task, record["splits"])
@@ -389,14 +389,20 @@ class Orchestrator:
         adapter = self.load_adapter(config)
         return screened(adapter, index.neurons) if index.screened else adapter
 
+    def extraction_adapter(self, config: RunConfig) -> ModelAdapter:
+        """The model an extraction (or a shard of one) runs: loaded, and refused before
+        anything is extracted where ``--causal`` or a ranker needs what it cannot do."""
+        adapter = self.load_adapter(config)
+        check_causal_support(config, adapter)
+        check_model_rankers(self.registry, config, adapter)
+        return adapter
+
     def extract_activations(self, config: RunConfig, task: TaskData) -> tuple[ModelAdapter, dict[str, Any]]:
         """Step 2: the model, and every split's activations from the store, extracted where
         it lacks them (an extract unit, or the cell's first unit). --causal with an adapter
         that cannot intervene is refused before anything is extracted."""
         check_screen(config.screen, config.store_budget, Path(config.cache_dir), task)
-        adapter = self.load_adapter(config)
-        check_causal_support(config, adapter)
-        check_model_rankers(self.registry, config, adapter)
+        adapter = self.extraction_adapter(config)
         start = time.perf_counter()
         if config.screen != "off":
             adapter = screen(Path(config.cache_dir), adapter, task, config.screen, config.store_budget,
@@ -412,13 +418,9 @@ class Orchestrator:
         """Step 2 split over units (``--extract-shards``): this shard's rows of every split's
         store entry (:meth:`ActivationStore.extract_shard`); returns the device and each
         split's key, for the unit that seals them (:meth:`seal_shards`)."""
-        adapter = self.load_adapter(config)
-        check_causal_support(config, adapter)
-        check_model_rankers(self.registry, config, adapter)
+        adapter = self.extraction_adapter(config)
         store = ActivationStore(Path(config.cache_dir) / "activations")
-        missing = [c for c in task.splits.values() if store.stored(adapter, c) is None]
-        if missing:
-            check_space(store.root, sum(c.n_tokens for c in missing), adapter.neuron_index.n_neurons)
+        stored_or_room(store, adapter, task)
         start = time.perf_counter()
         keys = {}
         for name, corpus in task.splits.items():

@@ -229,7 +229,7 @@ def execute(plan: Plan, reporter: Reporter, argv: Sequence[str] | None = None) -
     retried: dict[str, dict[str, list[str]]] = {}  # run directory -> unit -> why each earlier attempt ended
     extracted: dict[str, dict[str, tuple[float, str | None]]] = {}  # extract unit -> its (and its shards') seconds
     extract_of = {u.run_dir: u.after[0] for u in units if u.kind == "search"}  # run directory -> its extract unit
-    shard_of = {u.id: e.id for e in units if e.kind == "extract" for u in units if u.id in e.after}
+    shard_of = {shard: e.id for e in units if e.kind == "extract" for shard in e.after}  # shard -> its extract unit
     declared: dict[str, dict[str, dict[str, Any]]] = {}  # extract unit or run directory -> unit -> its resources
     # units in parallel drive a live progress display: summaries after it
     immediate = options.executor == "local" and (options.cpus or 1) // max(1, options.cpus_per_unit) <= 1

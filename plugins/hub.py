@@ -74,14 +74,18 @@ def local_checkpoint(checkpoint: str, revision: str | None = None) -> Path | Non
     except ModelLoadError:
         return None
     path = Path(checkpoint).expanduser()
-    if path.exists():
-        return path
+    return path if path.exists() else cached_snapshot(checkpoint, revision)
+
+
+def cached_snapshot(checkpoint: str, revision: str | None = None) -> Path | None:
+    """The directory of hub model ``checkpoint`` in this machine's Hugging Face cache, or
+    None (not a hub id, or not downloaded here); nothing is downloaded."""
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(checkpoint, revision=revision, local_files_only=True,
                                       ignore_patterns=IGNORED_HUB_FILES))
-    except Exception:  # not a hub id, or not in the local cache
+    except Exception:
         return None
 
 
@@ -101,13 +105,12 @@ def resolve_checkpoint(checkpoint: str, revision: str | None = None) -> Path:
         return path
     if checkpoint.startswith((".", "/", "~")) or os.sep in checkpoint.strip("/").replace("/", "", 1):
         raise ModelLoadError(f"{checkpoint}: no such checkpoint directory")
+    cached = cached_snapshot(checkpoint, revision)
+    if cached is not None:
+        return cached
+    log.info("%s is not in the local Hugging Face cache", checkpoint)
     from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(checkpoint, revision=revision, local_files_only=True,
-                                      ignore_patterns=IGNORED_HUB_FILES))
-    except Exception:
-        log.info("%s is not in the local Hugging Face cache", checkpoint)
     hint = f"pass a local path instead, e.g. --model hf:/path/to/{checkpoint.split('/')[-1]}"
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
         raise ModelLoadError(f"cannot download {checkpoint!r}: HF_HUB_OFFLINE is set and it is not cached; {hint}")

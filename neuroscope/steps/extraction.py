@@ -60,10 +60,7 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
             with task_progress(f"extract {name} (in memory)", len(corpus), "sentences") as advance:
                 out[name] = extract_in_memory(adapter, corpus, advance)
         return out
-    found = {name: store.stored(adapter, corpus) for name, corpus in task.splits.items()}
-    missing = [corpus for name, corpus in task.splits.items() if found[name] is None]
-    if missing:  # refuse before extracting anything when the store cannot fit on its disk
-        check_space(store.root, sum(c.n_tokens for c in missing), adapter.neuron_index.n_neurons)
+    found = stored_or_room(store, adapter, task)
     out = {}
     for name, corpus in task.splits.items():
         if found[name] is None:
@@ -71,6 +68,16 @@ def extract(store: ActivationStore, adapter: ModelAdapter, task: TaskData,
                 found[name] = store.get_or_extract(adapter, corpus, advance)
         out[name] = found[name]
     return out
+
+
+def stored_or_room(store: ActivationStore, adapter: ModelAdapter, task: TaskData) -> dict[str, ActivationSet | None]:
+    """Each split's stored activations (None where the store lacks them), after refusing,
+    before anything is extracted, the splits it lacks when they would not fit on its disk."""
+    found = {name: store.stored(adapter, corpus) for name, corpus in task.splits.items()}
+    missing = [corpus for name, corpus in task.splits.items() if found[name] is None]
+    if missing:
+        check_space(store.root, sum(c.n_tokens for c in missing), adapter.neuron_index.n_neurons)
+    return found
 
 
 def store_budget(cache_dir: Path, setting: str) -> int:
